@@ -1,0 +1,45 @@
+"""Assembling a model: select implementations, build on ``meta``, materialise once."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import torch
+
+from qwen3core.contracts import BuildContext, Selection
+from qwen3core.init import initialize_random
+from qwen3core.model import Qwen3Model
+from qwen3core.registry import Registry, get_registry
+from qwen3core.spec import Qwen3Spec
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def select_backends(backends: Mapping[str, str] | None, *, device: torch.device,
+                    dtype: torch.dtype, registry: Registry | None = None,
+                    plugins: Iterable[object] = ()) -> Selection:
+    registry = registry or get_registry(plugins)
+    return registry.select(backends, device=device, dtype=dtype)
+
+
+def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) -> Qwen3Model:
+    """The model with every parameter on the ``meta`` device: shapes only, no memory.
+
+    Factories therefore must not compute tensors they keep (buffers) at construction time;
+    derived state belongs in ``prepare_weights()``, which runs once the weights are real.
+    """
+    ctx = BuildContext(spec, dtype, torch.device("meta"), selection)
+    return Qwen3Model(ctx)
+
+
+def build_random(spec: Qwen3Spec, selection: Selection, *, dtype: torch.dtype,
+                 device: torch.device, seed: int = 0) -> Qwen3Model:
+    """A randomly initialised model (see :mod:`qwen3core.init`), ready to run."""
+    model = build_skeleton(spec, selection, dtype)
+    model.to_empty(device=device)
+    model.tie_weights()  # to_empty may have given the two tied modules separate storage
+    initialize_random(model, seed, spec.hidden_size)
+    model.prepare_weights()
+    return model.eval()

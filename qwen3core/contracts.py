@@ -1,0 +1,166 @@
+"""The contracts every backend implements, written down once, with tensor shapes.
+
+Shape letters: B batch, S new tokens in this call, T key slots visible to attention,
+H_q query heads, H_kv key/value heads, D head_dim, E hidden size.
+
+A backend is a set of :class:`Implementation` objects, one per component it provides. The
+plugin hooks in :mod:`qwen3core.hookspecs` return them; :mod:`qwen3core.registry` selects one
+per component; :mod:`qwen3core.model` builds the forward pass from the selected factories.
+Factories run while a model is *built*; ``forward`` only calls plain modules and functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+import torch
+
+if TYPE_CHECKING:
+    from qwen3core.spec import Qwen3Spec
+
+#: The pluggable components of a Qwen3 forward pass, in the order they are listed to users.
+COMPONENTS: tuple[str, ...] = (
+    "attention", "norm", "rope", "kv_cache", "linear", "mlp", "moe", "runner")
+
+
+@dataclass(frozen=True)
+class AttentionBatch:
+    """What attention needs besides q, k, v: built once per forward by the model.
+
+    ``mask`` is always present, so no implementation can attend where it must not simply by
+    forgetting an argument: True where query ``s`` of row ``b`` may attend key slot ``t``
+    (causality and left padding are both folded in).
+    """
+
+    positions: torch.Tensor  # [B, S] int64 rotary positions of the new tokens
+    mask: torch.Tensor  # [B, 1, S, T] bool
+    start: int  # cache slot of the first new token
+    #: True when ``mask`` is exactly the plain causal mask with no padding and T == start + S,
+    #: so a kernel may use its built-in causal path (``is_causal``) instead of the tensor.
+    plain_causal: bool = False
+
+
+class AttentionFn(Protocol):
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 batch: AttentionBatch, scale: float) -> torch.Tensor:
+        """q [B, H_q, S, D], k/v [B, H_kv, T, D] -> [B, H_q, S, D] in q's dtype.
+
+        H_q is a multiple of H_kv (grouped-query attention): query head h reads kv head
+        ``h // (H_q // H_kv)``. Softmax accumulates in float32.
+        """
+
+
+@runtime_checkable
+class KVCache(Protocol):
+    """Per-layer key/value storage for one batch of sequences.
+
+    Slots are shared by all rows (rows are left-padded to a common length); which slots hold
+    real tokens is tracked by :class:`qwen3core.cache.Cache`, not by the storage.
+    """
+
+    capacity: int | None  # maximum slots, None when it grows without bound
+    #: When True, ``update`` returns all ``capacity`` slots (unwritten ones masked out), which
+    #: keeps shapes static for compiled code; otherwise it returns slots ``[0, start + S)``.
+    returns_full_capacity: bool
+
+    def update(self, layer_idx: int, start: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [B, H_kv, S, D] at slots ``start .. start+S`` and return all keys and
+        values attention may see, [B, H_kv, T, D]."""
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep only the batch rows ``rows`` (int64 [B']) in this order."""
+
+
+class RotaryFn(Protocol):
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [B, H_q, S, D], k [B, H_kv, S, D], positions [B, S] -> rotated q, k ("rotate
+        half" layout, cos/sin computed in float32 then cast to the activation dtype)."""
+
+
+class Runner(Protocol):
+    def __call__(self, step: Callable[..., torch.Tensor], phase: str) -> Callable[..., torch.Tensor]:
+        """Wrap a model step function; ``phase`` is "prefill" or "decode"."""
+
+
+@dataclass
+class BuildContext:
+    """Handed to every factory: the spec, the runtime dtype/device and the selection, so that
+    one component can build another with whatever implementation the user selected."""
+
+    spec: "Qwen3Spec"
+    dtype: torch.dtype
+    device: torch.device
+    selection: "Selection"
+
+    def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
+        return self.selection[component].factory(self, *args, **kwargs)
+
+    # Convenience wrappers for the components that build each other.
+    def linear(self, in_features: int, out_features: int) -> torch.nn.Module:
+        return self.build("linear", in_features, out_features)
+
+    def norm(self, dim: int) -> torch.nn.Module:
+        return self.build("norm", dim, self.spec.rms_norm_eps)
+
+    def mlp(self, hidden_size: int, intermediate_size: int) -> torch.nn.Module:
+        return self.build("mlp", hidden_size, intermediate_size)
+
+
+#: Returns None when usable on (device, dtype), else a reason a person can act on.
+AvailabilityCheck = Callable[[torch.device, torch.dtype], "str | None"]
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One named implementation of one component, as a plugin hook returns it.
+
+    Factory signatures by component (``ctx`` is a :class:`BuildContext`):
+
+    ===========  ===========================================  =================================
+    component    factory(ctx, ...)                            returns
+    ===========  ===========================================  =================================
+    attention    ``(ctx)``                                    :class:`AttentionFn`
+    norm         ``(ctx, dim, eps)``                          module with ``weight`` [dim]
+    rope         ``(ctx)``                                    :class:`RotaryFn`
+    kv_cache     ``(ctx, batch_size, capacity)``              :class:`KVCache`
+    linear       ``(ctx, in_features, out_features)``         module with ``weight`` [out, in]
+    mlp          ``(ctx, hidden_size, intermediate_size)``    module with ``gate_proj``,
+                                                              ``up_proj``, ``down_proj``
+    moe          ``(ctx)``                                    module loading ``gate.weight`` and
+                                                              ``experts.{e}.{gate,up,down}_proj
+                                                              .weight``
+    runner       ``(ctx)``                                    :class:`Runner`
+    ===========  ===========================================  =================================
+
+    Modules map ``[..., E] -> [..., E']``. A module whose weights need a layout of its own
+    (fused, stacked, packed) converts them in ``prepare_weights()``, which the loader calls once
+    after the checkpoint's tensors are in place.
+    """
+
+    component: str
+    name: str
+    factory: Callable[..., Any]
+    summary: str = ""
+    #: Higher wins when no selection is given for this component.
+    priority: int = 0
+    check: AvailabilityCheck | None = None
+    #: Provided by the registry: the plugin (entry point) that contributed it.
+    plugin: str = field(default="", compare=False)
+
+    def unavailable_reason(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        if self.check is None:
+            return None
+        try:
+            return self.check(torch.device(device), dtype)
+        except Exception as exc:  # a broken check must not hide the other backends
+            return f"availability check raised {type(exc).__name__}: {exc}"
+
+
+class Selection(dict):
+    """component name -> the chosen :class:`Implementation` (a plain dict with a summary)."""
+
+    def names(self) -> dict[str, str]:
+        return {component: impl.name for component, impl in self.items()}

@@ -1,0 +1,33 @@
+"""Dtype names as users type them."""
+
+from __future__ import annotations
+
+import torch
+
+from qwen3core.errors import Qwen3CoreError
+
+_ALIASES = {
+    "float32": torch.float32, "fp32": torch.float32, "f32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
+}
+
+
+def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    key = value.lower().replace("torch.", "")
+    if key not in _ALIASES:
+        raise Qwen3CoreError(
+            f"unknown dtype {value!r}; use one of float32, bfloat16, float16, float64")
+    return _ALIASES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def bytes_per_element(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()

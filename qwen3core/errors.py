@@ -1,0 +1,27 @@
+"""The exceptions qwen3core raises on purpose; each message says what was wrong and what to do."""
+
+from qwen3core.spec import SpecError
+
+
+class Qwen3CoreError(Exception):
+    """Base class for the framework's own errors."""
+
+
+class PluginError(Qwen3CoreError):
+    """A plugin could not be loaded or is malformed (misspelled hook, duplicate name)."""
+
+
+class BackendSelectionError(Qwen3CoreError, ValueError):
+    """An unknown component or implementation was selected, or the selected one is unavailable."""
+
+
+class CheckpointError(Qwen3CoreError, ValueError):
+    """A checkpoint is missing, corrupt, or does not match the model it claims to describe."""
+
+
+class GenerationError(Qwen3CoreError, ValueError):
+    """Invalid generation request (bad parameter, prompt longer than the context, ...)."""
+
+
+__all__ = ["Qwen3CoreError", "PluginError", "BackendSelectionError", "CheckpointError",
+           "GenerationError", "SpecError"]

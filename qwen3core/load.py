@@ -1,0 +1,41 @@
+"""``qwen3core.load``: one entry point for random presets, local directories and hub ids."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Mapping
+
+import torch
+
+from qwen3core.build import build_random, default_device, select_backends
+from qwen3core.dtypes import parse_dtype
+from qwen3core.loaded import LoadedModel
+from qwen3core.sources import RANDOM_PREFIX, parse_random
+
+
+def load(source: str, *, dtype: str | torch.dtype | None = None,
+         device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
+         seed: int | None = None, plugins: Iterable[object] = ()) -> LoadedModel:
+    """Load a Qwen3 model.
+
+    ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
+    a local Hugging Face model directory, or a hub id such as ``Qwen/Qwen3-0.6B``.
+    ``backends`` maps components to implementation names (``{"attention": "sdpa"}``); components
+    left out get the fastest implementation available for the device and dtype.
+    ``plugins`` adds plugin objects for this call only (tests, experiments).
+    """
+    started = time.perf_counter()
+    torch_device = torch.device(device) if device is not None else default_device()
+    if source.startswith(RANDOM_PREFIX):
+        rnd = parse_random(source, seed)
+        torch_dtype = parse_dtype(dtype) or torch.float32
+        selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
+                                    plugins=plugins)
+        model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
+                             seed=rnd.seed)
+        return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
+                           load_seconds=time.perf_counter() - started)
+    from qwen3core.checkpoint import load_pretrained
+
+    return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
+                           backends=backends, plugins=plugins, started=started)

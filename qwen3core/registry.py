@@ -1,0 +1,171 @@
+"""The backend registry: every implementation the installed plugins provide, and selection.
+
+Selection is explicit and loud. A component the user names must exist and be available on the
+requested device and dtype, or :class:`BackendSelectionError` says what exists and why each
+candidate was rejected. A component the user leaves out gets the available implementation with
+the highest declared priority, and :meth:`Selection.names` reports which one that was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+import pluggy
+import torch
+
+from qwen3core.contracts import COMPONENTS, Implementation, Selection
+from qwen3core.errors import BackendSelectionError, PluginError
+from qwen3core.hookspecs import HOOK_FOR_COMPONENT
+
+
+@dataclass(frozen=True)
+class Availability:
+    implementation: Implementation
+    reason: str | None  # None when available
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
+
+
+class Registry:
+    """component -> name -> Implementation, gathered from a plugin manager's hooks."""
+
+    def __init__(self, implementations: Iterable[Implementation]):
+        self._by_component: dict[str, dict[str, Implementation]] = {c: {} for c in COMPONENTS}
+        for impl in implementations:
+            self._add(impl)
+
+    @classmethod
+    def from_plugin_manager(cls, pm: pluggy.PluginManager) -> "Registry":
+        gathered: list[Implementation] = []
+        for component, hook_name in HOOK_FOR_COMPONENT.items():
+            hook = getattr(pm.hook, hook_name)
+            for hook_impl in hook.get_hookimpls():
+                plugin_name = pm.get_name(hook_impl.plugin) or repr(hook_impl.plugin)
+                result = hook_impl.function()
+                for impl in _as_list(result, hook_name, plugin_name):
+                    if impl.component != component:
+                        raise PluginError(
+                            f"plugin {plugin_name!r} returned an implementation of "
+                            f"{impl.component!r} from hook {hook_name!r}, which provides "
+                            f"{component!r}")
+                    gathered.append(replace(impl, plugin=plugin_name))
+        return cls(gathered)
+
+    def _add(self, impl: Implementation) -> None:
+        if impl.component not in self._by_component:
+            raise PluginError(f"unknown component {impl.component!r} in {impl!r}; components "
+                              f"are {', '.join(COMPONENTS)}")
+        existing = self._by_component[impl.component].get(impl.name)
+        if existing is not None:
+            raise PluginError(
+                f"two implementations of {impl.component!r} are named {impl.name!r}: one from "
+                f"plugin {existing.plugin!r}, one from plugin {impl.plugin!r}; names must be "
+                f"unique per component")
+        self._by_component[impl.component][impl.name] = impl
+
+    # -- queries ----------------------------------------------------------------------------------
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS
+
+    def implementations(self, component: str) -> list[Implementation]:
+        self._check_component(component)
+        return sorted(self._by_component[component].values(), key=lambda i: (-i.priority, i.name))
+
+    def get(self, component: str, name: str) -> Implementation:
+        self._check_component(component)
+        try:
+            return self._by_component[component][name]
+        except KeyError:
+            known = ", ".join(i.name for i in self.implementations(component)) or "none"
+            raise BackendSelectionError(
+                f"unknown {component} implementation {name!r}; installed: {known}. "
+                f"Run `qwen3 backends` to see every implementation and its status") from None
+
+    def availability(self, component: str, device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> list[Availability]:
+        device = torch.device(device)
+        return [Availability(impl, impl.unavailable_reason(device, dtype))
+                for impl in self.implementations(component)]
+
+    def _check_component(self, component: str) -> None:
+        if component not in self._by_component:
+            raise BackendSelectionError(
+                f"unknown component {component!r}; components are {', '.join(COMPONENTS)}")
+
+    # -- selection --------------------------------------------------------------------------------
+    def select(self, requested: Mapping[str, str] | None = None, *,
+               device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> Selection:
+        """Resolve one implementation per component; see the module docstring."""
+        requested = dict(requested or {})
+        device = torch.device(device)
+        for component in requested:
+            self._check_component(component)
+        selection = Selection()
+        for component in COMPONENTS:
+            if component in requested:
+                impl = self.get(component, requested[component])
+                reason = impl.unavailable_reason(device, dtype)
+                if reason is not None:
+                    raise BackendSelectionError(
+                        f"{component} implementation {impl.name!r} is unavailable on "
+                        f"{device} with {_dtype_name(dtype)}: {reason}. "
+                        f"{self._alternatives(component, device, dtype)}")
+                selection[component] = impl
+                continue
+            candidates = self.availability(component, device, dtype)
+            usable = [a.implementation for a in candidates if a.available]
+            if not usable:
+                why = "; ".join(f"{a.implementation.name}: {a.reason}" for a in candidates)
+                raise BackendSelectionError(
+                    f"no {component} implementation is available on {device} with "
+                    f"{_dtype_name(dtype)} ({why or 'none installed'}). Is the first-party "
+                    f"'eager' plugin blocked or uninstalled?")
+            selection[component] = usable[0]  # sorted by priority
+        return selection
+
+    def _alternatives(self, component: str, device: torch.device, dtype: torch.dtype) -> str:
+        parts = []
+        for a in self.availability(component, device, dtype):
+            parts.append(f"{a.implementation.name} ({'available' if a.available else a.reason})")
+        return f"Installed {component} implementations: " + ", ".join(parts)
+
+
+def _as_list(result: object, hook_name: str, plugin_name: str) -> list[Implementation]:
+    if result is None:
+        return []
+    items = [result] if isinstance(result, Implementation) else list(result)  # type: ignore
+    for item in items:
+        if not isinstance(item, Implementation):
+            raise PluginError(f"hook {hook_name!r} of plugin {plugin_name!r} returned "
+                              f"{type(item).__name__}, expected qwen3core.Implementation")
+    return items
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+_default_registry: Registry | None = None
+
+
+def get_registry(extra_plugins: Iterable[object] = ()) -> Registry:
+    """The registry of installed plugins (cached), or a fresh one including ``extra_plugins``."""
+    global _default_registry
+    from qwen3core.plugins import get_plugin_manager
+
+    extra = list(extra_plugins)
+    if extra:
+        return Registry.from_plugin_manager(get_plugin_manager(extra))
+    if _default_registry is None:
+        _default_registry = Registry.from_plugin_manager(get_plugin_manager())
+    return _default_registry
+
+
+def reset_registry_cache() -> None:
+    """Forget the cached registry (after installing a plugin in the same process)."""
+    global _default_registry
+    _default_registry = None
