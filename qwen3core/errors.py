@@ -1,10 +1,11 @@
 """The exceptions qwen3core raises on purpose; each message says what was wrong and what to do."""
 
-from qwen3core.spec import SpecError
-
-
 class Qwen3CoreError(Exception):
     """Base class for the framework's own errors."""
+
+
+class SpecError(Qwen3CoreError, ValueError):
+    """A config that does not describe a Qwen3 model this framework can build."""
 
 
 class PluginError(Qwen3CoreError):

@@ -11,9 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-
-class SpecError(ValueError):
-    """A config that does not describe a Qwen3 model this framework can build."""
+from qwen3core.errors import SpecError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+import sys
+
+from qwen3core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""``qwen3 info --model SRC``: the architecture, parameter counts, memory per dtype and the
+implementations that would be selected, without loading any weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from qwen3core.build import default_device
+from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.dtypes import bytes_per_element, dtype_name, parse_dtype
+from qwen3core.sources import RANDOM_PREFIX, parse_random
+from qwen3core.spec import Qwen3Spec
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a model's spec, size and selected backends")
+    add_model_options(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run)
+
+
+def resolve_spec(source: str) -> tuple[Qwen3Spec, torch.dtype | None]:
+    """The spec a source describes and its stored dtype (None for random presets)."""
+    if source.startswith(RANDOM_PREFIX):
+        return parse_random(source).spec, None
+    from qwen3core.checkpoint import read_spec
+
+    return read_spec(source)
+
+
+def describe(source: str, dtype: torch.dtype | None, device: torch.device,
+             backends: dict[str, str]) -> dict:
+    from qwen3core.registry import get_registry
+
+    spec, stored_dtype = resolve_spec(source)
+    run_dtype = dtype or stored_dtype or torch.float32
+    selection = get_registry().select(backends, device=device, dtype=run_dtype)
+    unique = spec.parameter_count(count_tied_twice=False)
+    return {
+        "source": source,
+        "spec": spec.to_dict(),
+        "moe": spec.is_moe,
+        "sparse_layers": sum(spec.is_sparse_layer(i) for i in range(spec.num_hidden_layers)),
+        "parameters": spec.parameter_count(count_tied_twice=True),
+        "parameters_unique": unique,
+        "parameters_active_per_token": spec.active_parameter_count(),
+        "stored_dtype": dtype_name(stored_dtype) if stored_dtype else None,
+        "weights_bytes": {dtype_name(d): unique * bytes_per_element(d)
+                          for d in (torch.float32, torch.bfloat16, torch.float16)},
+        "device": str(device),
+        "dtype": dtype_name(run_dtype),
+        "backends": selection.names(),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    device = torch.device(args.device) if args.device else default_device()
+    info = describe(args.model, parse_dtype(args.dtype), device,
+                    parse_backend_options(args.backend))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    spec = info["spec"]
+    print(f"model      {info['source']}")
+    kind = (f"MoE: {spec['num_experts']} experts, {spec['num_experts_per_tok']} active, "
+            f"width {spec['moe_intermediate_size']}, {info['sparse_layers']} sparse layers"
+            if info["moe"] else f"dense, intermediate {spec['intermediate_size']}")
+    print(f"shape      hidden {spec['hidden_size']}, {spec['num_hidden_layers']} layers, "
+          f"{spec['num_attention_heads']} q heads / {spec['num_key_value_heads']} kv heads, "
+          f"head_dim {spec['head_dim']}, vocab {spec['vocab_size']}; {kind}")
+    print(f"           tied embeddings: {spec['tie_word_embeddings']}, rope theta "
+          f"{spec['rope_theta']:g}, context {spec['max_position_embeddings']}")
+    print(f"parameters {info['parameters']:,} (tied head counted twice), "
+          f"{info['parameters_unique']:,} unique, "
+          f"{info['parameters_active_per_token']:,} active per token")
+    sizes = ", ".join(f"{name} {_gib(n)}" for name, n in info["weights_bytes"].items())
+    print(f"weights    {sizes}" + (f"; stored as {info['stored_dtype']}"
+                                   if info["stored_dtype"] else ""))
+    print(f"backends   on {info['device']} with {info['dtype']}: " +
+          ", ".join(f"{c}={n}" for c, n in info["backends"].items()))
+    return 0
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
