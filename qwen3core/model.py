@@ -79,6 +79,7 @@ class Qwen3Model(nn.Module):
         self.selection = ctx.selection
         self.model = Decoder(ctx)
         self.lm_head = ctx.linear(ctx.spec.hidden_size, ctx.spec.vocab_size)
+        self.runner = ctx.build("runner")  # wraps the generation steps (eager or compiled)
         self.tie_weights()
 
     def tie_weights(self) -> None:

@@ -1,0 +1,1 @@
+"""Generation: small pure step functions, a sampler, and the loops built from them."""
