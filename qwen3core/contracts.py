@@ -47,7 +47,8 @@ class AttentionFn(Protocol):
         """q [B, H_q, S, D], k/v [B, H_kv, T, D] -> [B, H_q, S, D] in q's dtype.
 
         H_q is a multiple of H_kv (grouped-query attention): query head h reads kv head
-        ``h // (H_q // H_kv)``. Softmax accumulates in float32.
+        ``h // (H_q // H_kv)``. Softmax accumulates in float32 (in float64 for float64
+        inputs, so that float64 runs are exact references).
         """
 
 

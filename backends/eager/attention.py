@@ -21,5 +21,7 @@ def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: At
     # A large negative number rather than -inf: a query row with nothing to attend to (a pad
     # position) then gets uniform weights instead of NaNs that would poison later layers.
     scores = scores.masked_fill(~batch.mask, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    # float32 softmax (float64 stays float64, so float64 runs are exact references).
+    compute = torch.promote_types(q.dtype, torch.float32)
+    weights = torch.softmax(scores, dim=-1, dtype=compute).to(q.dtype)
     return torch.matmul(weights, v)  # [B, H_q, S, D]

@@ -15,7 +15,8 @@ from qwen3core.contracts import BuildContext
 def route(router_logits: torch.Tensor, top_k: int, normalise: bool, dtype: torch.dtype
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """router_logits [N, n_experts] -> (weights [N, k] in ``dtype``, expert ids [N, k])."""
-    probs = torch.softmax(router_logits, dim=-1, dtype=torch.float32)
+    probs = torch.softmax(router_logits, dim=-1,
+                          dtype=torch.promote_types(router_logits.dtype, torch.float32))
     weights, experts = torch.topk(probs, top_k, dim=-1)
     if normalise:
         weights = weights / weights.sum(dim=-1, keepdim=True)

@@ -12,7 +12,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         input_dtype = x.dtype
-        x32 = x.to(torch.float32)
+        # float32 statistics; float64 inputs keep float64 so float64 runs are exact references.
+        x32 = x.to(torch.promote_types(input_dtype, torch.float32))
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         # The multiply happens in the input dtype, as the reference model does it; multiplying
         # in float32 first would round differently in bfloat16.
