@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
@@ -15,7 +16,8 @@ from qwen3core.sources import RANDOM_PREFIX, parse_random
 
 def load(source: str, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
-         seed: int | None = None, plugins: Iterable[object] = ()) -> LoadedModel:
+         seed: int | None = None, plugins: Iterable[object] = (),
+         tokenizer: str | Path | None = None) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -23,7 +25,22 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
     ``backends`` maps components to implementation names (``{"attention": "sdpa"}``); components
     left out get the fastest implementation available for the device and dtype.
     ``plugins`` adds plugin objects for this call only (tests, experiments).
+    ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
+    models have none).
     """
+    own_tokenizer = None
+    if tokenizer is not None:  # read first: a wrong path fails before the model loads
+        from qwen3core.tokenizer import Tokenizer
+
+        own_tokenizer = Tokenizer.from_dir(tokenizer)
+    loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
+                         plugins=plugins)
+    if own_tokenizer is not None:
+        loaded.tokenizer = own_tokenizer
+    return loaded
+
+
+def _load_model(source: str, *, dtype, device, backends, seed, plugins) -> LoadedModel:
     started = time.perf_counter()
     torch_device = torch.device(device) if device is not None else default_device()
     if source.startswith(RANDOM_PREFIX):

@@ -8,6 +8,9 @@ from typing import Any
 import torch
 
 from qwen3core.contracts import Selection
+from qwen3core.generation import api as generation
+from qwen3core.generation.results import GenerationResult
+from qwen3core.generation.stream import GenerationStream
 from qwen3core.model import Qwen3Model
 from qwen3core.spec import Qwen3Spec
 
@@ -34,6 +37,29 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def generate(self, prompts: Any, *, max_new_tokens: int = 256, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 stop: str | list[str] | None = None, enable_thinking: bool = True,
+                 eos_token_ids: int | list[int] | None = None
+                 ) -> GenerationResult | list[GenerationResult]:
+        """Complete ``prompts``: a string, token ids, or chat messages (one result), or a list
+        of those (a list of results). See docs/generation.md for every option."""
+        return generation.generate(
+            self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop,
+            enable_thinking=enable_thinking, eos_token_ids=eos_token_ids)
+
+    def stream(self, prompts: Any, *, max_new_tokens: int = 256, temperature: float = 0.0,
+               top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+               stop: str | list[str] | None = None, enable_thinking: bool = True,
+               eos_token_ids: int | list[int] | None = None) -> GenerationStream:
+        """Like :meth:`generate`, but returns an iterator of events (row, new token ids, new
+        text) as they are produced; its ``results`` are filled in once it is exhausted."""
+        return generation.stream(
+            self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, stop=stop,
+            enable_thinking=enable_thinking, eos_token_ids=eos_token_ids)
 
     def __repr__(self) -> str:
         return (f"LoadedModel(source={self.source!r}, dtype={self.dtype}, device={self.device}, "

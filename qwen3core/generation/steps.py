@@ -42,3 +42,13 @@ class Steps:
     @torch.inference_mode()
     def decode_one(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
         return self._decode(self.model, tokens, cache)
+
+
+def steps_for(model: Qwen3Model) -> Steps:
+    """The model's :class:`Steps`, created once, so a compiling runner compiles once."""
+    # Kept on the model itself (not in a weak mapping, whose value would keep the model alive
+    # through Steps.model): the pair lives and dies together.
+    steps = model.__dict__.get("_generation_steps")
+    if steps is None:
+        steps = model.__dict__["_generation_steps"] = Steps(model)
+    return steps
