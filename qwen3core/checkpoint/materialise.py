@@ -1,0 +1,62 @@
+"""Turning a meta-device skeleton into a runnable model from a checkpoint's tensors.
+
+Each parameter is *assigned* (``load_state_dict(assign=True)``): the tensor read from the file
+becomes the parameter, so no second, initialised copy of the model ever exists. Loading goes
+through every module's own ``_load_from_state_dict``; a backend that stacks or fuses weights
+converts checkpoint keys there or in ``prepare_weights()``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qwen3core.build import build_skeleton
+from qwen3core.checkpoint.files import WeightFiles
+from qwen3core.checkpoint.progress import load_bar
+from qwen3core.checkpoint.strict import check_checkpoint, keys_to_load
+from qwen3core.checkpoint.tensors import CheckpointTensors
+from qwen3core.contracts import Selection
+from qwen3core.errors import CheckpointError
+from qwen3core.model import Qwen3Model
+from qwen3core.spec import Qwen3Spec
+
+
+def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
+               dtype: torch.dtype, device: torch.device, where: str) -> Qwen3Model:
+    """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
+    from ``weights``; raise :class:`CheckpointError` if they do not fit."""
+    model = build_skeleton(spec, selection, dtype)
+    keys = keys_to_load(model, weights)
+    # A second skeleton (free: it is all meta) takes the dry run, so the check can never leave
+    # the real one half-assigned.
+    check_checkpoint(build_skeleton(spec, selection, dtype), weights, keys, dtype, where)
+    total = sum(weights.tensors[k].nbytes for k in keys)
+    with load_bar(total, f"Loading {where}") as bar:
+        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar)
+        model.load_state_dict(tensors, strict=False, assign=True)
+        tensors.close()
+    model.tie_weights()  # the assigned embedding replaced the tensor lm_head was tied to
+    _allocate_unloaded_buffers(model, device)
+    model.prepare_weights()
+    _check_materialised(model, where)
+    return model.eval()
+
+
+def _allocate_unloaded_buffers(model: nn.Module, device: torch.device) -> None:
+    """Non-persistent buffers are not in any checkpoint: give them memory on the device, for
+    ``prepare_weights()`` to fill (the contract: derived state is computed there)."""
+    for module in model.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None and buffer.is_meta:
+                module._buffers[name] = torch.empty_like(buffer, device=device)
+
+
+def _check_materialised(model: nn.Module, where: str) -> None:
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(
+            f"after loading {where}, {len(left)} tensor(s) still have no data: "
+            f"{', '.join(left[:8])}. The selected implementation of their module neither loads "
+            "them from the checkpoint nor creates them in prepare_weights(); this is a bug in "
+            "that backend (see `qwen3 backends`)")

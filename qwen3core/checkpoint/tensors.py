@@ -1,0 +1,70 @@
+"""A checkpoint as a state dict whose tensors are read only when a module asks for them.
+
+Each value comes memory-mapped from its safetensors file and is converted to the requested dtype
+and device on access. When dtype and device already match (CPU, stored dtype), the tensor *is*
+the mapped file region: no copy is made, pages are read on first use, and several processes
+loading the same file share them. Otherwise the converted tensor is the only copy kept, and a
+file's mapping is released as soon as its last tensor has been handed out, so at most about one
+shard of source data is resident beside the converted weights.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+from qwen3core.checkpoint.files import WeightFiles
+from qwen3core.errors import CheckpointError
+
+
+class CheckpointTensors(Mapping[str, torch.Tensor]):
+    def __init__(self, weights: WeightFiles, keys: Iterable[str], *, dtype: torch.dtype,
+                 device: torch.device, progress: Any = None):
+        self._weights = weights
+        self._keys = list(keys)
+        self._key_set = set(self._keys)
+        self._dtype, self._device = dtype, device
+        self._progress = progress  # a tqdm bar counting bytes, or None
+        self._unread = Counter(weights.tensors[k].file for k in self._keys)
+        self._handles: dict[Path, Any] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._key_set
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._key_set:
+            raise KeyError(key)
+        info = self._weights.tensors[key]
+        try:
+            stored = self._handle(info.file).get_tensor(key)
+        except Exception as exc:  # SafetensorError or an I/O error while mapping
+            raise CheckpointError(f"reading {key!r} from {info.file} failed ({exc}); the file "
+                                  "is damaged, download it again") from None
+        tensor = stored.to(device=self._device, dtype=self._dtype)
+        self._unread[info.file] -= 1
+        if self._unread[info.file] <= 0:
+            # The mapping lives on only while tensors still view it (the zero-copy case).
+            self._handles.pop(info.file, None)
+        if self._progress is not None:
+            self._progress.update(info.nbytes)
+        return tensor
+
+    def _handle(self, path: Path) -> Any:
+        handle = self._handles.get(path)
+        if handle is None:
+            from safetensors import safe_open
+
+            handle = self._handles[path] = safe_open(str(path), framework="pt", device="cpu")
+        return handle
+
+    def close(self) -> None:
+        self._handles.clear()
