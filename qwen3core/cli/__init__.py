@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     "qwen3core.cli.backends_cmd",
     "qwen3core.cli.info_cmd",
+    "qwen3core.cli.download_cmd",
 ]
 
 
