@@ -24,7 +24,8 @@ class GenerationStream(Iterator[StreamEvent]):
         try:
             return next(self._events)
         except StopIteration as done:
-            self._results = done.value
+            if self._results is None:  # later next() calls see an exhausted generator (None)
+                self._results = done.value
             raise
 
     @property

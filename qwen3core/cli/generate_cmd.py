@@ -1,0 +1,120 @@
+"""``qwen3 generate``: complete one prompt, streaming the text to the terminal (or --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.errors import Qwen3CoreError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate text from a prompt (streams to the terminal)",
+                       description="Generate a completion. Random models (random:<preset>) "
+                                   "produce gibberish at real speed; they have no tokenizer, so "
+                                   "pass --tokenizer DIR for text prompts or use --prompt-ids.")
+    add_model_options(p)
+    add_tokenizer_option(p)
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt text")
+    prompt.add_argument("--prompt-ids", metavar="IDS", help="the prompt as token ids: 1,2,3")
+    p.add_argument("--chat", action="store_true",
+                   help="send --prompt as a user message rendered with the chat template")
+    add_generation_options(p, default_max_new_tokens=256)
+    p.add_argument("--stop", nargs="+", action="extend", default=[], metavar="STR",
+                   help="stop when the text contains any of these strings (needs a tokenizer)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (token_ids, text, finish_reason, timings, ...)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print the selected backends and the timings to stderr")
+    p.set_defaults(run=run)
+
+
+def add_tokenizer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", metavar="DIR", default=None,
+                   help="directory with tokenizer.json and tokenizer_config.json to use "
+                        "(needed for text with random:<preset> models)")
+
+
+def add_generation_options(p: argparse.ArgumentParser, *, default_max_new_tokens: int) -> None:
+    p.add_argument("--no-think", dest="enable_thinking", action="store_false",
+                   help="ask the chat template for an empty thinking block (thinking off)")
+    p.add_argument("--max-new-tokens", type=int, default=default_max_new_tokens, metavar="N",
+                   help=f"most tokens to generate (default {default_max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                   help="0 is greedy (default); higher samples more freely")
+    p.add_argument("--top-k", type=int, default=0, metavar="K",
+                   help="sample among the K most likely tokens (0: off)")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                   help="sample among the fewest tokens whose probability reaches P (1: off)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed for sampling (same seed, same output)")
+
+
+def generation_options(args: argparse.Namespace) -> dict:
+    return dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                enable_thinking=args.enable_thinking)
+
+
+def load_from_args(args: argparse.Namespace):
+    import qwen3core
+
+    return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
+                          backends=parse_backend_options(args.backend),
+                          tokenizer=args.tokenizer)
+
+
+def parse_prompt(args: argparse.Namespace):
+    """The ``prompts`` argument for generate(): ids, text, or a one-message chat."""
+    if args.prompt_ids is not None:
+        if args.chat:
+            raise Qwen3CoreError("--chat renders text with the chat template; use it with "
+                                 "--prompt, not --prompt-ids")
+        try:
+            return [int(t) for t in args.prompt_ids.replace(" ", "").split(",") if t]
+        except ValueError:
+            raise Qwen3CoreError(f"--prompt-ids expects comma-separated integers such as "
+                                 f"1,2,3; got {args.prompt_ids!r}") from None
+    if args.chat:
+        return [{"role": "user", "content": args.prompt}]
+    return args.prompt
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = load_from_args(args)
+    if args.verbose:
+        print(f"model    {loaded.source} ({loaded.dtype}, {loaded.device}, loaded in "
+              f"{loaded.load_seconds:.2f} s)", file=sys.stderr)
+        print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()),
+              file=sys.stderr)
+    events = loaded.stream(parse_prompt(args), stop=args.stop or None, **generation_options(args))
+    has_text = loaded.tokenizer is not None
+    for event in events:
+        if args.json:
+            continue
+        if has_text:
+            sys.stdout.write(event.text)
+        else:
+            sys.stdout.write("".join(f"{t} " for t in event.token_ids))
+        sys.stdout.flush()
+    result = events.result
+    if args.json:
+        print(json.dumps({"source": loaded.source, **result.to_dict(),
+                          "backends": loaded.backends}, ensure_ascii=False))
+    else:
+        print()
+    if args.verbose:
+        print_timings(result, file=sys.stderr)
+    return 0
+
+
+def print_timings(result, *, file) -> None:
+    t = result.timings
+    rate = f"{t.decode_tokens_per_s:.1f} tokens/s" if t.decode_tokens_per_s else "n/a"
+    print(f"finish   {result.finish_reason} after {len(result.token_ids)} tokens "
+          f"(prompt {result.prompt_tokens} tokens)", file=file)
+    print(f"timings  prefill {t.prefill_s * 1000:.1f} ms, first token after "
+          f"{t.time_to_first_token_s * 1000:.1f} ms, decode {rate}", file=file)
