@@ -1,0 +1,19 @@
+"""RMSNorm through the CUDA kernel (hidden norms and the per-head q/k norms alike)."""
+
+import torch
+from torch import nn
+
+from .ops import rms_norm
+
+
+class CudaRMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, *, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)  # [..., D]
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
