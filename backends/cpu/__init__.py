@@ -1,0 +1,38 @@
+"""The cpu backend: compiled CPU kernels for the linear layers of decode.
+
+Provides ``linear`` ("cpu"): matrix-vector products for up to 16 rows (batch x new tokens) from
+weights packed once at load time into 16-output tiles, read at close to the memory bandwidth on
+all of torch's threads; AVX2+FMA kernels, and AVX-512 (with BF16 dot products where present)
+chosen at run time. Larger inputs (prefill) use ``F.linear`` on the original weight.
+
+Needs: an x86-64 CPU with AVX2 and FMA, bfloat16 or float32, a C++ compiler and ninja on the
+first use (the extension is then cached, see :mod:`.build`). Where any is missing the
+implementation is unavailable with the reason, and automatic selection takes another.
+"""
+
+import torch
+
+from qwen3core import Implementation, hookimpl
+from qwen3core.dtypes import dtype_name
+
+from .build import unavailable_reason
+from .linear import CpuLinear
+
+SUPPORTED_DTYPES = (torch.bfloat16, torch.float32)
+
+
+def _check(device: torch.device, dtype: torch.dtype) -> str | None:
+    if device.type != "cpu":
+        return f"the cpu kernels run on the CPU, not on {device.type}"
+    if dtype not in SUPPORTED_DTYPES:
+        return f"cpu kernels support bfloat16 and float32, not {dtype_name(dtype)}"
+    return unavailable_reason()
+
+
+@hookimpl
+def qwen3core_linear():
+    return Implementation(
+        "linear", "cpu",
+        lambda ctx, i, o: CpuLinear(i, o, dtype=ctx.dtype, device=ctx.device),
+        summary="packed-weight AVX2/AVX-512 kernel for decode, F.linear for prefill",
+        priority=50, check=_check)

@@ -1,0 +1,167 @@
+"""Compiling and loading the cpu backend's C++ operators: once per machine, then cached.
+
+The sources in ``csrc/`` are compiled with ``torch.utils.cpp_extension`` on first use into
+``$XDG_CACHE_HOME/qwen3core/cpu-kernels/<digest>/`` (``~/.cache`` when unset), where the digest
+covers the sources, the flags, the compiler and the torch and Python versions, so an upgrade of
+any of them builds afresh instead of loading a stale library. ``QWEN3CORE_CPU_KERNELS_DIR``
+replaces the cache root. A later process loads the finished library without running the build.
+
+:func:`unavailable_reason` is the cheap check behind the backend's availability: it looks for
+the instructions and the tools but never compiles.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from qwen3core.errors import BackendSelectionError
+
+NAME = "qwen3core_cpu_kernels"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp")
+HEADERS = ("kernels.h", "tile_kernels.h")
+# -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
+CFLAGS = ("-O3", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
+CACHE_ENV = "QWEN3CORE_CPU_KERNELS_DIR"
+_COMPLETE = "complete"  # written after a successful build, so a half-linked library is never loaded
+
+_loaded = False
+_failure: str | None = None
+
+
+def compiler() -> str:
+    """The C++ compiler torch's extension builder will call."""
+    return os.environ.get("CXX", "c++")
+
+
+def cpu_lacks() -> str | None:
+    """What this CPU lacks for the kernels (AVX2 and FMA on x86-64), or None."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the cpu kernels are written for x86-64 (AVX2/AVX-512), this is {platform.machine()}"
+    features = _cpu_features()
+    missing = [name for name in ("avx2", "fma") if name not in features]
+    if missing:
+        return f"this CPU lacks {' and '.join(m.upper() for m in missing)}"
+    return None
+
+
+def _cpu_features() -> set[str]:
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        caps = get()
+        found = {name for name in ("avx2", "avx512_f", "avx512_bf16") if caps.get(name)}
+        if caps.get("fma3"):
+            found.add("fma")
+        return found
+    try:  # older torch: ask the kernel
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernels cannot be used here (CPU, compiler, ninja, an earlier failed build), or
+    None. Cheap: never compiles."""
+    lacking = cpu_lacks()
+    if lacking:
+        return lacking
+    if _failure is not None:
+        return _failure
+    if _loaded or (cache_dir() / _COMPLETE).exists():
+        return None
+    if shutil.which(compiler()) is None:
+        return (f"no C++ compiler: {compiler()!r} is not on PATH (install g++ or set CXX) to "
+                f"build the cpu kernels")
+    if shutil.which("ninja") is None:
+        return "torch's extension builder needs ninja: pip install ninja"
+    return None
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        base = Path(root)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        base = base / "qwen3core" / "cpu-kernels"
+    return base / _digest()
+
+
+@functools.lru_cache(maxsize=None)
+def _digest() -> str:
+    h = hashlib.sha256()
+    for name in SOURCES + HEADERS:
+        h.update(name.encode())
+        h.update((CSRC / name).read_bytes())
+    for part in (*CFLAGS, *LDFLAGS, compiler(), torch.__version__, sys.version):
+        h.update(part.encode())
+    return h.hexdigest()[:16]
+
+
+def load_kernels() -> None:
+    """Make ``torch.ops.qwen3core_cpu`` available: build on first use, then load the cache.
+
+    Raises :class:`BackendSelectionError` with the compiler's complaint when the build fails;
+    the failure is remembered, so availability checks in this process report it too.
+    """
+    global _loaded, _failure
+    if _loaded:
+        return
+    if _failure is not None:
+        raise BackendSelectionError(_failure)
+    reason = unavailable_reason()
+    if reason is not None:
+        raise BackendSelectionError(f"the cpu kernels are unavailable: {reason}")
+    directory = cache_dir()
+    library = directory / f"{NAME}.so"
+    try:
+        if (directory / _COMPLETE).exists() and library.exists():
+            torch.ops.load_library(str(library))
+        else:
+            _build(directory)
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()
+        _failure = (f"building the cpu kernels in {directory} failed "
+                    f"({type(exc).__name__}: {' | '.join(detail[-6:])}); fix the toolchain or "
+                    f"select another linear backend, e.g. backends={{'linear': 'eager'}}")
+        raise BackendSelectionError(_failure) from exc
+    _register_fake()
+    _loaded = True
+
+
+def _register_fake() -> None:
+    # Shapes without running the kernel, so torch.compile can trace through the operator.
+    @torch.library.register_fake("qwen3core_cpu::linear")
+    def _(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
+        return x.new_empty((*x.shape[:-1], out_features))
+
+
+def _build(directory: Path) -> None:
+    from torch.utils import cpp_extension
+
+    directory.mkdir(parents=True, exist_ok=True)
+    print(f"qwen3core: compiling the cpu kernels into {directory} (once per machine, about a "
+          f"minute)", file=sys.stderr, flush=True)
+    cpp_extension.load(
+        name=NAME, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(CFLAGS),
+        extra_ldflags=list(LDFLAGS), extra_include_paths=[str(CSRC)],
+        build_directory=str(directory), is_python_module=False, verbose=False)
+    (directory / _COMPLETE).write_text(NAME + "\n")
+
+
+def isa() -> str:
+    """The instruction set the loaded kernels dispatch to ("avx2", "avx512f", "avx512bf16")."""
+    load_kernels()
+    return torch.ops.qwen3core_cpu.isa()

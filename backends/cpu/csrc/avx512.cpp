@@ -1,0 +1,119 @@
+// AVX-512 kernels: 16 float32 lanes, so a 16-output tile is one register and one cache line.
+// bfloat16 uses vdpbf16ps (two bfloat16 products per lane per instruction) where the CPU has
+// AVX-512 BF16, else the same shift-and-mask conversion as AVX2.
+//
+// Not exercised on the development machine (AMD Zen 3: AVX2 only); only compiled there.
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bf16")
+#endif
+
+#include <immintrin.h>
+
+#include "tile_kernels.h"
+
+namespace qwen3core_cpu {
+namespace {
+
+struct Avx512 {
+  using reg = __m512;
+  static constexpr int lanes = 16;
+  static constexpr int num_regs = 32;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static void bf16_pairs(const uint16_t* p, reg& even, reg& odd) {
+    const __m512i raw = _mm512_loadu_si512(p);
+    even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+    odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(int(0xffff0000u))));
+  }
+};
+
+// 8 rows x 1 register: enough independent chains, a quarter of the register file.
+constexpr int kAvx512MaxGroup = 8;
+
+template <int G, int NP>
+inline void dpbf16_step(__m512 (&acc)[G][NP], int p, const uint16_t* w, const uint32_t* x,
+                        int64_t R, int64_t kp) {
+  const __m512bh wk = (__m512bh)_mm512_loadu_si512(w + kp * 2 * kTile);
+  for (int g = 0; g < G; ++g) {
+    const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(x[kp * R + g]));
+    acc[g][p] = _mm512_dpbf16_ps(acc[g][p], wk, xk);
+  }
+}
+
+// One tile for G rows with vdpbf16ps; x holds bfloat16 input pairs, [K_pad / 2][R]. Adds the
+// float32 sums to out[G][16].
+template <int G>
+void dpbf16_rows(const uint16_t* w, const uint32_t* x, int64_t R, int64_t kpairs, float* out) {
+  constexpr int NP = G < 8 ? 2 : 1;  // accumulators per row, taking alternate pairs
+  __m512 acc[G][NP];
+  for (int g = 0; g < G; ++g)
+    for (int p = 0; p < NP; ++p) acc[g][p] = _mm512_setzero_ps();
+  int64_t kp = 0;
+  for (; kp + NP <= kpairs; kp += NP)
+    for (int p = 0; p < NP; ++p) dpbf16_step<G, NP>(acc, p, w, x, R, kp + p);
+  for (; kp < kpairs; ++kp) dpbf16_step<G, NP>(acc, 0, w, x, R, kp);
+  for (int g = 0; g < G; ++g) {
+    __m512 sum = acc[g][0];
+    if (NP == 2) sum = _mm512_add_ps(sum, acc[g][NP - 1]);
+    _mm512_storeu_ps(out + g * kTile, _mm512_add_ps(_mm512_loadu_ps(out + g * kTile), sum));
+  }
+}
+
+struct DpBf16Kernel {
+  static constexpr int x_per_pair = 1;  // one uint32 holds a row's input pair
+  template <class V, int G>
+  static void rows(const uint16_t* w, const uint32_t* x, int64_t R, int64_t kpairs, float* out) {
+    dpbf16_rows<G>(w, x, R, kpairs, out);
+  }
+};
+
+void dpbf16_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
+  run_tiles<Avx512, DpBf16Kernel, kAvx512MaxGroup, uint16_t, uint32_t>(a, t0, t1);
+}
+void bf16_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
+  run_tiles<Avx512, Bf16Kernel, kAvx512MaxGroup, uint16_t, float>(a, t0, t1);
+}
+void f32_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
+  run_tiles<Avx512, F32Kernel, kAvx512MaxGroup, float, float>(a, t0, t1);
+}
+
+}  // namespace
+}  // namespace qwen3core_cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace qwen3core_cpu {
+
+// Compiled for the baseline target: it must run on any x86-64 to say no.
+const KernelSet* avx512_kernels() {
+  static const KernelSet with_bf16{"avx512bf16", XFormat::Bf16PairsKMajor, dpbf16_tiles,
+                                   f32_tiles};
+  static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles};
+  if (!__builtin_cpu_supports("avx512f")) return nullptr;
+  return __builtin_cpu_supports("avx512bf16") ? &with_bf16 : &plain;
+}
+
+}  // namespace qwen3core_cpu
+
+#else  // not x86-64
+
+namespace qwen3core_cpu {
+const KernelSet* avx512_kernels() { return nullptr; }
+}  // namespace qwen3core_cpu
+
+#endif

@@ -1,0 +1,54 @@
+// The plain-C++ boundary between the torch-facing operator (linear_op.cpp) and the
+// instruction-set-specific kernels (avx2.cpp, avx512.cpp).
+//
+// The kernel files are compiled with per-file target pragmas (AVX2, AVX-512), so they include
+// no torch or standard-library headers: an inline function compiled there with AVX-512 could
+// otherwise be merged by the linker into code that runs on a CPU without it.
+#pragma once
+
+#include <stdint.h>
+
+namespace qwen3core_cpu {
+
+// Output features per packed tile: one 64-byte cache line holds a tile's weights for one pair
+// of inputs (bfloat16) or one input (float32).
+constexpr int64_t kTile = 16;
+
+// Packed weight layouts, both [tiles, K_pad/2 or K_pad, 16(, 2)], made once by the Python side:
+//   bfloat16: w[t][kp][j][e] = W[16t + j][2kp + e]  -- input pairs interleaved, the layout of
+//             AVX-512 BF16 dot products; AVX2 splits a pair into two float32 lanes by a shift
+//             and a mask.
+//   float32:  w[t][k][j] = W[16t + j][k]
+// Rows past N and the input past K are zero padding.
+
+// How the operator lays out the activations for a kernel.
+enum class XFormat {
+  Float32KMajor,    // float x[K_pad][R]: x[k * R + r]
+  Bf16PairsKMajor,  // uint32 x[K_pad / 2][R]: bf16 x[r][2kp] | x[r][2kp+1] << 16
+};
+
+struct GemvArgs {
+  const void* weight;    // packed tiles, see above
+  const void* x;         // activations in the kernel's XFormat
+  int64_t rows;          // R
+  int64_t k_padded;      // K rounded up to even
+  int64_t out_features;  // N: outputs actually written
+  void* out;             // [R, N] row-major, bfloat16 or float32
+  bool out_bf16;
+};
+
+// Computes tiles [tile_begin, tile_end) for all rows.
+using TileFn = void (*)(const GemvArgs&, int64_t tile_begin, int64_t tile_end);
+
+struct KernelSet {
+  const char* name;
+  XFormat bf16_x_format;
+  TileFn bf16;  // bfloat16 weights and activations
+  TileFn f32;   // float32 weights and activations
+};
+
+// Each returns nullptr when the running CPU (and OS) cannot execute it.
+const KernelSet* avx2_kernels();
+const KernelSet* avx512_kernels();
+
+}  // namespace qwen3core_cpu

@@ -1,0 +1,132 @@
+// The torch operators of the cpu backend: qwen3core_cpu::linear and qwen3core_cpu::isa.
+//
+// linear(x [..., K], packed, N) -> [..., N] in x's dtype. Activations are converted once per
+// call into the layout the kernel broadcasts from (K-major, float32 or bfloat16 pairs); the
+// output tiles are split over torch's intra-op threads, each thread streaming its own
+// contiguous run of packed weights.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace qwen3core_cpu {
+namespace {
+
+const KernelSet* choose_kernels() {
+  const char* forced = std::getenv("QWEN3CORE_CPU_ISA");
+  if (forced != nullptr && forced[0] != '\0') {
+    if (std::strcmp(forced, "avx2") == 0) return avx2_kernels();
+    if (std::strcmp(forced, "avx512") == 0) return avx512_kernels();
+    TORCH_CHECK(false, "QWEN3CORE_CPU_ISA must be 'avx2' or 'avx512' (or unset), not '",
+                forced, "'");
+  }
+  const KernelSet* best = avx512_kernels();
+  return best != nullptr ? best : avx2_kernels();
+}
+
+const KernelSet& kernels() {
+  static const KernelSet* chosen = choose_kernels();
+  TORCH_CHECK(chosen != nullptr,
+              "the qwen3core cpu kernels need an x86-64 CPU with AVX2 and FMA (or the "
+              "instruction set QWEN3CORE_CPU_ISA names); select another linear backend, "
+              "e.g. backends={'linear': 'eager'}");
+  return *chosen;
+}
+
+// [R, K] rows of x -> float32 [K_pad][R] (zero past K).
+at::Tensor float32_k_major(const at::Tensor& x2, int64_t k_padded) {
+  const int64_t rows = x2.size(0), k = x2.size(1);
+  at::Tensor xt = at::empty({k_padded, rows}, x2.options().dtype(at::kFloat));
+  float* dst = xt.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_x", [&] {
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* src = x2.data_ptr<scalar_t>() + r * x2.stride(0);
+      for (int64_t i = 0; i < k; ++i) dst[i * rows + r] = static_cast<float>(src[i]);
+      for (int64_t i = k; i < k_padded; ++i) dst[i * rows + r] = 0.0f;
+    }
+  });
+  return xt;
+}
+
+// [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][R], each holding inputs (2kp, 2kp + 1).
+at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
+  const int64_t rows = x2.size(0), k = x2.size(1), pairs = k_padded / 2;
+  at::Tensor xp = at::empty({pairs, rows}, x2.options().dtype(at::kInt));
+  uint32_t* dst = reinterpret_cast<uint32_t*>(xp.data_ptr<int32_t>());
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* src =
+        reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>()) + r * x2.stride(0);
+    for (int64_t kp = 0; kp < pairs; ++kp) {
+      const uint32_t lo = src[2 * kp];
+      const uint32_t hi = 2 * kp + 1 < k ? src[2 * kp + 1] : 0;
+      dst[kp * rows + r] = lo | (hi << 16);
+    }
+  }
+  return xp;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features) {
+  TORCH_CHECK(x.device().is_cpu() && packed.device().is_cpu(),
+              "qwen3core_cpu::linear runs on CPU tensors, got x on ", x.device(),
+              " and the packed weight on ", packed.device());
+  const bool bf16 = packed.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(bf16 || packed.scalar_type() == at::kFloat,
+              "qwen3core_cpu::linear supports bfloat16 and float32 weights, not ",
+              packed.scalar_type());
+  TORCH_CHECK(x.scalar_type() == packed.scalar_type(), "activations are ", x.scalar_type(),
+              " but the packed weight is ", packed.scalar_type(), "; use one dtype for both");
+  TORCH_CHECK(packed.is_contiguous() && packed.dim() == (bf16 ? 4 : 3) &&
+                  packed.size(2) == kTile && (!bf16 || packed.size(3) == 2),
+              "packed weight of shape ", packed.sizes(), " is not in the cpu backend's layout "
+              "([tiles, K/2, 16, 2] for bfloat16, [tiles, K, 16] for float32); make it with "
+              "qwen3core_backends.cpu.linear.pack_weight");
+  const int64_t tiles = packed.size(0);
+  const int64_t k_padded = bf16 ? packed.size(1) * 2 : packed.size(1);
+  const int64_t k = x.dim() > 0 ? x.size(-1) : 0;
+  TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k_padded - k < 2 && k_padded % 2 == 0,
+              "x has ", k, " input features but the packed weight has ", k_padded,
+              " (padded to even)");
+  TORCH_CHECK(out_features > (tiles - 1) * kTile && out_features <= tiles * kTile,
+              "out_features ", out_features, " does not match the packed weight's ", tiles,
+              " tiles of ", kTile);
+
+  at::Tensor x2 = x.reshape({-1, k});
+  if (x2.size(0) > 0 && x2.stride(1) != 1) x2 = x2.contiguous();
+  const int64_t rows = x2.size(0);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = out_features;
+  at::Tensor out = at::empty({rows, out_features}, x.options());
+  if (rows == 0 || out_features == 0) return out.view(out_shape);
+  if (k == 0) return out.zero_().view(out_shape);
+
+  const KernelSet& ks = kernels();
+  const bool pairs = bf16 && ks.bf16_x_format == XFormat::Bf16PairsKMajor;
+  const at::Tensor xk = pairs ? bf16_pairs_k_major(x2, k_padded) : float32_k_major(x2, k_padded);
+  const GemvArgs args{packed.data_ptr(), xk.data_ptr(), rows, k_padded, out_features,
+                      out.data_ptr(), bf16};
+  const TileFn fn = bf16 ? ks.bf16 : ks.f32;
+  // Below ~64 KiB of weights per thread, waking a second thread costs more than it saves.
+  const int64_t tile_bytes = kTile * k_padded * packed.element_size();
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / tile_bytes);
+  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+  return out.view(out_shape);
+}
+
+std::string isa() { return kernels().name; }
+
+}  // namespace
+}  // namespace qwen3core_cpu
+
+TORCH_LIBRARY(qwen3core_cpu, m) {
+  m.def("linear(Tensor x, Tensor packed, int out_features) -> Tensor");
+  m.def("isa() -> str", &qwen3core_cpu::isa);
+}
+
+TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) { m.impl("linear", &qwen3core_cpu::linear); }

@@ -1,0 +1,89 @@
+"""The cpu backend's linear layer: its own kernel for decode-sized inputs, F.linear otherwise.
+
+Decode multiplies a few rows by every weight once per token, so its speed is the speed at which
+the weights stream from memory. ``prepare_weights`` copies the weight once into 16-output
+tiles (see ``csrc/kernels.h``) that the kernel reads front to back, one cache line per pair of
+inputs, on all of torch's threads. Inputs with more rows than :data:`MAX_KERNEL_ROWS` (prefill)
+are compute-bound and go to ``F.linear`` on the original weight, which is kept: the layer holds
+its weights twice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .build import load_kernels
+
+#: Row counts (batch x new tokens) up to which the kernel is used.
+MAX_KERNEL_ROWS = 16
+TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """[N, K] -> the kernel's tiles: bfloat16 [ceil(N/16), ceil(K/2), 16, 2] with input pairs
+    interleaved, float32 [ceil(N/16), ceil(K/2)*2, 16]; zero-padded."""
+    n, k = weight.shape
+    n_pad, k_pad = -(-n // TILE) * TILE, -(-k // 2) * 2
+    padded = weight.detach()
+    if (n_pad, k_pad) != (n, k):
+        padded = weight.new_zeros(n_pad, k_pad)
+        padded[:n, :k] = weight
+    if weight.dtype == torch.bfloat16:
+        tiles = padded.view(n_pad // TILE, TILE, k_pad // 2, 2).transpose(1, 2)
+    else:
+        tiles = padded.view(n_pad // TILE, TILE, k_pad).transpose(1, 2)
+    return tiles.contiguous()
+
+
+class CpuLinear(nn.Module):
+    """Bias-free linear layer, ``weight`` [out, in]; see the module docstring."""
+
+    def __init__(self, in_features: int, out_features: int, *, dtype: torch.dtype,
+                 device: torch.device):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype,
+                                               device=device))
+        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
+        # or loaded on its own. Rebuilt whenever the weight changes (see _packed_weight).
+        self.packed: torch.Tensor | None = None
+        self._packed_from: tuple[int, int | None] | None = None
+        load_kernels()  # build the extension while the model is built, not mid-forward
+
+    @torch.no_grad()
+    def prepare_weights(self) -> None:
+        if self.weight.device.type == "cpu":
+            self._pack()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = math.prod(x.shape[:-1])
+        if (rows > MAX_KERNEL_ROWS or x.device.type != "cpu" or x.dtype != self.weight.dtype
+                or self.weight.device.type != "cpu"):
+            return F.linear(x, self.weight)
+        return torch.ops.qwen3core_cpu.linear(x, self._packed_weight(), self.out_features)
+
+    def _packed_weight(self) -> torch.Tensor:
+        # A weight replaced or written in place after prepare_weights (load_state_dict, tying)
+        # must not leave the kernel multiplying by the old values.
+        if self.packed is None or self._packed_from != self._weight_identity():
+            with torch.no_grad():
+                self._pack()
+        return self.packed
+
+    def _pack(self) -> None:
+        self.packed = pack_weight(self.weight)
+        self._packed_from = self._weight_identity()
+
+    def _weight_identity(self) -> tuple[int, int | None]:
+        try:
+            version = self.weight._version
+        except RuntimeError:  # inference tensors have no version counter
+            version = None
+        return self.weight.data_ptr(), version
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
