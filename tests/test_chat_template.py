@@ -160,7 +160,8 @@ def test_conversations_render_like_transformers(tok, hf, messages, enable_thinki
 # --- other templates: the renderer must match transformers on any template ---------------
 # Written for these tests in the style of other Qwen3 variants: a Thinking-2507-like template
 # that opens <think> in the generation prompt, and a Coder-like template with XML tool calls
-# that uses loop controls, namespaces, tojson options, raise_exception and {% generation %}.
+# that uses loop controls, namespaces, tojson options, raise_exception and {% generation %},
+# and whitespace that only trim_blocks/lstrip_blocks make right.
 THINKING_STYLE = """{%- for message in messages %}
 {{- '<|im_start|>' + message.role + '\\n' }}
 {%- if message.role == 'assistant' and message.reasoning_content is defined %}
@@ -170,7 +171,16 @@ THINKING_STYLE = """{%- for message in messages %}
 {%- endfor %}
 {%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}"""
 
-CODER_STYLE = """{%- set ns = namespace(n_tools=0) %}
+CODER_STYLE = """{% if tools %}
+<|im_start|>system
+# Tools ({{ tools | length }})
+{% for tool in tools %}
+    {% if loop.index0 >= 5 %}{% break %}{% endif %}
+  - {{ tool.function.name }}
+{% endfor %}
+<|im_end|>
+{% endif %}
+{%- set ns = namespace(n_tools=0) %}
 {%- if tools %}{{- '<|im_start|>system\\n<tools>' }}
 {%- for tool in tools %}{%- set ns.n_tools = ns.n_tools + 1 %}
 {{- '\\n' + (tool.function | tojson(indent=2, sort_keys=true)) }}
