@@ -30,12 +30,19 @@ class AttentionBatch:
 
     ``mask`` is always present, so no implementation can attend where it must not simply by
     forgetting an argument: True where query ``s`` of row ``b`` may attend key slot ``t``
-    (causality and left padding are both folded in).
+    (causality and left padding are both folded in). Every query row has at least one True: a
+    left-padding query, which has no real key to see, sees only its own slot, so no kernel
+    meets an all-False row (a NaN softmax in most kernels); padding outputs are never read.
+
+    ``start`` is a python int for storages that grow, and a 0-dim int64 tensor on the device
+    for storages with ``returns_full_capacity`` (then ``mask`` covers every slot and
+    ``plain_causal`` is False): a compiled decode step that reads no changing python number is
+    traced once and reused at every slot.
     """
 
     positions: torch.Tensor  # [B, S] int64 rotary positions of the new tokens
     mask: torch.Tensor  # [B, 1, S, T] bool
-    start: int  # cache slot of the first new token
+    start: int | torch.Tensor  # cache slot of the first new token (see above)
     #: True when ``mask`` is exactly the plain causal mask with no padding and T == start + S,
     #: so a kernel may use its built-in causal path (``is_causal``) instead of the tensor.
     plain_causal: bool = False
@@ -65,10 +72,11 @@ class KVCache(Protocol):
     #: keeps shapes static for compiled code; otherwise it returns slots ``[0, start + S)``.
     returns_full_capacity: bool
 
-    def update(self, layer_idx: int, start: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, layer_idx: int, start: int | torch.Tensor, k: torch.Tensor,
+               v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v [B, H_kv, S, D] at slots ``start .. start+S`` and return all keys and
-        values attention may see, [B, H_kv, T, D]."""
+        values attention may see, [B, H_kv, T, D]. ``start`` is a 0-dim int64 device tensor
+        when ``returns_full_capacity`` (see :class:`AttentionBatch`), else a python int."""
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` (int64 [B']) in this order."""
