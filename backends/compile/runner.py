@@ -1,0 +1,39 @@
+"""A runner that hands the model's steps to ``torch.compile``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import torch
+
+
+@lru_cache(maxsize=None)
+def compiled(step: Callable, backend: str, mode: str | None) -> Callable:
+    """One compiled wrapper per (step function, backend, mode), shared by every model.
+
+    Dynamo keeps compiled code per code object behind guards, so models of the same shapes
+    reuse one another's code. Shapes that change between calls (batch size, a growing cache)
+    are specialised on first sight and made dynamic on their first change ("automatic
+    dynamic"), which bounds recompilation to about one per changing dimension.
+    """
+    return torch.compile(step, backend=backend, mode=mode)
+
+
+class CompileRunner:
+    """``wrap(step, phase)``: compiled for the phases in ``phases``, unchanged otherwise."""
+
+    def __init__(self, phases: tuple[str, ...], backend: str = "inductor",
+                 mode: str | None = None):
+        self.phases = phases
+        self.backend = backend
+        self.mode = mode
+
+    def __call__(self, step: Callable[..., torch.Tensor], phase: str
+                 ) -> Callable[..., torch.Tensor]:
+        if phase not in self.phases:
+            return step
+        return compiled(step, self.backend, self.mode)
+
+    def __repr__(self) -> str:
+        return f"CompileRunner(phases={self.phases}, backend={self.backend!r}, mode={self.mode!r})"

@@ -1,0 +1,73 @@
+"""The Mixture-of-Experts block with tokens grouped by expert and stacked expert weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qwen3core.contracts import BuildContext
+from qwen3core_backends.eager.moe import route
+
+from .experts import ExpertWeights, stack_experts
+from .grouped_linear import grouped_linear, grouped_mm_usable
+
+
+class GroupedMoE(nn.Module):
+    """Router as the reference; experts run as two grouped matmuls over expert-sorted rows.
+
+    Every (token, slot) pair becomes one row; rows are sorted by expert (stable, so each expert
+    sees its tokens in ascending order, as the eager loop does). The weighted outputs go back
+    to their (token, slot) place and each token's k contributions are summed in ascending
+    expert order from zero: the eager block's order, so results match it, and no atomics.
+    """
+
+    def __init__(self, ctx: BuildContext):
+        super().__init__()
+        spec = ctx.spec
+        self.top_k = spec.num_experts_per_tok
+        self.norm_topk_prob = spec.norm_topk_prob
+        self.num_experts = spec.num_experts
+        self.intermediate_size = spec.moe_intermediate_size
+        self.gate = ctx.linear(spec.hidden_size, spec.num_experts)
+        self.experts = nn.ModuleList(
+            ExpertWeights(spec.hidden_size, spec.moe_intermediate_size, dtype=ctx.dtype,
+                          device=ctx.device)
+            for _ in range(spec.num_experts))
+        # Derived from the experts in prepare_weights(); not in the state dict.
+        self.register_buffer("gate_up", None, persistent=False)  # [E, 2I, H]
+        self.register_buffer("down", None, persistent=False)  # [E, H, I]
+        self.use_grouped_mm = False
+
+    def prepare_weights(self) -> None:
+        self.gate_up, self.down = stack_experts(self.experts)
+        self.use_grouped_mm = grouped_mm_usable(self.down.device, self.down.dtype,
+                                                self.down.shape[1], self.down.shape[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate_up is None:
+            raise RuntimeError("GroupedMoE.prepare_weights() was not called after loading")
+        shape = x.shape
+        tokens = x.reshape(-1, shape[-1])  # [N, E]
+        n, k = tokens.shape[0], self.top_k
+        weights, experts = route(self.gate(tokens), k, self.norm_topk_prob, x.dtype)  # [N, k]
+        flat = experts.reshape(-1)  # [N*k] expert of each (token, slot) row
+        order = torch.argsort(flat, stable=True)  # rows grouped by expert
+        sorted_experts = flat.index_select(0, order)
+        counts = torch.bincount(flat, minlength=self.num_experts)  # [n_experts]
+        rows = tokens.index_select(0, order // k)  # [N*k, E]
+        hidden = grouped_linear(rows, self.gate_up, sorted_experts, counts,
+                                self.use_grouped_mm)  # [N*k, 2I]
+        gate, up = hidden.split(self.intermediate_size, dim=-1)
+        out = grouped_linear(F.silu(gate) * up, self.down, sorted_experts, counts,
+                             self.use_grouped_mm)  # [N*k, E]
+        out = out * weights.reshape(-1).index_select(0, order)[:, None]
+        # Back to (token, slot) places: a permutation, so no two rows meet.
+        contributions = torch.empty_like(out).index_copy_(0, order, out).view(n, k, -1)
+        ascending = torch.argsort(experts, dim=-1)  # [N, k]
+        contributions = torch.gather(contributions, 1,
+                                     ascending[..., None].expand_as(contributions))
+        total = torch.zeros_like(tokens)
+        for slot in range(k):
+            total = total + contributions[:, slot]
+        return total.reshape(shape)

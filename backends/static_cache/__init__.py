@@ -1,0 +1,25 @@
+"""The ``static`` KV cache: buffers for the whole request allocated once per batch.
+
+Provides ``kv_cache`` "static". Needs only torch; works on every device and dtype. Its
+``update`` returns every slot, so the shapes attention sees do not change from step to step,
+which is what lets a compiled decode step be reused (see ``qwen3core.cache.Cache``). It trades
+memory for that: the buffers hold the request's full capacity from the first step, and
+attention reads every slot (masked) at every step. Selected by name; the growing ``dynamic``
+cache stays the default.
+"""
+
+from qwen3core import Implementation, hookimpl
+
+from .kv_cache import StaticKVCache
+
+
+def _build(ctx, batch_size: int, capacity: int) -> StaticKVCache:
+    spec = ctx.spec
+    return StaticKVCache(spec.num_hidden_layers, batch_size, spec.num_key_value_heads, capacity,
+                         spec.head_dim, dtype=ctx.dtype, device=ctx.device)
+
+
+@hookimpl
+def qwen3core_kv_cache():
+    return Implementation("kv_cache", "static", _build, priority=-10,
+                          summary="preallocated [B, H_kv, capacity, D] buffers, written in place")

@@ -1,0 +1,44 @@
+"""A preallocated KV cache: every slot the request needs, allocated once, written in place."""
+
+from __future__ import annotations
+
+import torch
+
+
+class StaticKVCache:
+    """Per layer, keys and values in buffers [B, H_kv, capacity, D] allocated at construction.
+
+    ``update`` writes the new slots in place and returns the whole buffers (the cache's mask
+    hides unwritten and padding slots), so every step's attention sees the same shapes: a
+    compiled decode step is traced once. The cache is sized from the request (prompt +
+    new tokens), not from the model's context length.
+    """
+
+    returns_full_capacity = True
+
+    def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, capacity: int,
+                 head_dim: int, *, dtype: torch.dtype, device: torch.device):
+        if capacity is None or capacity <= 0:
+            raise ValueError(f"a static KV cache needs a positive capacity, got {capacity}")
+        self.capacity = capacity
+        shape = (batch_size, num_kv_heads, capacity, head_dim)  # [B, H_kv, T, D]
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+
+    def update(self, layer_idx: int, start: int | torch.Tensor, k: torch.Tensor,
+               v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if isinstance(start, int):
+            keys[:, :, start:start + k.shape[2]] = k
+            values[:, :, start:start + v.shape[2]] = v
+        else:
+            # start is a 0-dim device tensor: index_copy_ writes without a host round trip and
+            # raises for a slot beyond the capacity.
+            slots = start + torch.arange(k.shape[2], device=k.device)  # [S]
+            keys.index_copy_(2, slots, k)
+            values.index_copy_(2, slots, v)
+        return keys, values  # [B, H_kv, capacity, D]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.keys = [k.index_select(0, rows) for k in self.keys]
+        self.values = [v.index_select(0, rows) for v in self.values]
