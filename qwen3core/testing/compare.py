@@ -1,0 +1,46 @@
+"""Assertions: a candidate's greedy run against the reference's, under the dtype's tolerance."""
+
+from __future__ import annotations
+
+import torch
+
+from qwen3core.testing.harness import GreedyRun
+from qwen3core.testing.tolerances import Tolerance
+
+
+def top_margin(logits: torch.Tensor) -> float:
+    """Top-1 minus top-2 logit of one step [vocab]."""
+    top = torch.topk(logits, 2).values
+    return float(top[0] - top[1])
+
+
+def assert_greedy_equivalent(reference: GreedyRun, candidate: GreedyRun, tolerance: Tolerance,
+                             context: str = "") -> int:
+    """Raise AssertionError describing the first disagreement; return the number of tokens
+    compared. See :mod:`qwen3core.testing.tolerances` for the rule."""
+    where = f" [{context}]" if context else ""
+    assert candidate.rows == reference.rows, f"rows {candidate.rows} != {reference.rows}{where}"
+    compared = 0
+    for row, (ref_tokens, cand_tokens) in enumerate(zip(reference.tokens, candidate.tokens)):
+        for step, (ref_tok, cand_tok) in enumerate(zip(ref_tokens, cand_tokens)):
+            ref_logits = reference.logits[row][step]
+            cand_logits = candidate.logits[row][step]
+            allowed = tolerance.allowed(ref_logits)
+            diff = float((cand_logits - ref_logits).abs().max())
+            assert diff <= allowed, (
+                f"row {row} step {step}: logits differ from the reference by {diff:.3g} "
+                f"(allowed {allowed:.3g}); reference tokens {ref_tokens}, candidate "
+                f"{cand_tokens}{where}")
+            compared += 1
+            margin = top_margin(ref_logits)
+            clear_cut = not tolerance.margin_exempt or margin > 2 * allowed
+            if clear_cut:
+                assert cand_tok == ref_tok, (
+                    f"row {row} step {step}: token {cand_tok} != reference {ref_tok} although "
+                    f"the reference margin {margin:.3g} exceeds {2 * allowed:.3g}; reference "
+                    f"tokens {ref_tokens}, candidate {cand_tokens}{where}")
+            elif cand_tok != ref_tok:
+                break  # a legitimate fork: the rest of this row follows another context
+        else:
+            assert len(cand_tokens) == len(ref_tokens), f"row {row}: lengths differ{where}"
+    return compared

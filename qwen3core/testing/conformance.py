@@ -1,0 +1,43 @@
+"""A ready-made test class: subclass it, name the implementation, and pytest runs the suite."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import torch
+
+from qwen3core.testing.suite import DTYPES, check_backend
+
+
+class BackendConformance:
+    """Subclass as ``class TestMyAttention(BackendConformance)`` and set ``component`` and
+    ``name`` (and ``plugins`` for a backend that is not installed as a distribution)."""
+
+    component: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    plugins: ClassVar[Sequence[object]] = ()
+    device: ClassVar[str] = "cpu"
+    dtypes: ClassVar[Sequence[torch.dtype]] = DTYPES
+    max_examples: ClassVar[int | None] = None  # None: the suite's default, profile-scaled
+
+    def test_selectable_by_name(self):
+        from qwen3core.registry import get_registry
+
+        selection = get_registry(self.plugins).select(
+            {self.component: self.name}, device=self.device, dtype=self._first_usable_dtype())
+        assert selection[self.component].name == self.name
+
+    def test_greedy_equivalent_to_the_eager_reference(self):
+        ran = check_backend(self.component, self.name, plugins=self.plugins,
+                            device=self.device, dtypes=self.dtypes,
+                            max_examples=self.max_examples)
+        assert ran > 0
+
+    def _first_usable_dtype(self) -> torch.dtype:
+        from qwen3core.registry import get_registry
+
+        impl = get_registry(self.plugins).get(self.component, self.name)
+        for dtype in self.dtypes:
+            if impl.unavailable_reason(torch.device(self.device), dtype) is None:
+                return dtype
+        return self.dtypes[0]  # select() then explains why it is unavailable

@@ -1,0 +1,85 @@
+"""``check_backend``: the conformance suite for one implementation, in one call."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qwen3core.registry import Registry, get_registry
+from qwen3core.testing import report
+from qwen3core.testing.properties import check_example, dtype_name
+from qwen3core.testing.strategies import combinations, specs, workloads
+
+DTYPES = (torch.float64, torch.float32, torch.bfloat16)
+#: Examples per call in the default hypothesis profile; ``--hypothesis-profile=long`` (or any
+#: profile) scales it by the profile's ``max_examples`` / 100.
+DEFAULT_EXAMPLES = 12
+
+
+def scaled_examples(n: int) -> int:
+    return max(1, round(n * settings.default.max_examples / 100))
+
+
+def available_dtypes(registry: Registry, component: str | None, name: str | None,
+                     device: str, dtypes: Iterable[torch.dtype]) -> list[torch.dtype]:
+    if component is None:
+        return list(dtypes)
+    impl = registry.get(component, name)
+    return [d for d in dtypes if impl.unavailable_reason(torch.device(device), d) is None]
+
+
+def check_backend(component: str | None = None, name: str | None = None, *,
+                  plugins: Sequence[object] = (), device: str = "cpu",
+                  dtypes: Iterable[torch.dtype] = DTYPES, max_examples: int | None = None,
+                  runners: Iterable[str] | None = ("eager",),
+                  spec_strategy: st.SearchStrategy | None = None,
+                  workload_strategy=workloads) -> int:
+    """Check that implementation ``name`` of ``component`` matches the eager reference.
+
+    Hypothesis draws a tiny spec, a batch of prompts and a dtype, and a selection with
+    ``component=name`` and every other component drawn from what the registry holds (so the
+    backend is also checked next to the other installed ones); :func:`check_example` then runs
+    every scenario. ``component=None`` draws every component. ``plugins`` adds plugin objects
+    (e.g. a backend not installed as a distribution). ``runners`` limits the runner component
+    (compiling runners spend seconds per new shape); None allows all available ones.
+
+    Returns the number of examples run; raises AssertionError (with hypothesis's minimal
+    failing example) on a disagreement, BackendSelectionError for an unknown name, and
+    ValueError when the implementation is unavailable for every dtype on ``device``.
+    """
+    registry = get_registry(plugins)
+    usable = available_dtypes(registry, component, name, device, dtypes)
+    if not usable:
+        impl = registry.get(component, name)
+        reasons = {dtype_name(d): impl.unavailable_reason(torch.device(device), d)
+                   for d in dtypes}
+        raise ValueError(f"{component} implementation {name!r} is unavailable on {device} for "
+                         f"every dtype checked: {reasons}")
+    pinned = {component: name} if component is not None else {}
+    runners = None if component == "runner" else runners
+    spaces = {d: combinations(registry, device, d, pinned=pinned, runners=runners)
+              for d in usable}
+    for d, space in spaces.items():
+        what = f"{component}={name}" if component else "all components"
+        report.record_space(f"{device} {dtype_name(d)}, {what}", len(space))
+    if spec_strategy is None:
+        spec_strategy = specs(moe=True if component == "moe" else None)
+    examples = max_examples if max_examples is not None else scaled_examples(DEFAULT_EXAMPLES)
+    ran = []
+
+    @settings(max_examples=examples, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(data=st.data())
+    def equivalent_to_reference(data: st.DataObject) -> None:
+        dtype = data.draw(st.sampled_from(usable), label="dtype")
+        spec = data.draw(spec_strategy, label="spec")
+        workload = data.draw(workload_strategy(spec.vocab_size), label="workload")
+        selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
+        check_example(spec, workload, selection, dtype, device=device, registry=registry)
+        ran.append(1)
+
+    equivalent_to_reference()
+    return len(ran)
