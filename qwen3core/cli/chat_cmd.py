@@ -14,7 +14,8 @@ import sys
 
 from qwen3core.cli.common import add_model_options
 from qwen3core.cli.generate_cmd import (add_generation_options, add_tokenizer_option,
-                                        generation_options, load_from_args)
+                                        generation_options, load_from_args,
+                                        tolerate_unencodable_output)
 from qwen3core.errors import GenerationError, Qwen3CoreError
 from qwen3core.generation.chat import ChatReply, ChatSession
 
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    tolerate_unencodable_output()
     loaded = load_from_args(args)
     if loaded.tokenizer is None:
         raise Qwen3CoreError(f"{loaded.source} has no tokenizer; chat needs one: pass "

@@ -83,7 +83,15 @@ def parse_prompt(args: argparse.Namespace):
     return args.prompt
 
 
+def tolerate_unencodable_output() -> None:
+    """Generated text can hold any character; a terminal that cannot show one gets a
+    replacement instead of the command dying with UnicodeEncodeError."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+
+
 def run(args: argparse.Namespace) -> int:
+    tolerate_unencodable_output()
     loaded = load_from_args(args)
     if args.verbose:
         print(f"model    {loaded.source} ({loaded.dtype}, {loaded.device}, loaded in "

@@ -36,6 +36,23 @@ def tokenizer_available() -> bool:
 
 
 @pytest.fixture(scope="session")
+def eager_backends():
+    return dict(EAGER)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir():
+    if not tokenizer_available():
+        pytest.skip(NO_TOKENIZER)
+    return TOKENIZER_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_vocab_spec():
+    return TINY_VOCAB_SPEC
+
+
+@pytest.fixture(scope="session")
 def tiny64():
     return qwen3core.load("random:tiny", dtype="float64", device="cpu", backends=EAGER)
 
