@@ -64,15 +64,19 @@ class CpuLinear(nn.Module):
         if (rows > MAX_KERNEL_ROWS or x.device.type != "cpu" or x.dtype != self.weight.dtype
                 or self.weight.device.type != "cpu"):
             return F.linear(x, self.weight)
-        return torch.ops.qwen3core_cpu.linear(x, self._packed_weight(), self.out_features)
+        if not torch.compiler.is_compiling():
+            self._repack_if_stale()
+        elif self.packed is None:  # traced without prepare_weights: nothing to read
+            return F.linear(x, self.weight)
+        return torch.ops.qwen3core_cpu.linear(x, self.packed, self.out_features)
 
-    def _packed_weight(self) -> torch.Tensor:
+    def _repack_if_stale(self) -> None:
         # A weight replaced or written in place after prepare_weights (load_state_dict, tying)
-        # must not leave the kernel multiplying by the old values.
+        # must not leave the kernel multiplying by the old values. (Skipped under torch.compile,
+        # which cannot trace data_ptr: compiled models are prepared before they run.)
         if self.packed is None or self._packed_from != self._weight_identity():
             with torch.no_grad():
                 self._pack()
-        return self.packed
 
     def _pack(self) -> None:
         self.packed = pack_weight(self.weight)

@@ -189,6 +189,15 @@ def test_module_repacks_when_the_weight_changes():
     assert_within_bound(layer(x), x, new * 2)
 
 
+@needs_kernels
+def test_module_compiles_without_graph_breaks(ops):
+    layer = make_linear(40, 24, torch.float32)
+    compiled = torch.compile(layer, fullgraph=True)  # fullgraph: a graph break is an error
+    x = torch.randn(3, 1, 40, generator=gen(7))
+    with torch.no_grad():
+        assert torch.equal(compiled(x), layer(x))
+
+
 # == the model ===================================================================================
 @needs_kernels
 @pytest.mark.parametrize("preset", ["tiny", "tiny-moe"])

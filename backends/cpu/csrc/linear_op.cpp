@@ -40,35 +40,34 @@ const KernelSet& kernels() {
   return *chosen;
 }
 
-// [R, K] rows of x -> float32 [K_pad][R] (zero past K).
+// [R, K] rows of x -> float32 [K_pad][R] (zero past K). Written in order, read from R
+// sequential streams.
 at::Tensor float32_k_major(const at::Tensor& x2, int64_t k_padded) {
-  const int64_t rows = x2.size(0), k = x2.size(1);
-  at::Tensor xt = at::empty({k_padded, rows}, x2.options().dtype(at::kFloat));
+  const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
+  at::Tensor xt = at::zeros({k_padded, rows}, x2.options().dtype(at::kFloat));
   float* dst = xt.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_x", [&] {
-    for (int64_t r = 0; r < rows; ++r) {
-      const scalar_t* src = x2.data_ptr<scalar_t>() + r * x2.stride(0);
-      for (int64_t i = 0; i < k; ++i) dst[i * rows + r] = static_cast<float>(src[i]);
-      for (int64_t i = k; i < k_padded; ++i) dst[i * rows + r] = 0.0f;
-    }
+    const scalar_t* src = x2.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t r = 0; r < rows; ++r)
+        dst[i * rows + r] = static_cast<float>(src[r * row_stride + i]);
   });
   return xt;
 }
 
 // [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][R], each holding inputs (2kp, 2kp + 1).
 at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
-  const int64_t rows = x2.size(0), k = x2.size(1), pairs = k_padded / 2;
+  const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
+  const int64_t pairs = k_padded / 2;
   at::Tensor xp = at::empty({pairs, rows}, x2.options().dtype(at::kInt));
   uint32_t* dst = reinterpret_cast<uint32_t*>(xp.data_ptr<int32_t>());
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint16_t* src =
-        reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>()) + r * x2.stride(0);
-    for (int64_t kp = 0; kp < pairs; ++kp) {
-      const uint32_t lo = src[2 * kp];
-      const uint32_t hi = 2 * kp + 1 < k ? src[2 * kp + 1] : 0;
-      dst[kp * rows + r] = lo | (hi << 16);
+  const uint16_t* src = reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>());
+  for (int64_t kp = 0; kp < pairs; ++kp)
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint16_t* row = src + r * row_stride;
+      const uint32_t hi = 2 * kp + 1 < k ? row[2 * kp + 1] : 0;
+      dst[kp * rows + r] = row[2 * kp] | (hi << 16);
     }
-  }
   return xp;
 }
 
