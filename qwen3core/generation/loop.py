@@ -46,7 +46,7 @@ def run_generation(model: Qwen3Model, tokenizer: Any, request: GenerationRequest
         now = time.perf_counter()
         if prefill_s is None:
             prefill_s = now - prefill_started
-        events = [rows[r].accept(t, now) for r, t in zip(live, sampled)]
+        events = [rows[r].accept(t, now) for r, t in zip(live, sampled, strict=True)]
         keep = [i for i, r in enumerate(live) if not rows[r].finished]
         if keep and len(keep) < len(live):
             index = torch.tensor(keep, device=device)

@@ -37,7 +37,7 @@ def test_each_row_stops_at_its_own_eos(fixture, prompts, data, request):
     row = data.draw(st.integers(0, len(prompts) - 1))
     eos = free[row][data.draw(st.integers(0, MAX_NEW - 2))]
     stopped = loaded.generate(prompts, max_new_tokens=MAX_NEW, eos_token_ids=[eos])
-    for full, result in zip(free, stopped):
+    for full, result in zip(free, stopped, strict=True):
         if eos in full:
             assert result.token_ids == full[:full.index(eos) + 1]
             assert result.finish_reason == "stop"

@@ -26,7 +26,8 @@ def test_json_output_has_ids_text_finish_reason_and_timings(run_cli, eager_backe
                            "--max-new-tokens", "5", "--json")
     assert code == 0
     data = json.loads(out)
-    expected = qwen3core.load("random:tiny", backends=eager_backends).generate([1, 2, 3], max_new_tokens=5)
+    loaded = qwen3core.load("random:tiny", backends=eager_backends)
+    expected = loaded.generate([1, 2, 3], max_new_tokens=5)
     assert data["token_ids"] == expected.token_ids
     assert data["text"] is None and data["finish_reason"] == "length"
     assert data["prompt_tokens"] == 3

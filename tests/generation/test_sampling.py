@@ -46,7 +46,7 @@ def test_top_p_matches_a_brute_force_smallest_set(weights, p):
     # where "the smallest set" is not unique).
     if any(abs(c - p) < 1e-9 for c in cumulative):
         return
-    if len(set(round(x, 12) for x in probs)) < len(probs):
+    if len({round(x, 12) for x in probs}) < len(probs):
         return
     size = next((n + 1 for n, c in enumerate(cumulative) if c >= p), len(order))
     expected = set(order[:size])
@@ -85,7 +85,7 @@ def test_sampling_follows_the_distribution():
     for _ in range(3000):
         counts[sample_next(probs.log(), params, gens).item()] += 1
     # Three-sigma bounds for 3000 draws.
-    for c, p in zip(counts, (0.7, 0.2, 0.1)):
+    for c, p in zip(counts, (0.7, 0.2, 0.1), strict=True):
         assert abs(c / 3000 - p) < 3 * math.sqrt(p * (1 - p) / 3000)
 
 

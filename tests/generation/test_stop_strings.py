@@ -83,7 +83,7 @@ def test_each_row_of_a_batch_has_its_own_stop(chat_model):
     free = chat_model.generate(prompts, max_new_tokens=16)
     stop = free[0].text[5:9]
     stopped = chat_model.generate(prompts, max_new_tokens=16, stop=stop)
-    for before, after in zip(free, stopped):
+    for before, after in zip(free, stopped, strict=True):
         if stop in before.text:
             assert after.finish_reason == "stop"
             assert after.text == before.text[:before.text.find(stop)]

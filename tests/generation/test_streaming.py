@@ -63,7 +63,7 @@ def test_results_are_unavailable_until_the_stream_is_exhausted(tiny64):
     stream = tiny64.stream([1, 2, 3], max_new_tokens=3)
     first = next(stream)
     with pytest.raises(RuntimeError, match="has not finished"):
-        stream.results
+        _ = stream.results
     rest = list(stream)
     assert len(rest) == 2 and rest[-1].finish_reason == "length"
     assert first.finish_reason is None and rest[0].finish_reason is None
