@@ -10,9 +10,10 @@ Which kernel runs depends on what the :class:`~qwen3core.contracts.AttentionBatc
   flag means the *top-left* aligned triangle, which is wrong whenever S < T, so it is used only
   for S == T.
 
-Masked-out slots get the dtype's most negative finite value rather than -inf, as in the eager
-reference: a query row with nothing to attend to (a pad position) then averages uniformly
-instead of producing NaNs that would spread through later layers.
+Masked-out slots get a large negative *finite* bias, half the dtype's most negative value so
+that adding a score to it cannot overflow to -inf even in float16: a query row with nothing to
+attend to (a pad position, if a caller produces one) then yields finite values instead of NaNs
+that would spread through later layers. Padding outputs are never read.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     groups = h_q // h_kv
     folded = q.reshape(b, h_kv, groups * s, d)  # [B, H_kv, G*S, D]
     bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
-    bias.masked_fill_(~mask, torch.finfo(q.dtype).min)  # [B, 1, S, T]
+    bias.masked_fill_(~mask, torch.finfo(q.dtype).min / 2)  # [B, 1, S, T]
     if groups > 1:
         bias = bias.repeat(1, 1, groups, 1)  # [B, 1, G*S, T]
     with sdpa_kernel(_MASKED):

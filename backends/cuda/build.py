@@ -27,8 +27,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -98,7 +98,7 @@ def build_directory(capabilities: Sequence[Capability]) -> Path:
                                                                 key=int))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digest() -> str:
     h = hashlib.sha256()
     for name in (*KERNEL_SOURCES, BINDING_SOURCE, *HEADERS):
@@ -135,10 +135,10 @@ def toolchain_reason() -> str | None:
                 f"toolkit {torch.version.cuda} (or set CUDA_HOME), or build them ahead of time "
                 "with `python -m qwen3core_backends.cuda.build` where nvcc exists")
     toolkit = _toolkit_version(Path(cuda_home))
-    if toolkit is not None and torch.version.cuda is not None:
-        if toolkit.split(".")[0] != torch.version.cuda.split(".")[0]:
-            return (f"the CUDA toolkit at {cuda_home} is version {toolkit} but torch was built "
-                    f"with CUDA {torch.version.cuda}; install a matching toolkit or set CUDA_HOME")
+    built_with = torch.version.cuda
+    if toolkit and built_with and toolkit.split(".")[0] != built_with.split(".")[0]:
+        return (f"the CUDA toolkit at {cuda_home} is version {toolkit} but torch was built "
+                f"with CUDA {built_with}; install a matching toolkit or set CUDA_HOME")
     if shutil.which("ninja") is None:
         return "torch's extension builder needs ninja to compile the kernels: pip install ninja"
     return None

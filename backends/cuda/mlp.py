@@ -5,7 +5,7 @@ from torch import nn
 
 from qwen3core.contracts import BuildContext
 
-from .ops import silu_mul
+from .ops import prepare_kernels, silu_mul
 
 
 class CudaSwiGLU(nn.Module):
@@ -16,6 +16,9 @@ class CudaSwiGLU(nn.Module):
         self.gate_proj = ctx.linear(hidden_size, intermediate_size)
         self.up_proj = ctx.linear(hidden_size, intermediate_size)
         self.down_proj = ctx.linear(intermediate_size, hidden_size)
+
+    def prepare_weights(self) -> None:
+        prepare_kernels(self.gate_proj.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(silu_mul(self.gate_proj(x), self.up_proj(x)))  # [..., E]

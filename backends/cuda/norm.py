@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .ops import rms_norm
+from .ops import prepare_kernels, rms_norm
 
 
 class CudaRMSNorm(nn.Module):
@@ -11,6 +11,9 @@ class CudaRMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
+
+    def prepare_weights(self) -> None:
+        prepare_kernels(self.weight.device)  # compile or load now, not inside the first step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.weight, self.eps)  # [..., D]

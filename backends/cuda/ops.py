@@ -1,8 +1,9 @@
 """Python entry points to the CUDA kernels, with their preconditions checked before launch.
 
 Each function validates shapes, dtypes, strides and devices first (a clear ``ValueError``
-rather than a failed launch or a silently wrong read), then loads the kernel library on first
-use (:func:`.build.load_kernels`) and calls the operator ``torch.ops.qwen3core_cuda.*``.
+rather than a failed launch or a silently wrong read), makes sure the kernel library is loaded
+(:func:`.build.load_kernels`; the modules already did it in ``prepare_weights()``) and calls
+the operator ``torch.ops.qwen3core_cuda.*``.
 Inputs may have any leading shape; rows must have unit stride along the last dimension, and
 whatever cannot be described as rows with one row stride is copied to a contiguous tensor.
 """
@@ -81,6 +82,14 @@ def rotary(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: 
     q = q if q.stride(-1) == 1 else q.contiguous()
     k = k if k.stride(-1) == 1 else k.contiguous()
     return torch.ops.qwen3core_cuda.rotary(q, k, positions, inv_freq.contiguous())
+
+
+def prepare_kernels(device: torch.device) -> None:
+    """Compile or load the kernels for ``device`` now (modules call this from
+    ``prepare_weights()``), so that a build failure surfaces while the model loads and no
+    first call inside a compiled step has to build anything."""
+    if device.type == "cuda":
+        load_kernels(device)
 
 
 def register_fake_kernels() -> None:

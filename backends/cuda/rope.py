@@ -1,27 +1,41 @@
 """Rotary embeddings through the CUDA kernel: q and k rotated in one launch."""
 
 import torch
+from torch import nn
 
-from .ops import rotary
+from .ops import prepare_kernels, rotary
 
 
-class CudaRotary:
-    """Callable ``(q, k, positions) -> (q, k)``; q/k are [B, H, S, D], positions [B, S]."""
+def rotary_inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
+    """[D/2] float32 by the eager backend's expression, so the angles agree bit for bit."""
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device)
+    return 1.0 / (theta ** (exponent.to(torch.float32) / head_dim))
 
-    def __init__(self, head_dim: int, theta: float):
+
+class CudaRotary(nn.Module):
+    """``(q, k, positions) -> (q, k)``; q/k are [B, H, S, D], positions [B, S].
+
+    A module (with no parameters) so that the model moves its frequency table with it and
+    calls :meth:`prepare_weights` once the table has real memory.
+    """
+
+    def __init__(self, head_dim: int, theta: float, *, device: torch.device):
+        super().__init__()
         self.head_dim = head_dim
         self.theta = theta
-        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+        # Derived, never loaded: filled by prepare_weights() (the model is built on meta).
+        self.register_buffer("inv_freq", torch.empty(head_dim // 2, dtype=torch.float32,
+                                                     device=device), persistent=False)
 
-    def inv_freq(self, device: torch.device) -> torch.Tensor:
-        """[D/2] float32, by the eager backend's expression, so the angles agree bit for bit."""
-        cached = self._inv_freq.get(device)
-        if cached is None:
-            exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device)
-            cached = 1.0 / (self.theta ** (exponent.to(torch.float32) / self.head_dim))
-            self._inv_freq[device] = cached
-        return cached
+    @torch.no_grad()
+    def prepare_weights(self) -> None:
+        device = self.inv_freq.device
+        self.inv_freq = rotary_inv_freq(self.head_dim, self.theta, device)
+        prepare_kernels(device)
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        return rotary(q, k, positions, self.inv_freq(q.device))
+    def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return rotary(q, k, positions, self.inv_freq)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, theta={self.theta}"
