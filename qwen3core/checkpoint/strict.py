@@ -87,7 +87,9 @@ def format_mismatch(problems: Mismatch, weights: WeightFiles, where: str) -> str
         return shown + (f", ... and {len(keys) - SHOWN_PER_KIND} more"
                         if len(keys) > SHOWN_PER_KIND else "")
 
-    files = ", ".join(p.name for p in weights.files)
+    names = [p.name for p in weights.files]
+    files = ", ".join(names) if len(names) <= 3 else (
+        f"{len(names)} shards: {names[0]} ... {names[-1]}")
     lines = [f"the weights in {where} ({files}) do not fit the model its config.json "
              "describes:"]
     if problems.missing:
