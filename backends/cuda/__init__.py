@@ -8,7 +8,7 @@ package) for float16 and bfloat16. The kernels round like the eager reference (s
 docs/cuda.md); on a CUDA device they are preferred over the other backends.
 
 Needs: a CUDA build of torch and a visible GPU; for the kernels also the CUDA toolkit (``nvcc``)
-and ninja on first use, or a finished build in the kernel cache (see :mod:`.build`); for
+and ninja on first use, or a finished build in the kernel cache (see :mod:`.library`); for
 "flash" compute capability 8.0+; for "flash_attn" the flash-attn package (2.1+). Where any is
 missing the implementation is listed as unavailable with the reason.
 """

@@ -13,7 +13,7 @@ import torch
 
 from qwen3core.dtypes import dtype_name
 
-from .build import unavailable_reason as kernels_unavailable_reason
+from .library import unavailable_reason as kernels_unavailable_reason
 from .ops import KERNEL_DTYPES
 
 FLASH_DTYPES = (torch.float16, torch.bfloat16)

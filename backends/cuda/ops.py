@@ -2,7 +2,7 @@
 
 Each function validates shapes, dtypes, strides and devices first (a clear ``ValueError``
 rather than a failed launch or a silently wrong read), makes sure the kernel library is loaded
-(:func:`.build.load_kernels`; the modules already did it in ``prepare_weights()``) and calls
+(:func:`.library.load_kernels`; the modules already did it in ``prepare_weights()``) and calls
 the operator ``torch.ops.qwen3core_cuda.*``.
 Inputs may have any leading shape; rows must have unit stride along the last dimension, and
 whatever cannot be described as rows with one row stride is copied to a contiguous tensor.
@@ -14,7 +14,7 @@ import torch
 
 from qwen3core.dtypes import dtype_name
 
-from .build import load_kernels
+from .library import load_kernels
 
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from qwen3core.build import build_skeleton
 from qwen3core.contracts import COMPONENTS, AttentionBatch, Selection
 from qwen3core.registry import get_registry
 from qwen3core_backends.cuda import attention as cuda_attention
-from qwen3core_backends.cuda import build as cuda_build
+from qwen3core_backends.cuda import library as cuda_library
 from qwen3core_backends.cuda import ops
 from qwen3core_backends.cuda.mlp import CudaSwiGLU
 from qwen3core_backends.cuda.norm import CudaRMSNorm
@@ -53,10 +54,10 @@ def gen(seed: int = 0) -> torch.Generator:
 
 # == compile checks (nvcc, no GPU needed) ========================================================
 @needs_nvcc
-@pytest.mark.parametrize("source", cuda_build.KERNEL_SOURCES)
+@pytest.mark.parametrize("source", cuda_library.KERNEL_SOURCES)
 def test_kernel_source_compiles_for_sm90(source, tmp_path):
-    command = ["nvcc", "-c", *cuda_build.nvcc_flags([(9, 0)]), "--Werror", "all-warnings",
-               f"-I{cuda_build.CSRC}", str(cuda_build.CSRC / source), "-o",
+    command = ["nvcc", "-c", *cuda_library.nvcc_flags([(9, 0)]), "--Werror", "all-warnings",
+               f"-I{cuda_library.CSRC}", str(cuda_library.CSRC / source), "-o",
                str(tmp_path / "kernel.o")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr}"
@@ -87,15 +88,15 @@ def test_binding_compiles_against_torch_headers(tmp_path):
         (tmp_path / generated).parent.mkdir(parents=True)
         (tmp_path / generated).write_text("#pragma once\n")
     command = ["c++", "-fsyntax-only", "-std=c++20", *(f"-I{p}" for p in torch_includes),
-               f"-I{tmp_path}", f"-I{_cuda_include_dir()}", f"-I{cuda_build.CSRC}",
-               str(cuda_build.CSRC / cuda_build.BINDING_SOURCE)]
+               f"-I{tmp_path}", f"-I{_cuda_include_dir()}", f"-I{cuda_library.CSRC}",
+               str(cuda_library.CSRC / cuda_library.BINDING_SOURCE)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
 
 
 def test_kernel_sources_include_no_torch_headers():
-    for name in (*cuda_build.KERNEL_SOURCES, *cuda_build.HEADERS):
-        lines = (cuda_build.CSRC / name).read_text().splitlines()
+    for name in (*cuda_library.KERNEL_SOURCES, *cuda_library.HEADERS):
+        lines = (cuda_library.CSRC / name).read_text().splitlines()
         included = [line.split()[1].strip('<>"') for line in lines
                     if line.startswith("#include")]
         assert included, name
@@ -103,16 +104,25 @@ def test_kernel_sources_include_no_torch_headers():
             assert not header.startswith(("torch/", "ATen/", "c10/", "pybind11/")), (name, header)
 
 
+@pytest.mark.skipif(torch.version.cuda is not None, reason="this torch can build the kernels")
+def test_ahead_of_time_build_explains_why_it_cannot_run_here():
+    done = subprocess.run([sys.executable, "-m", "qwen3core_backends.cuda.build", "--arch", "9.0"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "has no CUDA; install a CUDA build of torch" in done.stderr
+    assert "Warning" not in done.stderr
+
+
 def test_gencode_targets_the_gpu_with_ptx_fallback():
-    assert cuda_build.gencode_flags([(9, 0)]) == [
+    assert cuda_library.gencode_flags([(9, 0)]) == [
         "-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_90,code=compute_90"]
-    assert cuda_build.gencode_flags([(9, 0), (8, 0)]) == [
+    assert cuda_library.gencode_flags([(9, 0), (8, 0)]) == [
         "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90",
         "-gencode=arch=compute_90,code=compute_90"]
-    assert cuda_build.parse_capability("9.0") == (9, 0)
-    assert cuda_build.parse_capability("sm_120") == (12, 0)
-    with pytest.raises(cuda_build.KernelBuildError, match="write it like 9.0"):
-        cuda_build.parse_capability("hopper")
+    assert cuda_library.parse_capability("9.0") == (9, 0)
+    assert cuda_library.parse_capability("sm_120") == (12, 0)
+    with pytest.raises(cuda_library.KernelBuildError, match="write it like 9.0"):
+        cuda_library.parse_capability("hopper")
 
 
 # == registration and availability ===============================================================
@@ -168,7 +178,7 @@ def test_availability_checks_never_compile(monkeypatch):
         raise AssertionError("an availability check started a build")
 
     monkeypatch.setattr(cpp_extension, "load", refuse)
-    monkeypatch.setattr(cuda_build, "build", refuse)
+    monkeypatch.setattr(cuda_library, "build", refuse)
     registry = get_registry()
     for component, name in CUDA_IMPLEMENTATIONS.items():
         for dtype in KERNEL_DTYPES:
@@ -180,31 +190,31 @@ def test_toolchain_reasons(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
-    assert cuda_build.toolchain_reason().startswith("nvcc was not found")
+    assert cuda_library.toolchain_reason().startswith("nvcc was not found")
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "nvcc").write_text("")
     (tmp_path / "version.json").write_text(json.dumps({"cuda": {"version": "11.8.89"}}))
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
     monkeypatch.setattr(torch.version, "cuda", "12.4")
-    reason = cuda_build.toolchain_reason()
+    reason = cuda_library.toolchain_reason()
     assert "is version 11.8.89 but torch was built with CUDA 12.4" in reason
 
 
 def test_a_finished_build_is_used_without_a_toolchain(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
 
-    monkeypatch.setenv(cuda_build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(cuda_library.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
-    assert cuda_build.unavailable_reason((9, 0)).startswith("nvcc was not found")
-    directory = cuda_build.build_directory([(8, 0), (9, 0)])
+    assert cuda_library.unavailable_reason((9, 0)).startswith("nvcc was not found")
+    directory = cuda_library.build_directory([(8, 0), (9, 0)])
     assert directory.name == "sm_80+sm_90"
     directory.mkdir(parents=True)
-    (directory / f"{cuda_build.NAME}.so").write_bytes(b"")
-    assert cuda_build.unavailable_reason((9, 0)) is not None  # not marked complete yet
+    (directory / f"{cuda_library.NAME}.so").write_bytes(b"")
+    assert cuda_library.unavailable_reason((9, 0)) is not None  # not marked complete yet
     (directory / "complete").write_text("{}")
-    assert cuda_build.finished_build_for((9, 0)) == directory / f"{cuda_build.NAME}.so"
-    assert cuda_build.unavailable_reason((9, 0)) is None
-    assert cuda_build.unavailable_reason((8, 6)) is not None  # sm_86 is not in that build
+    assert cuda_library.finished_build_for((9, 0)) == directory / f"{cuda_library.NAME}.so"
+    assert cuda_library.unavailable_reason((9, 0)) is None
+    assert cuda_library.unavailable_reason((8, 6)) is not None  # sm_86 is not in that build
 
 
 # == Python-side checks, layouts and dispatch (CPU) ==============================================
