@@ -6,7 +6,8 @@ Which kernel runs depends on what the :class:`~qwen3core.contracts.AttentionBatc
 * ``plain_causal`` and S == 1 (a decode step): every cached slot is visible, so flash runs
   without any mask.
 * anything else (left padding, a static cache's unwritten slots, a chunk continuing a cache):
-  the mask goes to the memory-efficient or cuDNN kernel as an additive bias. torch's causal
+  the mask goes to the memory-efficient or cuDNN kernel as an additive bias (the math kernel
+  only for a head_dim those cannot take, which no Qwen3 checkpoint has). torch's causal
   flag means the *top-left* aligned triangle, which is wrong whenever S < T, so it is used only
   for S == T.
 
@@ -26,6 +27,9 @@ from qwen3core.contracts import AttentionBatch
 
 _FLASH = [SDPBackend.FLASH_ATTENTION]
 _MASKED = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+# The masked kernels need head_dim % 8 == 0 in 16-bit types (every Qwen3 checkpoint has 128);
+# only other head sizes, such as the equivalence suite's tiny specs, may fall to the math kernel.
+_FUSED_HEAD_DIM_MULTIPLE = 8
 
 
 def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: AttentionBatch,
@@ -73,6 +77,9 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     bias.masked_fill_(~mask, torch.finfo(q.dtype).min / 2)  # [B, 1, S, T]
     if groups > 1:
         bias = bias.repeat(1, 1, groups, 1)  # [B, 1, G*S, T]
-    with sdpa_kernel(_MASKED):
+    kernels = _MASKED
+    if d % _FUSED_HEAD_DIM_MULTIPLE:
+        kernels = [*_MASKED, SDPBackend.MATH]
+    with sdpa_kernel(kernels):
         out = F.scaled_dot_product_attention(folded, k, v, attn_mask=bias, scale=scale)
     return out.reshape(b, h_q, s, d)

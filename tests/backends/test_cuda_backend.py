@@ -205,6 +205,8 @@ def test_a_finished_build_is_used_without_a_toolchain(monkeypatch, tmp_path):
 
     monkeypatch.setenv(cuda_library.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    monkeypatch.setattr(cuda_library, "_loaded", False)  # as in a fresh process
+    monkeypatch.setattr(cuda_library, "_failure", None)
     assert cuda_library.unavailable_reason((9, 0)).startswith("nvcc was not found")
     directory = cuda_library.build_directory([(8, 0), (9, 0)])
     assert directory.name == "sm_80+sm_90"
