@@ -64,8 +64,10 @@ class Decoder(nn.Module):
     def __init__(self, ctx: BuildContext):
         super().__init__()
         spec = ctx.spec
-        self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size, dtype=ctx.dtype,
-                                         device=ctx.device)
+        # Given its tensor, nn.Embedding skips its random init: weights are always loaded or
+        # initialised later, and on meta that init would import torch._dynamo (seconds).
+        self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size, _weight=torch.empty(
+            spec.vocab_size, spec.hidden_size, dtype=ctx.dtype, device=ctx.device))
         self.layers = nn.ModuleList(DecoderLayer(ctx, i) for i in range(spec.num_hidden_layers))
         self.norm = ctx.norm(spec.hidden_size)
 
