@@ -54,11 +54,13 @@ def cpu_lacks() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_features() -> set[str]:
     get = getattr(torch.cpu, "get_capabilities", None)
     if get is not None:
         caps = get()
-        found = {name for name in ("avx2", "avx512_f", "avx512_bf16") if caps.get(name)}
+        found = {name for name in ("avx2", "avx512_f", "avx512_bf16", "amx_bf16")
+                 if caps.get(name)}
         if caps.get("fma3"):
             found.add("fma")
         return found
@@ -69,6 +71,11 @@ def _cpu_features() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 itself (AVX-512 BF16 or AMX), as torch's GEMM can."""
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_features())
 
 
 def unavailable_reason() -> str | None:

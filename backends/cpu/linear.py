@@ -1,11 +1,12 @@
-"""The cpu backend's linear layer: its own kernel for decode-sized inputs, F.linear otherwise.
+"""The cpu backend's linear layer: its own kernel for decode, F.linear where torch is faster.
 
 Decode multiplies a few rows by every weight once per token, so its speed is the speed at which
 the weights stream from memory. ``prepare_weights`` copies the weight once into 16-output
 tiles (see ``csrc/kernels.h``) that the kernel reads front to back, one cache line per pair of
-inputs, on all of torch's threads. Inputs with more rows than :data:`MAX_KERNEL_ROWS` (prefill)
-are compute-bound and go to ``F.linear`` on the original weight, which is kept: the layer holds
-its weights twice.
+inputs, on all of torch's threads. Prefill (many rows) is compute-bound instead: it goes to
+``F.linear`` on the original weight where torch's GEMM is at least as fast (see
+:func:`kernel_row_limit`). The original weight is kept for that, for the state dict and for
+tying, so the layer holds its weights twice.
 """
 
 from __future__ import annotations
@@ -16,11 +17,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .build import load_kernels
+from .build import cpu_has_native_bf16, load_kernels
 
-#: Row counts (batch x new tokens) up to which the kernel is used.
-MAX_KERNEL_ROWS = 16
 TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
+#: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it torch's float32
+#: GEMM (MKL) is as fast or faster: measured equal at 32 rows on AMD Zen 3, one thread.
+FLOAT32_KERNEL_ROWS = 32
+#: The same for bfloat16 on CPUs that multiply bfloat16 natively (AVX-512 BF16, AMX), whose
+#: GEMM torch's oneDNN uses. Without them torch's bfloat16 GEMM stays near 5 GMAC/s per core at
+#: every size on Zen 3 while the kernel runs at 28-45, so there the kernel takes every input.
+NATIVE_BF16_KERNEL_ROWS = 16
+
+
+def kernel_row_limit(dtype: torch.dtype) -> int | None:
+    """Most rows the kernel takes per call in ``dtype`` (None: no limit); more use F.linear."""
+    if dtype == torch.float32:
+        return FLOAT32_KERNEL_ROWS
+    return NATIVE_BF16_KERNEL_ROWS if cpu_has_native_bf16() else None
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -50,6 +63,7 @@ class CpuLinear(nn.Module):
                                                device=device))
         # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
         # or loaded on its own. Rebuilt whenever the weight changes (see _packed_weight).
+        self.max_kernel_rows = kernel_row_limit(dtype)
         self.packed: torch.Tensor | None = None
         self._packed_from: tuple[int, int | None] | None = None
         load_kernels()  # build the extension while the model is built, not mid-forward
@@ -61,7 +75,8 @@ class CpuLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = math.prod(x.shape[:-1])
-        if (rows > MAX_KERNEL_ROWS or x.device.type != "cpu" or x.dtype != self.weight.dtype
+        too_many = self.max_kernel_rows is not None and rows > self.max_kernel_rows
+        if (too_many or x.device.type != "cpu" or x.dtype != self.weight.dtype
                 or self.weight.device.type != "cpu"):
             return F.linear(x, self.weight)
         if not torch.compiler.is_compiling():

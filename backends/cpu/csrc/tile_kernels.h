@@ -2,12 +2,12 @@
 // (8 float lanes) and avx512.cpp (16 lanes). Include it after the file's target pragma: the
 // anonymous namespace keeps every instantiation private to that file.
 //
-// V provides: reg, lanes, num_regs, max_group, zero, load, bcast, fma, add, store and
-// bf16_pairs (split 2 * lanes bfloat16 input pairs into the even and the odd inputs as float32).
+// V provides: reg, lanes, num_regs, zero, load, bcast, fma, add, store and bf16_pairs (split
+// 2 * lanes bfloat16 input pairs into the even and the odd inputs as float32).
 //
-// Weight stationarity: a tile's weights are streamed once per group of up to V::max_group rows
-// and applied to every row of the group from registers; for more rows, the next group finds the
-// tile in L2, so memory traffic stays one pass over the weights whatever the batch.
+// Weight stationarity: each block of a tile's weights is loaded from memory once and applied
+// to a group of rows from registers; further groups of rows find the block in L1, so memory
+// traffic stays one pass over the weights whatever the batch.
 #pragma once
 
 #include <stdint.h>
@@ -153,7 +153,9 @@ struct F32Kernel {
 // error grows with the block length, not with K), and a block's weights (8 KiB of a bfloat16
 // tile) are still in L1 when the next group of rows reads them.
 constexpr int64_t kBlockPairs = 128;
-// Rows whose totals one pass over a tile keeps (the Python side sends at most 16).
+// Rows per pass over the weights. Decode sends fewer, so it reads the weights once; prefill
+// re-reads them (from memory, at 16 multiply-adds per bfloat16 weight byte: compute-bound
+// anyway) while each pass's activations (32 x K floats) stay in L2.
 constexpr int64_t kRowsPerPass = 32;
 
 // All rows for tiles [t0, t1): the TileFn of a KernelSet. MaxGroup bounds the rows a block is
@@ -165,10 +167,10 @@ void run_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
   const int64_t kpairs = a.k_padded / 2;
   const int64_t R = a.rows;
   alignas(64) float totals[kRowsPerPass * kTile];
-  for (int64_t t = t0; t < t1; ++t) {
-    const W* tile = weight + t * kTile * a.k_padded;
-    for (int64_t pass0 = 0; pass0 < R; pass0 += kRowsPerPass) {
-      const int64_t pass_rows = R - pass0 < kRowsPerPass ? R - pass0 : kRowsPerPass;
+  for (int64_t pass0 = 0; pass0 < R; pass0 += kRowsPerPass) {
+    const int64_t pass_rows = R - pass0 < kRowsPerPass ? R - pass0 : kRowsPerPass;
+    for (int64_t t = t0; t < t1; ++t) {
+      const W* tile = weight + t * kTile * a.k_padded;
       for (int64_t i = 0; i < pass_rows * kTile; ++i) totals[i] = 0.0f;
       for (int64_t kp0 = 0; kp0 < kpairs; kp0 += kBlockPairs) {
         const int64_t block = kpairs - kp0 < kBlockPairs ? kpairs - kp0 : kBlockPairs;
