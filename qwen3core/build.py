@@ -7,6 +7,7 @@ from typing import Iterable, Mapping
 import torch
 
 from qwen3core.contracts import BuildContext, Selection
+from qwen3core.errors import Qwen3CoreError
 from qwen3core.init import initialize_random
 from qwen3core.model import Qwen3Model
 from qwen3core.registry import Registry, get_registry
@@ -15,6 +16,27 @@ from qwen3core.spec import Qwen3Spec
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on, checked now so that a missing GPU is one clear error."""
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise Qwen3CoreError(f"unknown device {device!r}: {exc}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch build ({torch.__version__}) has no CUDA support"
+                   if torch.version.cuda is None else "no CUDA GPU is visible")
+            raise Qwen3CoreError(f"device {device!r} requested but {why}; use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise Qwen3CoreError(f"device {device!r} requested but only "
+                                 f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    elif resolved.type == "meta":
+        raise Qwen3CoreError("the meta device holds no data; load onto cpu or cuda")
+    return resolved
 
 
 def select_backends(backends: Mapping[str, str] | None, *, device: torch.device,

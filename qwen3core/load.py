@@ -8,7 +8,7 @@ from typing import Iterable, Mapping
 
 import torch
 
-from qwen3core.build import build_random, default_device, select_backends
+from qwen3core.build import build_random, resolve_device, select_backends
 from qwen3core.dtypes import parse_dtype
 from qwen3core.loaded import LoadedModel
 from qwen3core.sources import RANDOM_PREFIX, parse_random
@@ -42,7 +42,7 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
 
 def _load_model(source: str, *, dtype, device, backends, seed, plugins) -> LoadedModel:
     started = time.perf_counter()
-    torch_device = torch.device(device) if device is not None else default_device()
+    torch_device = resolve_device(device)
     if source.startswith(RANDOM_PREFIX):
         rnd = parse_random(source, seed)
         torch_dtype = parse_dtype(dtype) or torch.float32

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from qwen3core.bench.orchestrate import run_all
     from qwen3core.bench.report import format_table, plot, rows
-    from qwen3core.build import default_device
+    from qwen3core.build import resolve_device
 
     try:
         batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if 1 not in batch_sizes:
         batch_sizes = [1] + batch_sizes  # batch 1 carries TTFT and the greedy comparison
     combos = [parse_combo(c) for c in (args.combo or ["eager", "auto"])]
-    device = args.device or str(default_device())
+    device = str(resolve_device(args.device))  # fail here, not in every worker
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads)

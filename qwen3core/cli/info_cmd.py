@@ -8,7 +8,7 @@ import json
 
 import torch
 
-from qwen3core.build import default_device
+from qwen3core.build import resolve_device
 from qwen3core.cli.common import add_model_options, parse_backend_options
 from qwen3core.dtypes import bytes_per_element, dtype_name, parse_dtype
 from qwen3core.sources import RANDOM_PREFIX, parse_random
@@ -57,7 +57,7 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
 
 
 def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device) if args.device else default_device()
+    device = resolve_device(args.device)
     info = describe(args.model, parse_dtype(args.dtype), device,
                     parse_backend_options(args.backend))
     if args.json:

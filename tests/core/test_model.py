@@ -137,3 +137,11 @@ def test_random_source_seed_suffix():
         assert torch.equal(a.model(ids), b.model(ids))
     with pytest.raises(qwen3core.Qwen3CoreError, match="bad seed"):
         qwen3core.load("random:tiny@x", device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_missing_gpu_is_a_clear_error():
+    with pytest.raises(qwen3core.Qwen3CoreError, match="requested but .*use --device cpu"):
+        qwen3core.load("random:tiny", device="cuda")
+    with pytest.raises(qwen3core.Qwen3CoreError, match="unknown device"):
+        qwen3core.load("random:tiny", device="gpu0")
