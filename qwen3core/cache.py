@@ -40,8 +40,12 @@ class Cache:
 
     def __init__(self, storage: KVCache, batch_size: int, capacity: int | None,
                  device: torch.device):
-        if storage.returns_full_capacity and capacity is None:
-            raise GenerationError("a storage that returns its full capacity needs a capacity")
+        if storage.returns_full_capacity:
+            if capacity is None or storage.capacity is None:
+                raise GenerationError("a storage that returns its full capacity needs one")
+            # It may hold more slots than asked for (rounded up so that requests of similar
+            # lengths share compiled code); the mask must cover all of them.
+            capacity = storage.capacity
         self.storage = storage
         self.capacity = capacity
         self.batch_size = batch_size

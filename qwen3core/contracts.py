@@ -67,7 +67,9 @@ class KVCache(Protocol):
     real tokens is tracked by :class:`qwen3core.cache.Cache`, not by the storage.
     """
 
-    capacity: int | None  # maximum slots, None when it grows without bound
+    #: Maximum slots, None when it grows without bound. A full-capacity storage may hold
+    #: more than the capacity asked for (rounded up); the cache then masks them all.
+    capacity: int | None
     #: When True, ``update`` returns all ``capacity`` slots (unwritten ones masked out), which
     #: keeps shapes static for compiled code; otherwise it returns slots ``[0, start + S)``.
     returns_full_capacity: bool

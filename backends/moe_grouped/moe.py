@@ -19,7 +19,9 @@ class GroupedMoE(nn.Module):
     Every (token, slot) pair becomes one row; rows are sorted by expert (stable, so each expert
     sees its tokens in ascending order, as the eager loop does). The weighted outputs go back
     to their (token, slot) place and each token's k contributions are summed in ascending
-    expert order from zero: the eager block's order, so results match it, and no atomics.
+    expert order from zero: the eager block's order, with no atomics, so results are
+    deterministic and differ from the eager block only by the matmuls' rounding (the stacked
+    gate/up matrix may be blocked differently from two separate ones).
     """
 
     def __init__(self, ctx: BuildContext):
@@ -38,9 +40,11 @@ class GroupedMoE(nn.Module):
         self.register_buffer("gate_up", None, persistent=False)  # [E, 2I, H]
         self.register_buffer("down", None, persistent=False)  # [E, H, I]
         self.use_grouped_mm = False
+        self.register_buffer("expert_ids", None, persistent=False)  # [n_experts]
 
     def prepare_weights(self) -> None:
         self.gate_up, self.down = stack_experts(self.experts)
+        self.expert_ids = torch.arange(self.num_experts, device=self.down.device)
         self.use_grouped_mm = grouped_mm_usable(self.down.device, self.down.dtype,
                                                 self.down.shape[1], self.down.shape[2])
 
@@ -54,12 +58,14 @@ class GroupedMoE(nn.Module):
         flat = experts.reshape(-1)  # [N*k] expert of each (token, slot) row
         order = torch.argsort(flat, stable=True)  # rows grouped by expert
         sorted_experts = flat.index_select(0, order)
-        counts = torch.bincount(flat, minlength=self.num_experts)  # [n_experts]
+        # Where each expert's rows end: a fixed-size result (unlike bincount, whose length
+        # depends on the data), so compiled code needs no host round trip here.
+        ends = torch.searchsorted(sorted_experts, self.expert_ids, right=True)  # [n_experts]
         rows = tokens.index_select(0, order // k)  # [N*k, E]
-        hidden = grouped_linear(rows, self.gate_up, sorted_experts, counts,
+        hidden = grouped_linear(rows, self.gate_up, sorted_experts, ends,
                                 self.use_grouped_mm)  # [N*k, 2I]
         gate, up = hidden.split(self.intermediate_size, dim=-1)
-        out = grouped_linear(F.silu(gate) * up, self.down, sorted_experts, counts,
+        out = grouped_linear(F.silu(gate) * up, self.down, sorted_experts, ends,
                              self.use_grouped_mm)  # [N*k, E]
         out = out * weights.reshape(-1).index_select(0, order)[:, None]
         # Back to (token, slot) places: a permutation, so no two rows meet.

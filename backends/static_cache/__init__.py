@@ -13,10 +13,16 @@ from qwen3core import Implementation, hookimpl
 from .kv_cache import StaticKVCache
 
 
+#: Capacities are rounded up to a multiple of this many slots, so that requests whose prompt +
+#: new tokens differ a little reuse the same compiled decode step.
+CAPACITY_MULTIPLE = 64
+
+
 def _build(ctx, batch_size: int, capacity: int) -> StaticKVCache:
     spec = ctx.spec
     return StaticKVCache(spec.num_hidden_layers, batch_size, spec.num_key_value_heads, capacity,
-                         spec.head_dim, dtype=ctx.dtype, device=ctx.device)
+                         spec.head_dim, dtype=ctx.dtype, device=ctx.device,
+                         round_to=CAPACITY_MULTIPLE)
 
 
 @hookimpl

@@ -11,16 +11,20 @@ class StaticKVCache:
     ``update`` writes the new slots in place and returns the whole buffers (the cache's mask
     hides unwritten and padding slots), so every step's attention sees the same shapes: a
     compiled decode step is traced once. The cache is sized from the request (prompt +
-    new tokens), not from the model's context length.
+    new tokens, rounded up to a multiple of ``round_to``), not from the model's context length.
     """
 
     returns_full_capacity = True
 
     def __init__(self, num_layers: int, batch_size: int, num_kv_heads: int, capacity: int,
-                 head_dim: int, *, dtype: torch.dtype, device: torch.device):
+                 head_dim: int, *, dtype: torch.dtype, device: torch.device,
+                 round_to: int = 1):
         if capacity is None or capacity <= 0:
             raise ValueError(f"a static KV cache needs a positive capacity, got {capacity}")
-        self.capacity = capacity
+        # Rounding up lets requests of similar lengths share one compiled decode step (its
+        # shapes include the capacity) at the price of attending over a few more masked slots.
+        self.capacity = -(-capacity // round_to) * round_to
+        capacity = self.capacity
         shape = (batch_size, num_kv_heads, capacity, head_dim)  # [B, H_kv, T, D]
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]

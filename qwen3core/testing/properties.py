@@ -50,16 +50,18 @@ def one_cpu_thread() -> Iterator[None]:
 
 
 def check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
-                  dtype: torch.dtype, *, device: str = "cpu",
-                  registry: Registry | None = None) -> int:
+                  dtype: torch.dtype, *, device: str = "cpu", registry: Registry | None = None,
+                  alone: bool = True) -> int:
     """Run every scenario; raise AssertionError on the first disagreement, return the number
-    of tokens compared."""
+    of tokens compared. ``alone=False`` skips the single-prompt scenarios (for compiled runners
+    each new batch size is another compilation)."""
     with one_cpu_thread():
-        return _check_example(spec, workload, selection, dtype, device, registry)
+        return _check_example(spec, workload, selection, dtype, device, registry, alone)
 
 
 def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
-                   dtype: torch.dtype, device: str, registry: Registry | None) -> int:
+                   dtype: torch.dtype, device: str, registry: Registry | None,
+                   alone: bool) -> int:
     tolerance = tolerance_for(dtype)
     reference = reference_model(spec, dtype, device)
     candidate = candidate_model(reference, selection, registry)
@@ -76,6 +78,9 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
         ref_batch, reused,
         tolerance, f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}")
 
+    if not alone:
+        report.record_example(selection, dtype_name(dtype), device, compared)
+        return compared
     batched = cold if workload.reorder is None else greedy(candidate, prompts, new)
     for row, prompt in enumerate(workload.prompts):
         ref_alone = reference_run(spec, dtype, device, (prompt,), new)
@@ -83,9 +88,9 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
         compared += assert_greedy_equivalent(
             ref_alone, row_run, tolerance, f"row {row} of a batch of {len(prompts)} vs alone, "
             f"{label}")
-    alone = greedy(candidate, prompts[:1], new)
+    first_alone = greedy(candidate, prompts[:1], new)
     compared += assert_greedy_equivalent(
-        reference_run(spec, dtype, device, workload.prompts[:1], new), alone, tolerance,
+        reference_run(spec, dtype, device, workload.prompts[:1], new), first_alone, tolerance,
         f"first prompt alone, {label}")
     report.record_example(selection, dtype_name(dtype), device, compared)
     return compared

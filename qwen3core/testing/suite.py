@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from qwen3core.registry import Registry, get_registry
@@ -35,8 +35,10 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                   plugins: Sequence[object] = (), device: str = "cpu",
                   dtypes: Iterable[torch.dtype] = DTYPES, max_examples: int | None = None,
                   runners: Iterable[str] | None = ("eager",),
+                  pinned: Mapping[str, str] | None = None,
                   spec_strategy: st.SearchStrategy | None = None,
-                  workload_strategy=workloads) -> int:
+                  workload_strategy: Callable[[int], st.SearchStrategy] = workloads,
+                  alone: bool = True, shrink: bool = True) -> int:
     """Check that implementation ``name`` of ``component`` matches the eager reference.
 
     Hypothesis draws a tiny spec, a batch of prompts and a dtype, and a selection with
@@ -45,6 +47,9 @@ def check_backend(component: str | None = None, name: str | None = None, *,
     every scenario. ``component=None`` draws every component. ``plugins`` adds plugin objects
     (e.g. a backend not installed as a distribution). ``runners`` limits the runner component
     (compiling runners spend seconds per new shape); None allows all available ones.
+    ``pinned`` fixes further components; ``spec_strategy`` / ``workload_strategy`` (a function
+    of the vocabulary size) replace the default strategies; ``alone=False`` skips the
+    single-prompt scenarios; ``shrink=False`` reports the first failure unshrunk (faster).
 
     Returns the number of examples run; raises AssertionError (with hypothesis's minimal
     failing example) on a disagreement, BackendSelectionError for an unknown name, and
@@ -58,19 +63,21 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                    for d in dtypes}
         raise ValueError(f"{component} implementation {name!r} is unavailable on {device} for "
                          f"every dtype checked: {reasons}")
-    pinned = {component: name} if component is not None else {}
+    pinned = {**(pinned or {}), **({component: name} if component is not None else {})}
     runners = None if component == "runner" else runners
     spaces = {d: combinations(registry, device, d, pinned=pinned, runners=runners)
               for d in usable}
     for d, space in spaces.items():
-        what = f"{component}={name}" if component else "all components"
+        what = ", ".join(f"{c}={n}" for c, n in pinned.items()) or "all components"
         report.record_space(f"{device} {dtype_name(d)}, {what}", len(space))
     if spec_strategy is None:
         spec_strategy = specs(moe=True if component == "moe" else None)
     examples = max_examples if max_examples is not None else scaled_examples(DEFAULT_EXAMPLES)
     ran = []
 
-    @settings(max_examples=examples, deadline=None,
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
+
+    @settings(max_examples=examples, deadline=None, phases=phases,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(data=st.data())
     def equivalent_to_reference(data: st.DataObject) -> None:
@@ -78,7 +85,8 @@ def check_backend(component: str | None = None, name: str | None = None, *,
         spec = data.draw(spec_strategy, label="spec")
         workload = data.draw(workload_strategy(spec.vocab_size), label="workload")
         selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
-        check_example(spec, workload, selection, dtype, device=device, registry=registry)
+        check_example(spec, workload, selection, dtype, device=device, registry=registry,
+                      alone=alone)
         ran.append(1)
 
     equivalent_to_reference()
