@@ -16,15 +16,13 @@ from qwen3core import Implementation, hookimpl
 from qwen3core.dtypes import dtype_name
 
 from .build import unavailable_reason
-from .linear import CpuLinear
-
-SUPPORTED_DTYPES = (torch.bfloat16, torch.float32)
+from .linear import KERNEL_DTYPES, CpuLinear
 
 
 def _check(device: torch.device, dtype: torch.dtype) -> str | None:
     if device.type != "cpu":
         return f"the cpu kernels run on the CPU, not on {device.type}"
-    if dtype not in SUPPORTED_DTYPES:
+    if dtype not in KERNEL_DTYPES:
         return f"cpu kernels support bfloat16 and float32, not {dtype_name(dtype)}"
     return unavailable_reason()
 

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from .build import cpu_has_native_bf16, load_kernels
 
 TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
+KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 #: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it torch's float32
 #: GEMM (MKL) is as fast or faster: measured equal at 32 rows on AMD Zen 3, one thread.
 FLOAT32_KERNEL_ROWS = 32
@@ -33,7 +34,9 @@ def kernel_row_limit(dtype: torch.dtype) -> int | None:
     """Most rows the kernel takes per call in ``dtype`` (None: no limit); more use F.linear."""
     if dtype == torch.float32:
         return FLOAT32_KERNEL_ROWS
-    return NATIVE_BF16_KERNEL_ROWS if cpu_has_native_bf16() else None
+    if dtype == torch.bfloat16:
+        return NATIVE_BF16_KERNEL_ROWS if cpu_has_native_bf16() else None
+    return 0  # not a kernel dtype
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -61,9 +64,9 @@ class CpuLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype,
                                                device=device))
-        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
-        # or loaded on its own. Rebuilt whenever the weight changes (see _packed_weight).
         self.max_kernel_rows = kernel_row_limit(dtype)
+        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
+        # or loaded on its own. Rebuilt whenever the weight changes (see _repack_if_stale).
         self.packed: torch.Tensor | None = None
         self._packed_from: tuple[int, int | None] | None = None
         load_kernels()  # build the extension while the model is built, not mid-forward
@@ -74,16 +77,19 @@ class CpuLinear(nn.Module):
             self._pack()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = math.prod(x.shape[:-1])
-        too_many = self.max_kernel_rows is not None and rows > self.max_kernel_rows
-        if (too_many or x.device.type != "cpu" or x.dtype != self.weight.dtype
-                or self.weight.device.type != "cpu"):
+        if not self._kernel_takes(x):
             return F.linear(x, self.weight)
         if not torch.compiler.is_compiling():
             self._repack_if_stale()
         elif self.packed is None:  # traced without prepare_weights: nothing to read
             return F.linear(x, self.weight)
         return torch.ops.qwen3core_cpu.linear(x, self.packed, self.out_features)
+
+    def _kernel_takes(self, x: torch.Tensor) -> bool:
+        limit = self.max_kernel_rows
+        return ((limit is None or math.prod(x.shape[:-1]) <= limit)
+                and x.device.type == "cpu" and self.weight.device.type == "cpu"
+                and x.dtype == self.weight.dtype and x.dtype in KERNEL_DTYPES)
 
     def _repack_if_stale(self) -> None:
         # A weight replaced or written in place after prepare_weights (load_state_dict, tying)

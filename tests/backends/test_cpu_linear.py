@@ -183,6 +183,13 @@ def test_module_uses_the_kernel_for_decode_and_f_linear_past_its_row_limit(dtype
 
 
 @needs_kernels
+def test_module_in_another_dtype_uses_f_linear(ops):
+    layer = make_linear(12, 9, torch.float16)  # built directly; selection would refuse
+    x = torch.randn(2, 12, generator=gen(3)).half()
+    assert torch.equal(layer(x), F.linear(x, layer.weight))
+
+
+@needs_kernels
 def test_module_repacks_when_the_weight_changes():
     layer = make_linear(24, 20, torch.float32)
     x = torch.randn(2, 24, generator=gen(5))
