@@ -73,7 +73,7 @@ class CpuLinear(nn.Module):
 
     @torch.no_grad()
     def prepare_weights(self) -> None:
-        if self.weight.device.type == "cpu":
+        if self.weight.device.type == "cpu" and self.weight.dtype in KERNEL_DTYPES:
             self._pack()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
