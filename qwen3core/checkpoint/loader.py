@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from qwen3core.build import default_device, select_backends
+from qwen3core.build import resolve_device, select_backends
 from qwen3core.checkpoint import hub
 from qwen3core.checkpoint.config import (read_config, read_generation_config, read_json,
                                          spec_from_config, stored_dtype)
@@ -72,7 +72,7 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     models). On CPU in that dtype the weights stay memory-mapped from the files.
     """
     started = time.perf_counter() if started is None else started
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     found = locate(source, revision)
     config = read_config(found.directory)
     spec = spec_from_config(config, found.name)

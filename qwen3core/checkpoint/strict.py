@@ -1,7 +1,7 @@
 """Checking a checkpoint against the model before any weight is read.
 
 The check runs the model's own state-dict loading (every module's ``_load_from_state_dict``) on
-a ``meta`` copy of the model with ``meta`` tensors of the checkpoint's shapes. A backend whose
+the ``meta`` skeleton with ``meta`` tensors of the checkpoint's shapes. A backend whose
 module keeps weights in a layout of its own (stacked experts, fused projections) therefore
 decides for itself which checkpoint keys it consumes, and nothing here hard-codes the module
 tree. Missing keys, unexpected keys and shape mismatches are gathered into one error.
@@ -55,7 +55,8 @@ def keys_to_load(model_on_meta: nn.Module, weights: WeightFiles) -> list[str]:
 def check_checkpoint(model_on_meta: nn.Module, weights: WeightFiles, keys: list[str],
                      dtype: torch.dtype, where: str) -> None:
     """Raise one :class:`CheckpointError` listing every way ``keys`` of ``weights`` fail to fit
-    the model. ``model_on_meta`` is consumed (its parameters are replaced)."""
+    the model. On success the model's parameters have been replaced by meta tensors of the
+    checkpoint's shapes, which the real load replaces in turn."""
     _check_dtypes(weights, keys, where)
     duplicates = tied_duplicates(model_on_meta)  # before loading unties them
     expected = model_on_meta.state_dict()

@@ -191,6 +191,15 @@ def test_a_file_instead_of_a_directory(single):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_device_that_is_not_there(single, ref):
-    with pytest.raises(Qwen3CoreError, match=r"device cuda was requested but this torch build "
-                                             r"sees no CUDA GPU"):
+    with pytest.raises(Qwen3CoreError, match=r"device 'cuda' requested but .*(no CUDA support|"
+                                             r"no CUDA GPU is visible)"):
         qwen3core.load(str(single), device="cuda")
+
+
+def test_a_dtype_the_device_cannot_compute_in_is_refused_up_front():
+    from qwen3core.checkpoint.device import check_dtype_on_device
+
+    check_dtype_on_device(torch.bfloat16, torch.device("cpu"))  # fine on every CPU torch
+    with pytest.raises(Qwen3CoreError, match=r"dtype float8_e4m3fn is not supported on device "
+                                             r"cpu \(.*\); pass a dtype the device supports"):
+        check_dtype_on_device(torch.float8_e4m3fn, torch.device("cpu"))
