@@ -200,6 +200,6 @@ def test_a_dtype_the_device_cannot_compute_in_is_refused_up_front():
     from qwen3core.checkpoint.device import check_dtype_on_device
 
     check_dtype_on_device(torch.bfloat16, torch.device("cpu"))  # fine on every CPU torch
-    with pytest.raises(Qwen3CoreError, match=r"dtype float8_e4m3fn is not supported on device "
+    with pytest.raises(Qwen3CoreError, match=r"dtype float8_e8m0fnu is not supported on device "
                                              r"cpu \(.*\); pass a dtype the device supports"):
-        check_dtype_on_device(torch.float8_e4m3fn, torch.device("cpu"))
+        check_dtype_on_device(torch.float8_e8m0fnu, torch.device("cpu"))  # no CPU matmul
