@@ -4,7 +4,9 @@
 
 For each Qwen3-0.6B linear shape, times ``y = x @ W.T`` with enough distinct weight copies
 to overflow the last-level cache (so every call streams its weights from DRAM, as decode does),
-and prints the weight bytes read per second. The last line per (dtype, batch) adds the shapes up
+and prints the weight bytes read per second, next to the ceiling: a plain read of the same
+number of bytes (``qwen3core_cpu::stream_read``) timed just before. Times are the best of
+``--repeats``, which on a shared machine is the closest to an undisturbed run. The last line per (dtype, batch) adds the shapes up
 the way one decode step of Qwen3-0.6B does (28 layers of q, k, v, o, gate, up, down, plus the
 LM head) and prints the decode rate those linear layers alone would allow: an upper bound on
 end-to-end tokens/s, which also spends time in attention, norms and Python.
@@ -43,7 +45,13 @@ def _time(fn, repeats: int) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
+
+
+def stream_bandwidth(repeats: int) -> float:
+    """Bytes per second of a plain parallel read from memory: the ceiling for the kernel."""
+    block = torch.empty(STREAM_BYTES, dtype=torch.uint8).fill_(1)
+    return STREAM_BYTES / _time(lambda: torch.ops.qwen3core_cpu.stream_read(block), repeats)
 
 
 def bench_shape(out_f: int, in_f: int, batch: int, dtype: torch.dtype, repeats: int
@@ -76,23 +84,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load_kernels()
     print(f"kernels: {isa()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'dtype':9} {'batch':>5} {'shape (out x in)':>18} {'kernel GB/s':>12} "
-          f"{'F.linear GB/s':>14} {'speedup':>8}")
+    print(f"{'dtype':9} {'batch':>5} {'shape (out x in)':>18} {'read GB/s':>10} "
+          f"{'kernel GB/s':>12} {'F.linear GB/s':>14} {'speedup':>8}")
     for dtype_name in args.dtype:
         dtype = getattr(torch, dtype_name)
         for batch in args.batch:
             step = {"kernel": 0.0, "F.linear": 0.0}
             step_bytes = 0
+            ceilings = []
             for name, ((out_f, in_f), count) in SHAPES.items():
+                ceilings.append(stream_bandwidth(args.repeats))
                 t_kernel, t_ref = bench_shape(out_f, in_f, batch, dtype, args.repeats)
                 nbytes = out_f * in_f * dtype.itemsize
                 print(f"{dtype_name:9} {batch:5} {f'{out_f} x {in_f}':>18} "
+                      f"{ceilings[-1] / 1e9:10.1f} "
                       f"{nbytes / t_kernel / 1e9:12.1f} {nbytes / t_ref / 1e9:14.1f} "
                       f"{t_ref / t_kernel:7.2f}x  {name}")
                 step["kernel"] += count * t_kernel
                 step["F.linear"] += count * t_ref
                 step_bytes += count * nbytes
             print(f"{dtype_name:9} {batch:5} {'0.6B decode step':>18} "
+                  f"{statistics.median(ceilings) / 1e9:10.1f} "
                   f"{step_bytes / step['kernel'] / 1e9:12.1f} "
                   f"{step_bytes / step['F.linear'] / 1e9:14.1f} "
                   f"{step['F.linear'] / step['kernel']:7.2f}x  "

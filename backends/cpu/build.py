@@ -26,7 +26,7 @@ from qwen3core.errors import BackendSelectionError
 
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp")
+SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp")
 HEADERS = ("kernels.h", "tile_kernels.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")

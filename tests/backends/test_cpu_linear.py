@@ -157,6 +157,15 @@ def test_kernel_rejects_mismatched_inputs(ops):
         ops.linear(torch.randn(2, 10), w, 20)
 
 
+@needs_kernels
+def test_stream_read_reads_every_byte(ops):
+    words = torch.randint(-2**62, 2**62, (100_003,), generator=gen(9))
+    expected = 0
+    for word in words.tolist():
+        expected ^= word
+    assert ops.stream_read(words) == expected
+
+
 # == the module ==================================================================================
 def make_linear(in_f: int, out_f: int, dtype: torch.dtype, seed: int = 0) -> CpuLinear:
     layer = CpuLinear(in_f, out_f, dtype=dtype, device=CPU)
