@@ -144,6 +144,17 @@ def test_kernel_takes_3d_strided_and_many_rows(dtype, ops):
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_splits_large_matrices_over_threads(dtype, ops):
+    n, k = 520, 1030  # 1-2 MiB: past the size that stays on the calling thread
+    w = torch.randn(n, k, generator=gen(11)).to(dtype)
+    packed = pack_weight(w)
+    for rows in (1, 8, 37):
+        x = torch.randn(rows, k, generator=gen(12 + rows)).to(dtype)
+        assert_within_bound(ops.linear(x, packed, n), x, w)
+
+
+@needs_kernels
 def test_kernel_rejects_mismatched_inputs(ops):
     w = torch.randn(20, 10)
     packed = pack_weight(w)

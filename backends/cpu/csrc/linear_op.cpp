@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -71,6 +72,24 @@ at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
   return xp;
 }
 
+// Splits the tiles into chunks of ~128 KiB of weights that torch's threads take in turn, so a
+// thread the OS pauses (a busy machine) delays one chunk, not half of the matrix. Small
+// matrices run on the calling thread: waking another costs more than it saves.
+void run_in_chunks(TileFn fn, const GemvArgs& args, int64_t tiles, int64_t tile_bytes) {
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
+  const int64_t chunks = (tiles + chunk - 1) / chunk;
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
+  if (workers <= 1 || tiles * tile_bytes < (int64_t{256} << 10)) {
+    fn(args, 0, tiles);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+      fn(args, c * chunk, std::min(tiles, (c + 1) * chunk));
+  });
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features) {
   TORCH_CHECK(x.device().is_cpu() && packed.device().is_cpu(),
               "qwen3core_cpu::linear runs on CPU tensors, got x on ", x.device(),
@@ -111,10 +130,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   const GemvArgs args{packed.data_ptr(), xk.data_ptr(), rows, k_padded, out_features,
                       out.data_ptr(), bf16};
   const TileFn fn = bf16 ? ks.bf16 : ks.f32;
-  // Below ~64 KiB of weights per thread, waking a second thread costs more than it saves.
-  const int64_t tile_bytes = kTile * k_padded * packed.element_size();
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / tile_bytes);
-  at::parallel_for(0, tiles, grain, [&](int64_t begin, int64_t end) { fn(args, begin, end); });
+  run_in_chunks(fn, args, tiles, kTile * k_padded * packed.element_size());
   return out.view(out_shape);
 }
 
