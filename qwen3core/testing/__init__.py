@@ -25,11 +25,11 @@ from qwen3core.testing.models import candidate_model, reference_model, reference
 from qwen3core.testing.properties import check_example, reference_run
 from qwen3core.testing.strategies import (Workload, combinations, selections, specs,
                                           workloads)
-from qwen3core.testing.suite import DTYPES, check_backend
+from qwen3core.testing.suite import DTYPES, check_all_combinations, check_backend
 from qwen3core.testing.tolerances import TOLERANCES, Tolerance, tolerance_for
 
 __all__ = [
-    "check_backend", "BackendConformance", "check_example", "greedy", "GreedyRun",
+    "check_backend", "check_all_combinations", "BackendConformance", "check_example", "greedy", "GreedyRun",
     "reference_model", "candidate_model", "reference_names", "reference_run",
     "assert_greedy_equivalent", "top_margin", "specs", "workloads", "Workload", "selections",
     "combinations", "TOLERANCES", "Tolerance", "tolerance_for", "DTYPES",

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from qwen3core.registry import Registry, get_registry
 from qwen3core.testing import report
 from qwen3core.testing.properties import check_example, dtype_name
-from qwen3core.testing.strategies import combinations, specs, workloads
+from qwen3core.spec import Qwen3Spec
+from qwen3core.testing.strategies import Workload, combinations, specs, workloads
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16)
 #: Examples per call in the default hypothesis profile; ``--hypothesis-profile=long`` (or any
@@ -91,3 +92,33 @@ def check_backend(component: str | None = None, name: str | None = None, *,
 
     equivalent_to_reference()
     return len(ran)
+
+
+#: The fixed example :func:`check_all_combinations` runs: two MoE layers between dense ones
+#: (sparse step 2, an odd hidden size, GQA 2), and a left-padded batch whose rows are reordered
+#: mid-way, with the prompt prefilled in two chunks on reuse.
+SWEEP_SPEC = Qwen3Spec(vocab_size=97, hidden_size=33, intermediate_size=40, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                       max_position_embeddings=256, tie_word_embeddings=False, num_experts=4,
+                       num_experts_per_tok=2, moe_intermediate_size=21, norm_topk_prob=True,
+                       decoder_sparse_step=2, eos_token_id=None)
+SWEEP_WORKLOAD = Workload(prompts=((5, 17, 3, 90, 41, 8), (12, 7), (60, 61, 62, 2)),
+                          max_new_tokens=4, prefill_chunks=2, reorder=(2, (2, 0)))
+
+
+def check_all_combinations(*, plugins: Sequence[object] = (), device: str = "cpu",
+                           dtypes: Iterable[torch.dtype] = DTYPES,
+                           runners: Iterable[str] | None = ("eager",),
+                           spec: Qwen3Spec = SWEEP_SPEC, workload: Workload = SWEEP_WORKLOAD
+                           ) -> int:
+    """Every available combination of implementations, for every dtype, on one fixed example
+    (all scenarios of :func:`check_example`); returns the number of combinations checked."""
+    registry = get_registry(plugins)
+    checked = 0
+    for dtype in dtypes:
+        space = combinations(registry, device, dtype, runners=runners)
+        report.record_space(f"{device} {dtype_name(dtype)}, every combination", len(space))
+        for selection in space:
+            check_example(spec, workload, selection, dtype, device=device, registry=registry)
+            checked += 1
+    return checked

@@ -1,0 +1,65 @@
+"""Compiled vs eager: the registered inductor runners against the eager reference.
+
+Inductor compiles C++ for every new graph (tens of seconds on a CPU), so these examples share
+one spec, one dtype and one batch size, and hence one compiled decode step (and, for
+``compile-all``, one prefill step per prompt width): the first example compiles, the others
+reuse. The other components are the defaults a user gets, with the static cache that makes
+decode compile once. Dynamo's tracing of other selections (growing cache, other batch sizes)
+is covered cheaply in tests/backends/test_compile.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import strategies as st
+
+from qwen3core.registry import get_registry
+from qwen3core.spec import Qwen3Spec
+from qwen3core.testing import Workload, check_backend, check_example
+from qwen3core.testing.strategies import prompts
+from qwen3core.testing.suite import scaled_examples
+
+CPU = torch.device("cpu")
+# Dense: MoE layers would double the C++ inductor generates (measured cold: 62 s vs 32 s for
+# one decode graph); the grouped MoE's tracing is checked in tests/backends/test_moe_grouped.py
+# and test_compile.py.
+SPEC = Qwen3Spec(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                 max_position_embeddings=256, tie_word_embeddings=False, eos_token_id=None)
+
+
+def _unavailable(name: str) -> str | None:
+    return get_registry().get("runner", name).unavailable_reason(CPU, torch.float32)
+
+
+def _defaults_with_static_cache() -> dict[str, str]:
+    names = get_registry().select({"kv_cache": "static"}, device=CPU,
+                                  dtype=torch.float32).names()
+    names.pop("runner")
+    return names
+
+
+@st.composite
+def two_prompt_workloads(draw, vocab_size):
+    """Two prompts (one batch size: one compiled decode step), no mid-way reorder."""
+    batch = tuple(draw(prompts(vocab_size, 1, 8)) for _ in range(2))
+    return Workload(batch, draw(st.integers(2, 5)), draw(st.integers(1, 2)))
+
+
+@pytest.mark.skipif(_unavailable("compile") is not None,
+                    reason=f"torch.compile unavailable: {_unavailable('compile')}")
+def test_compiled_decode_matches_the_eager_reference():
+    ran = check_backend("runner", "compile", pinned=_defaults_with_static_cache(),
+                        dtypes=(torch.float32,), max_examples=scaled_examples(3),
+                        spec_strategy=st.just(SPEC), workload_strategy=two_prompt_workloads,
+                        alone=False)
+    assert ran > 0
+
+
+@pytest.mark.skipif(_unavailable("compile-all") is not None,
+                    reason=f"torch.compile unavailable: {_unavailable('compile-all')}")
+def test_compiled_prefill_and_decode_match_the_eager_reference():
+    selection = {**_defaults_with_static_cache(), "runner": "compile-all"}
+    workload = Workload(((5, 17, 3, 90, 41), (12, 7, 33)), max_new_tokens=4)
+    assert check_example(SPEC, workload, selection, torch.float32, alone=False) > 0
