@@ -83,8 +83,10 @@ def child(kind: str, variant: str, directory: str) -> None:
     print(json.dumps({
         "import_s": imported - started, "load_s": load_done - imported,
         "first_forward_s": forward_done - load_done, "baseline_kib": baseline,
-        "peak_after_load_kib": after_load["VmHWM"], "peak_after_forward_kib": after_forward["VmHWM"],
-        "rss_after_forward_kib": after_forward["VmRSS"], "dtype": str(next(model.parameters()).dtype),
+        "peak_after_load_kib": after_load["VmHWM"],
+        "peak_after_forward_kib": after_forward["VmHWM"],
+        "rss_after_forward_kib": after_forward["VmRSS"],
+        "dtype": str(next(model.parameters()).dtype),
         "backends": backends,
     }))
 
@@ -160,9 +162,9 @@ def summarise(runs: list[dict], size: int) -> dict:
 
 def table(results: dict[str, dict], size: int) -> str:
     lines = [
-        "| loader | load call (s) | first forward (s) | load + forward (s) | peak RSS after load "
-        "(GiB) | peak RSS after forward (GiB) | peak / checkpoint | (peak - RSS before load) "
-        "/ checkpoint |",
+        ("| loader | load call (s) | first forward (s) | load + forward (s) | peak RSS after "
+         "load (GiB) | peak RSS after forward (GiB) | peak / checkpoint | (peak - RSS before "
+         "load) / checkpoint |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():

@@ -8,8 +8,8 @@ tokenizer files; never ``*.bin``/``*.pt`` pickles, ONNX or GGUF exports a reposi
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from qwen3core.checkpoint.config import CONFIG_FILE
 from qwen3core.checkpoint.progress import hub_progress_bars

@@ -91,8 +91,8 @@ def format_mismatch(problems: Mismatch, weights: WeightFiles, where: str) -> str
     names = [p.name for p in weights.files]
     files = ", ".join(names) if len(names) <= 3 else (
         f"{len(names)} shards: {names[0]} ... {names[-1]}")
-    lines = [f"the weights in {where} ({files}) do not fit the model its config.json "
-             "describes:"]
+    lines = [(f"the weights in {where} ({files}) do not fit the model its config.json "
+              "describes:")]
     if problems.missing:
         lines.append(f"  missing from the checkpoint ({len(problems.missing)}): "
                      f"{listing(problems.missing)}")

@@ -11,8 +11,9 @@ shard of source data is resident beside the converted weights.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -44,9 +45,11 @@ class CheckpointTensors(Mapping[str, torch.Tensor]):
         if key not in self._key_set:
             raise KeyError(key)
         info = self._weights.tensors[key]
+        from safetensors import SafetensorError
+
         try:
             stored = self._handle(info.file).get_tensor(key)
-        except Exception as exc:  # SafetensorError or an I/O error while mapping
+        except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"reading {key!r} from {info.file} failed ({exc}); the file "
                                   "is damaged, download it again") from None
         tensor = stored.to(device=self._device, dtype=self._dtype)
