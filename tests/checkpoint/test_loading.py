@@ -216,3 +216,19 @@ def test_download_command_wants_a_hub_id(hf_checkpoint):
     code, _, err = _cli("download", str(hf_checkpoint("dense-tied-gqa1")))
     assert code == 2
     assert "is a local directory already" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(hf_checkpoint, ref, monkeypatch, capfd):
+    directory = str(hf_checkpoint("dense-tied-gqa1"))
+    capfd.readouterr()  # whatever writing the checkpoint printed
+    qwen3core.load(directory, device="cpu", backends=ref.EAGER)
+    assert capfd.readouterr().err == ""  # stderr is a pipe under pytest
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    qwen3core.load(directory, device="cpu", backends=ref.EAGER)
+    assert f"Loading {directory}" in terminal.getvalue()
