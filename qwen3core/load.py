@@ -10,6 +10,7 @@ import torch
 
 from qwen3core.build import build_random, resolve_device, select_backends
 from qwen3core.dtypes import parse_dtype
+from qwen3core.errors import Qwen3CoreError
 from qwen3core.loaded import LoadedModel
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
@@ -17,7 +18,7 @@ from qwen3core.sources import RANDOM_PREFIX, parse_random
 def load(source: str, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
-         tokenizer: str | Path | None = None) -> LoadedModel:
+         tokenizer: str | Path | None = None, revision: str | None = None) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -25,6 +26,7 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
     ``backends`` maps components to implementation names (``{"attention": "sdpa"}``); components
     left out get the fastest implementation available for the device and dtype.
     ``plugins`` adds plugin objects for this call only (tests, experiments).
+    ``revision`` picks a hub branch, tag or commit (same as ``owner/name@revision``).
     ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
     models have none).
     """
@@ -34,16 +36,19 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
 
         own_tokenizer = Tokenizer.from_dir(tokenizer)
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins)
+                         plugins=plugins, revision=revision)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
     return loaded
 
 
-def _load_model(source: str, *, dtype, device, backends, seed, plugins) -> LoadedModel:
+def _load_model(source: str, *, dtype, device, backends, seed, plugins,
+                revision) -> LoadedModel:
     started = time.perf_counter()
     torch_device = resolve_device(device)
     if source.startswith(RANDOM_PREFIX):
+        if revision is not None:
+            raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
         torch_dtype = parse_dtype(dtype) or torch.float32
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
@@ -55,4 +60,5 @@ def _load_model(source: str, *, dtype, device, backends, seed, plugins) -> Loade
     from qwen3core.checkpoint import load_pretrained
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
-                           backends=backends, plugins=plugins, started=started)
+                           backends=backends, plugins=plugins, started=started,
+                           revision=revision)

@@ -90,6 +90,8 @@ SCRIPT = textwrap.dedent('''
     attempt("main", lambda: load(repo, args["local_main"]))
     attempt("tag", lambda: load(repo + "@v1", args["local_v1"]))
     attempt("commit", lambda: load(repo + "@" + args["commit_v1"], args["local_v1"]))
+    attempt("tag_keyword", lambda: qwen3core.load(repo, revision="v1", device="cpu",
+                                                  backends=eager).spec.num_attention_heads)
     attempt("read_spec", lambda: [read_spec(repo)[0].num_attention_heads,
                                   str(read_spec(repo)[1])])
     attempt("absent", lambda: qwen3core.load("nobody/absent-model", device="cpu"))
@@ -147,6 +149,10 @@ def test_a_revision_selects_another_snapshot(hub_run, how):
     assert loaded["source"] == f"{OWNER_NAME}@{COMMIT_V1}"
     assert loaded["heads"] == 8
     assert loaded["same_logits_as_local_dir"] is True
+
+
+def test_revision_keyword_of_load(hub_run):
+    assert hub_run["tag_keyword"] == 8  # the v1 snapshot, as with "owner/name@v1"
 
 
 def test_read_spec_of_a_hub_id(hub_run):
