@@ -7,12 +7,14 @@ failure points at a backend rather than at sampling or stopping logic.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 import torch
 
 from qwen3core.generation.padding import left_pad
-from qwen3core.generation.steps import steps_for
+from qwen3core.generation.steps import Steps
 from qwen3core.model import Qwen3Model
 
 
@@ -24,42 +26,104 @@ class GreedyRun:
     tokens: list[list[int]]
     logits: list[torch.Tensor]  # each [steps, vocab]
     rows: tuple[int, ...]  # prompt index of each row
+    #: With ``record_routing``: per row and step, the smallest MoE routing margin of any real
+    #: token the row has run so far (see :func:`routing_margins`); inf for a dense model.
+    routing: list[list[float]] | None = None
 
 
 def greedy(model: Qwen3Model, prompts: list[list[int]], max_new_tokens: int, *,
-           prefill_chunks: int = 1, reorder: tuple[int, tuple[int, ...]] | None = None
-           ) -> GreedyRun:
+           prefill_chunks: int = 1, reorder: tuple[int, tuple[int, ...]] | None = None,
+           forced: Mapping[int, list[int]] | None = None,
+           record_routing: bool = False) -> GreedyRun:
     """Greedy-decode ``max_new_tokens`` tokens for each prompt as one left-padded batch.
 
     ``prefill_chunks`` splits the prompt columns into that many prefill calls (cache reuse
     within a request). ``reorder=(step, rows)`` keeps only batch rows ``rows`` (in that order)
     before decode step ``step``, as a generation loop does when sequences finish.
+    ``forced`` (prompt index -> tokens) feeds those tokens instead of the argmax ("teacher
+    forcing"), to score another run's choices. ``record_routing`` records MoE routing margins.
     """
-    steps = steps_for(model)
+    # A fresh Steps (not steps_for): the harness builds many short-lived models, and compiled
+    # code is shared through the runner anyway.
+    steps = Steps(model)
     ids, mask = left_pad(prompts, model.device)  # [B, S], [B, S] or None
     width = ids.shape[1]
     cache = model.new_cache(len(prompts), width + max_new_tokens)
-    bounds = torch.linspace(0, width, prefill_chunks + 1).round().long().tolist()
-    bounds = sorted(set(bounds))
-    for lo, hi in zip(bounds, bounds[1:]):
-        part_mask = None if mask is None else mask[:, lo:hi]
-        logits = steps.prefill(ids[:, lo:hi], part_mask, cache)  # [B, vocab]
+    bounds = sorted(set(torch.linspace(0, width, prefill_chunks + 1).round().long().tolist()))
     live = list(range(len(prompts)))
     tokens: dict[int, list[int]] = {r: [] for r in live}
     chosen: dict[int, list[torch.Tensor]] = {r: [] for r in live}
-    for step in range(max_new_tokens):
-        if step > 0:
-            if reorder is not None and reorder[0] == step:
-                keep = torch.tensor(reorder[1], dtype=torch.int64, device=model.device)
-                cache.reorder(keep)
-                live = [live[i] for i in reorder[1]]
-                next_ids = next_ids.index_select(0, keep)
-            logits = steps.decode_one(next_ids[:, None], cache)
-        next_ids = logits.argmax(dim=-1)  # [B]
-        as_float = logits.detach().to("cpu", torch.float64)
-        for i, r in enumerate(live):
-            tokens[r].append(int(next_ids[i]))
-            chosen[r].append(as_float[i])
+    margins: dict[int, list[float]] = {r: [] for r in live}
+    smallest = torch.full((len(prompts),), float("inf"), dtype=torch.float64)  # per batch row
+    with routing_margins(model, record_routing) as routed:
+        for lo, hi in zip(bounds, bounds[1:]):
+            part_mask = None if mask is None else mask[:, lo:hi]
+            logits = steps.prefill(ids[:, lo:hi], part_mask, cache)  # [B, vocab]
+            smallest = _fold(smallest, routed, part_mask)
+        for step in range(max_new_tokens):
+            if step > 0:
+                if reorder is not None and reorder[0] == step:
+                    keep = torch.tensor(reorder[1], dtype=torch.int64, device=model.device)
+                    cache.reorder(keep)
+                    live = [live[i] for i in reorder[1]]
+                    next_ids = next_ids.index_select(0, keep)
+                    smallest = smallest.index_select(0, keep.cpu())
+                logits = steps.decode_one(next_ids[:, None], cache)
+                smallest = _fold(smallest, routed, None)
+            next_ids = logits.argmax(dim=-1)  # [B]
+            if forced:
+                next_ids = torch.tensor([forced[r][step] if r in forced else int(next_ids[i])
+                                         for i, r in enumerate(live)], device=next_ids.device)
+            as_float = logits.detach().to("cpu", torch.float64)
+            for i, r in enumerate(live):
+                tokens[r].append(int(next_ids[i]))
+                chosen[r].append(as_float[i])
+                margins[r].append(float(smallest[i]))
     kept = tuple(live)
     return GreedyRun(tokens=[tokens[r] for r in kept],
-                     logits=[torch.stack(chosen[r]) for r in kept], rows=kept)
+                     logits=[torch.stack(chosen[r]) for r in kept], rows=kept,
+                     routing=[margins[r] for r in kept] if record_routing else None)
+
+
+@contextmanager
+def routing_margins(model: Qwen3Model, enabled: bool) -> Iterator[list[torch.Tensor]]:
+    """While active, every forward appends, per sparse layer, each token's routing margin:
+    the gap between its k-th and (k+1)-th router logit over max(1, its largest |logit|).
+
+    Top-k routing is discontinuous: where that gap is within rounding noise, another correct
+    implementation may route the token to another expert and legitimately produce different
+    logits from then on. A margin of inf means no choice could flip (dense, or k = experts).
+    """
+    recorded: list[torch.Tensor] = []
+    handles = []
+    k = model.spec.num_experts_per_tok
+    if enabled and model.spec.is_moe and k < model.spec.num_experts:
+        for layer in model.model.layers:
+            if layer.is_sparse:
+                handles.append(layer.mlp.gate.register_forward_hook(
+                    lambda module, args, out: recorded.append(_token_margins(out, k))))
+    try:
+        yield recorded
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _token_margins(router_logits: torch.Tensor, k: int) -> torch.Tensor:
+    logits = router_logits.detach().to("cpu", torch.float64)  # [..., n_experts]
+    top = torch.topk(logits, k + 1, dim=-1).values
+    scale = logits.abs().amax(dim=-1).clamp(min=1.0)
+    return (top[..., k - 1] - top[..., k]) / scale  # [...] one per token
+
+
+def _fold(smallest: torch.Tensor, recorded: list[torch.Tensor], mask: torch.Tensor | None
+          ) -> torch.Tensor:
+    """Lower each row's running minimum by the margins of its real tokens in this forward."""
+    b = smallest.shape[0]
+    for margins in recorded:
+        per_token = margins.reshape(b, -1)  # [B, S] (the MoE block flattens [B, S, E])
+        if mask is not None:
+            per_token = per_token.masked_fill(~mask.to("cpu", torch.bool), float("inf"))
+        smallest = torch.minimum(smallest, per_token.amin(dim=1))
+    recorded.clear()
+    return smallest

@@ -37,6 +37,21 @@ def reference_run(spec: Qwen3Spec, dtype: torch.dtype, device: str,
     return greedy(model, [list(p) for p in prompts], max_new_tokens, reorder=reorder)
 
 
+@lru_cache(maxsize=256)
+def exact_run(spec: Qwen3Spec, dtype: torch.dtype, device: str,
+              prompts: tuple[tuple[int, ...], ...], max_new_tokens: int,
+              reorder: tuple[int, tuple[int, ...]] | None = None) -> GreedyRun | None:
+    """The float64 model's run along the reference's tokens (None for float64 itself): how
+    far the reference's own rounding took it, which the tolerance may follow, and the MoE
+    routing margins that say where a routing choice was a near-tie."""
+    if dtype == torch.float64:
+        return None
+    chosen = reference_run(spec, dtype, device, prompts, max_new_tokens, reorder)
+    model = reference_model(spec, torch.float64, device)
+    return greedy(model, [list(p) for p in prompts], max_new_tokens, reorder=reorder,
+                  forced=dict(zip(chosen.rows, chosen.tokens)), record_routing=True)
+
+
 @contextmanager
 def one_cpu_thread() -> Iterator[None]:
     """Tiny matrices gain nothing from intra-op threads, and on a busy machine waiting for
@@ -69,29 +84,33 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
     label = f"{dtype_name(dtype)} {dict(selection)}"
     compared = 0
 
-    ref_batch = reference_run(spec, dtype, device, workload.prompts, new, workload.reorder)
+    def expected(batch_prompts, reorder=None):
+        return (reference_run(spec, dtype, device, batch_prompts, new, reorder),
+                exact_run(spec, dtype, device, batch_prompts, new, reorder))
+
+    ref_batch, exact_batch = expected(workload.prompts, workload.reorder)
     cold = greedy(candidate, prompts, new, reorder=workload.reorder)
-    compared += assert_greedy_equivalent(ref_batch, cold, tolerance, f"cold batch, {label}")
+    compared += assert_greedy_equivalent(ref_batch, cold, tolerance, f"cold batch, {label}",
+                                         exact_batch)
     reused = greedy(candidate, prompts, new, prefill_chunks=workload.prefill_chunks,
                     reorder=workload.reorder)
     compared += assert_greedy_equivalent(
-        ref_batch, reused,
-        tolerance, f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}")
-
+        ref_batch, reused, tolerance,
+        f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}", exact_batch)
     if not alone:
         report.record_example(selection, dtype_name(dtype), device, compared)
         return compared
     batched = cold if workload.reorder is None else greedy(candidate, prompts, new)
     for row, prompt in enumerate(workload.prompts):
-        ref_alone = reference_run(spec, dtype, device, (prompt,), new)
+        ref_alone, exact_alone = expected((prompt,))
         row_run = GreedyRun([batched.tokens[row]], [batched.logits[row]], (0,))
         compared += assert_greedy_equivalent(
             ref_alone, row_run, tolerance, f"row {row} of a batch of {len(prompts)} vs alone, "
-            f"{label}")
+            f"{label}", exact_alone)
     first_alone = greedy(candidate, prompts[:1], new)
-    compared += assert_greedy_equivalent(
-        reference_run(spec, dtype, device, workload.prompts[:1], new), first_alone, tolerance,
-        f"first prompt alone, {label}")
+    ref_first, exact_first = expected(workload.prompts[:1])
+    compared += assert_greedy_equivalent(ref_first, first_alone, tolerance,
+                                         f"first prompt alone, {label}", exact_first)
     report.record_example(selection, dtype_name(dtype), device, compared)
     return compared
 

@@ -70,7 +70,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
               for d in usable}
     for d, space in spaces.items():
         what = ", ".join(f"{c}={n}" for c, n in pinned.items()) or "all components"
-        report.record_space(f"{device} {dtype_name(d)}, {what}", len(space))
+        report.record_space(f"{device} {dtype_name(d)}, {what}{_with(plugins)}", len(space))
     if spec_strategy is None:
         spec_strategy = specs(moe=True if component == "moe" else None)
     examples = max_examples if max_examples is not None else scaled_examples(DEFAULT_EXAMPLES)
@@ -117,8 +117,17 @@ def check_all_combinations(*, plugins: Sequence[object] = (), device: str = "cpu
     checked = 0
     for dtype in dtypes:
         space = combinations(registry, device, dtype, runners=runners)
-        report.record_space(f"{device} {dtype_name(dtype)}, every combination", len(space))
+        report.record_space(f"{device} {dtype_name(dtype)}, every combination{_with(plugins)}",
+                            len(space))
         for selection in space:
             check_example(spec, workload, selection, dtype, device=device, registry=registry)
             checked += 1
     return checked
+
+
+def _with(plugins: Sequence[object]) -> str:
+    """Names the extra plugins in a report label (their combinations are a different space)."""
+    if not plugins:
+        return ""
+    names = [getattr(p, "__name__", None) or type(p).__name__ for p in plugins]
+    return " + plugins " + ", ".join(names)
