@@ -42,7 +42,8 @@ class Cache:
                  device: torch.device):
         if storage.returns_full_capacity:
             if capacity is None or storage.capacity is None:
-                raise GenerationError("a storage that returns its full capacity needs one")
+                raise GenerationError("a KV storage that returns its full capacity needs a "
+                                      "capacity; pass one to model.new_cache")
             # It may hold more slots than asked for (rounded up so that requests of similar
             # lengths share compiled code); the mask must cover all of them.
             capacity = storage.capacity

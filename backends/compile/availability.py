@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import os
 import shutil
-from functools import lru_cache
+from functools import cache
 
 import torch
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dynamo_reason() -> str | None:
     try:
-        import torch._dynamo  # noqa: F401
-    except Exception as exc:  # pragma: no cover - depends on the installation
+        import torch._dynamo
+    except Exception as exc:  # noqa: BLE001 - any failure to import means unusable
         return f"torch._dynamo failed to import ({type(exc).__name__}: {exc})"
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile does not support this Python version or platform"
     try:
-        import torch._inductor  # noqa: F401
-    except Exception as exc:  # pragma: no cover
+        import torch._inductor
+    except Exception as exc:  # noqa: BLE001 - any failure to import means unusable
         return f"the inductor compiler failed to import ({type(exc).__name__}: {exc})"
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_reason() -> str | None:
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None and shutil.which("c++") is None \
@@ -34,11 +34,11 @@ def _cpu_reason() -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gpu_reason() -> str | None:
     try:
         from torch.utils._triton import has_triton
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001 - any failure to import means we cannot tell
         return "cannot tell whether triton is installed (torch.utils._triton is missing)"
     if not has_triton():
         return "inductor needs triton on GPU; pip install triton (it ships with CUDA torch)"

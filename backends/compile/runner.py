@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from functools import cache
 
 import torch
 
 
-@lru_cache(maxsize=None)
+@cache
 def compiled(step: Callable, backend: str, mode: str | None) -> Callable:
     """One compiled wrapper per (step function, backend, mode), shared by every model.
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from qwen3core_backends.eager.moe import route
 from torch import nn
 from torch.nn import functional as F
 
 from qwen3core.contracts import BuildContext
-from qwen3core_backends.eager.moe import route
 
 from .experts import ExpertWeights, stack_experts
 from .grouped_linear import grouped_linear, grouped_mm_usable

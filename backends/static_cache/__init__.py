@@ -12,7 +12,6 @@ from qwen3core import Implementation, hookimpl
 
 from .kv_cache import StaticKVCache
 
-
 #: Capacities are rounded up to a multiple of this many slots, so that requests whose prompt +
 #: new tokens differ a little reuse the same compiled decode step.
 CAPACITY_MULTIPLE = 64

@@ -23,14 +23,30 @@ from qwen3core.testing.conformance import BackendConformance
 from qwen3core.testing.harness import GreedyRun, greedy
 from qwen3core.testing.models import candidate_model, reference_model, reference_names
 from qwen3core.testing.properties import check_example, reference_run
-from qwen3core.testing.strategies import (Workload, combinations, selections, specs,
-                                          workloads)
+from qwen3core.testing.strategies import Workload, combinations, selections, specs, workloads
 from qwen3core.testing.suite import DTYPES, check_all_combinations, check_backend
 from qwen3core.testing.tolerances import TOLERANCES, Tolerance, tolerance_for
 
 __all__ = [
-    "check_backend", "check_all_combinations", "BackendConformance", "check_example", "greedy", "GreedyRun",
-    "reference_model", "candidate_model", "reference_names", "reference_run",
-    "assert_greedy_equivalent", "top_margin", "specs", "workloads", "Workload", "selections",
-    "combinations", "TOLERANCES", "Tolerance", "tolerance_for", "DTYPES",
+                                          "DTYPES",
+                                          "TOLERANCES",
+                                          "BackendConformance",
+                                          "GreedyRun",
+                                          "Tolerance",
+                                          "Workload",
+                                          "assert_greedy_equivalent",
+                                          "candidate_model",
+                                          "check_all_combinations",
+                                          "check_backend",
+                                          "check_example",
+                                          "combinations",
+                                          "greedy",
+                                          "reference_model",
+                                          "reference_names",
+                                          "reference_run",
+                                          "selections",
+                                          "specs",
+                                          "tolerance_for",
+                                          "top_margin",
+                                          "workloads",
 ]

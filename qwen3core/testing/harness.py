@@ -7,9 +7,10 @@ failure points at a backend rather than at sampling or stopping logic.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import torch
 
@@ -55,8 +56,9 @@ def greedy(model: Qwen3Model, prompts: list[list[int]], max_new_tokens: int, *,
     chosen: dict[int, list[torch.Tensor]] = {r: [] for r in live}
     margins: dict[int, list[float]] = {r: [] for r in live}
     smallest = torch.full((len(prompts),), float("inf"), dtype=torch.float64)  # per batch row
+    next_ids = torch.empty(0, dtype=torch.int64)  # chosen at step 0, before any reorder
     with routing_margins(model, record_routing) as routed:
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in itertools.pairwise(bounds):
             part_mask = None if mask is None else mask[:, lo:hi]
             logits = steps.prefill(ids[:, lo:hi], part_mask, cache)  # [B, vocab]
             smallest = _fold(smallest, routed, part_mask)

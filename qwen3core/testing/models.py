@@ -8,8 +8,8 @@ a layout of its own (stacked, fused, packed) is exercised through its loading pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import torch
 

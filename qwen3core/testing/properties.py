@@ -13,9 +13,9 @@ implementations, the reference's weights) must reproduce the reference's greedy 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator, Mapping
 
 import torch
 

@@ -8,7 +8,7 @@ pytest plugin prints the totals (and gathers them from pytest-xdist workers).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping
+from collections.abc import Mapping
 
 _examples: list[dict] = []
 _spaces: dict[str, int] = {}  # "device dtype [restriction]" -> available combinations
@@ -40,9 +40,9 @@ def summary_lines() -> list[str]:
     combos = {tuple(sorted(e["selection"].items())) + (("dtype", e["dtype"]),)
               for e in _examples}
     tokens = sum(e["tokens"] for e in _examples)
-    lines = [f"{len(_examples)} examples checked against the eager reference, "
-             f"{len(combos)} distinct backend combinations (selection x dtype), "
-             f"{tokens} greedy tokens compared"]
+    lines = [(f"{len(_examples)} examples checked against the eager reference, "
+              f"{len(combos)} distinct backend combinations (selection x dtype), "
+              f"{tokens} greedy tokens compared")]
     by_dtype = Counter(e["dtype"] for e in _examples)
     for dtype, n in sorted(by_dtype.items()):
         seen = {tuple(sorted(e["selection"].items())) for e in _examples if e["dtype"] == dtype}

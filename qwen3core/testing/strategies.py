@@ -8,8 +8,8 @@ untied heads, dense and MoE layers mixed by ``decoder_sparse_step`` and ``mlp_on
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import torch
 from hypothesis import strategies as st
@@ -26,19 +26,19 @@ def specs(draw: st.DrawFn, moe: bool | None = None) -> Qwen3Spec:
     ratio = draw(st.sampled_from([1, 2, 4]))
     is_moe = draw(st.booleans()) if moe is None else moe
     layers = draw(st.integers(1, 3))
-    fields = dict(
-        vocab_size=draw(st.sampled_from([61, 96, 128])),
-        hidden_size=draw(st.sampled_from([24, 32, 33, 40])),
-        intermediate_size=draw(st.sampled_from([37, 48, 64])),
-        num_hidden_layers=layers,
-        num_attention_heads=kv_heads * ratio,
-        num_key_value_heads=kv_heads,
-        head_dim=draw(st.sampled_from([8, 16, 6])),
-        rope_theta=draw(st.sampled_from([10_000.0, 1_000_000.0])),
-        max_position_embeddings=256,
-        tie_word_embeddings=draw(st.booleans()),
-        eos_token_id=None,
-    )
+    fields = {
+        "vocab_size": draw(st.sampled_from([61, 96, 128])),
+        "hidden_size": draw(st.sampled_from([24, 32, 33, 40])),
+        "intermediate_size": draw(st.sampled_from([37, 48, 64])),
+        "num_hidden_layers": layers,
+        "num_attention_heads": kv_heads * ratio,
+        "num_key_value_heads": kv_heads,
+        "head_dim": draw(st.sampled_from([8, 16, 6])),
+        "rope_theta": draw(st.sampled_from([10_000.0, 1_000_000.0])),
+        "max_position_embeddings": 256,
+        "tie_word_embeddings": draw(st.booleans()),
+        "eos_token_id": None,
+    }
     if is_moe:
         experts = draw(st.integers(2, 8))
         fields.update(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from qwen3core.registry import Registry, get_registry
+from qwen3core.spec import Qwen3Spec
 from qwen3core.testing import report
 from qwen3core.testing.properties import check_example, dtype_name
-from qwen3core.spec import Qwen3Spec
 from qwen3core.testing.strategies import Workload, combinations, specs, workloads
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16)

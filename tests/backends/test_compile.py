@@ -7,17 +7,16 @@ graph on a CPU); tests/equivalence/test_compiled.py runs the registered inductor
 
 from __future__ import annotations
 
-import pytest
 import torch
+from qwen3core_backends.compile import availability
+from qwen3core_backends.compile.runner import CompileRunner
 from torch._dynamo.utils import counters
 
-from qwen3core import Implementation, PRESETS, hookimpl
+from qwen3core import PRESETS, Implementation, hookimpl
 from qwen3core.generation.steps import decode_one, prefill, steps_for
 from qwen3core.registry import get_registry
 from qwen3core.testing.harness import greedy
 from qwen3core.testing.models import candidate_model, reference_model, reference_names
-from qwen3core_backends.compile import availability
-from qwen3core_backends.compile.runner import CompileRunner
 
 CPU = torch.device("cpu")
 

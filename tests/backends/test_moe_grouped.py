@@ -7,11 +7,11 @@ import io
 
 import pytest
 import torch
+from qwen3core_backends.moe_grouped.grouped_linear import grouped_linear
 
 from qwen3core import PRESETS
 from qwen3core.build import build_random, build_skeleton, select_backends
 from qwen3core.testing.models import reference_names
-from qwen3core_backends.moe_grouped.grouped_linear import grouped_linear
 
 CPU = torch.device("cpu")
 SPEC = PRESETS["tiny-moe"].replace(num_experts=6, num_experts_per_tok=3, hidden_size=40,

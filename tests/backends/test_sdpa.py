@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qwen3core_backends.eager.attention import eager_attention
+from qwen3core_backends.sdpa.attention import make_sdpa_attention
 from torch.nn import functional as F
 
 from qwen3core.contracts import AttentionBatch
 from qwen3core.registry import get_registry
-from qwen3core_backends.eager.attention import eager_attention
-from qwen3core_backends.sdpa.attention import make_sdpa_attention
 
 GEN = torch.Generator().manual_seed(0)
 

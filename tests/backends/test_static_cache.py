@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qwen3core_backends.static_cache import CAPACITY_MULTIPLE
+from qwen3core_backends.static_cache.kv_cache import StaticKVCache
 
-from qwen3core import GenerationError, PRESETS
+from qwen3core import PRESETS, GenerationError
 from qwen3core.build import build_random, select_backends
 from qwen3core.cache import Cache
 from qwen3core.testing.models import reference_names
-from qwen3core_backends.static_cache import CAPACITY_MULTIPLE
-from qwen3core_backends.static_cache.kv_cache import StaticKVCache
 
 CPU = torch.device("cpu")
 GEN = torch.Generator().manual_seed(0)

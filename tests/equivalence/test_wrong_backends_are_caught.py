@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qwen3core_backends.eager.kv_cache import DynamicKVCache
 from torch.nn import functional as F
 
 from qwen3core import Implementation, hookimpl
 from qwen3core.testing import check_all_combinations, check_backend
-from qwen3core_backends.eager.kv_cache import DynamicKVCache
 
 
 def attention_without_mask(q, k, v, batch, scale):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qwen3core_backends.eager.attention import eager_attention
+from qwen3core_chunked_attention import chunked_attention
 
 from qwen3core import AttentionBatch, Implementation, hookimpl
 from qwen3core.registry import get_registry
 from qwen3core.testing import BackendConformance
-from qwen3core_backends.eager.attention import eager_attention
-from qwen3core_chunked_attention import chunked_attention
 
 
 class TestChunkedAttention(BackendConformance):
