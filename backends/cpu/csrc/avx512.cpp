@@ -44,6 +44,7 @@ constexpr int kAvx512MaxGroup = 8;
 template <int G, int NP>
 inline void dpbf16_step(__m512 (&acc)[G][NP], int p, const uint16_t* w, const uint32_t* x,
                         int64_t R, int64_t kp) {
+  prefetch(w + kp * 2 * kTile);
   const __m512bh wk = (__m512bh)_mm512_loadu_si512(w + kp * 2 * kTile);
   for (int g = 0; g < G; ++g) {
     const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(x[kp * R + g]));

@@ -1,6 +1,6 @@
 // Tile kernels written once over a vector type V, instantiated per instruction set by avx2.cpp
-// (8 float lanes) and avx512.cpp (16 lanes). Include it after the file's target pragma: the
-// anonymous namespace keeps every instantiation private to that file.
+// (8 float lanes) and avx512.cpp (16 lanes). Include it after the file's target pragma and
+// <immintrin.h>: the anonymous namespace keeps every instantiation private to that file.
 //
 // V provides: reg, lanes, num_regs, zero, load, bcast, fma, add, store and bf16_pairs (split
 // 2 * lanes bfloat16 input pairs into the even and the odd inputs as float32).
@@ -16,6 +16,15 @@
 
 namespace qwen3core_cpu {
 namespace {
+
+// How far ahead of the FMAs weights are requested from memory. The hardware prefetcher alone
+// falls behind once the FMAs keep the core busy (8 rows on Zen 3: a quarter fewer
+// multiply-adds per second); 8 KiB ahead it keeps up, and one row does not mind.
+constexpr int64_t kPrefetchBytes = 8192;
+
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
 
 // Accumulators per (row, vector): two (even and odd inputs) when there are too few
 // independent FMA chains to hide the FMA latency and the registers allow it.
@@ -38,6 +47,7 @@ void bf16_rows(const uint16_t* w, const float* x, int64_t R, int64_t kpairs, flo
 
   for (int64_t kp = 0; kp < kpairs; ++kp) {
     const uint16_t* wk = w + kp * 2 * kTile;
+    prefetch(wk);
     const float* x_even = x + 2 * kp * R;
     const float* x_odd = x_even + R;
     typename V::reg even[NV], odd[NV];
@@ -72,6 +82,7 @@ void f32_rows(const float* w, const float* x, int64_t R, int64_t kpairs, float* 
   for (int64_t kp = 0; kp < kpairs; ++kp) {
     for (int parity = 0; parity < 2; ++parity) {
       const int64_t k = 2 * kp + parity;
+      prefetch(w + k * kTile);
       typename V::reg wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = V::load(w + k * kTile + v * V::lanes);
       for (int g = 0; g < G; ++g) {
