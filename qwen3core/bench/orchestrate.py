@@ -21,7 +21,7 @@ def run_job(job: Job, timeout: float | None = None) -> dict:
         env.setdefault("OMP_NUM_THREADS", str(job.threads))
     proc = subprocess.run([sys.executable, "-m", "qwen3core.bench.worker",
                            json.dumps(job.to_dict())],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])

@@ -65,7 +65,7 @@ def format_table(table: list[dict], batch_sizes: list[int], *, markdown: bool = 
         out += ["| " + " | ".join(cells) + " |" for cells in lines]
         return "\n".join(out)
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *lines)]
-    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines])
 
 

@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from qwen3core.bench.clock import now, peak_memory_bytes
+from qwen3core.bench.clock import now
 from qwen3core.bench.job import Job, prompt_ids
-from qwen3core.bench.stats import summarize
+from qwen3core.bench.measure import measure
 from qwen3core.dtypes import parse_dtype
 from qwen3core.sources import RANDOM_PREFIX
 
@@ -98,21 +98,6 @@ def run_transformers(job: Job) -> dict:
         t_end = now(device)
         return clock.times[0] - t0, t_end - clock.times[0], out[:, ids.shape[1]:]
 
-    one_run(1, min(4, job.new_tokens))
-    result = {"load_seconds": load_seconds, "backends": {"engine": "transformers"},
-              "dtype": job.dtype, "device": str(device), "batches": {}}
-    for batch in job.batch_sizes:
-        ttft, decode_tps, prefill_tps = [], [], []
-        for _ in range(job.repeats):
-            first, decode, tokens = one_run(batch, job.new_tokens)
-            ttft.append(first)
-            prefill_tps.append(batch * job.prompt_len / first)
-            decode_tps.append(batch * (job.new_tokens - 1) / decode)
-        result["batches"][str(batch)] = {
-            "ttft_seconds": summarize(ttft), "prefill_tokens_per_s": summarize(prefill_tps),
-            "decode_tokens_per_s": summarize(decode_tps),
-            "greedy_tokens": tokens[0].tolist(),
-            "rows_agree": bool((tokens == tokens[:1]).all()),
-        }
-    result["peak_memory_bytes"] = peak_memory_bytes(device)
-    return result
+    header = {"load_seconds": load_seconds, "backends": {"engine": "transformers"},
+              "dtype": job.dtype, "device": str(device)}
+    return measure(job, one_run, device, header)

@@ -1,0 +1,35 @@
+"""The measurement loop both engines share: warm up, repeat, summarise per batch size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from qwen3core.bench.clock import peak_memory_bytes
+from qwen3core.bench.job import Job
+from qwen3core.bench.stats import summarize
+
+#: one_run(batch, new_tokens) -> (seconds to first token, seconds for the rest, tokens [B, N])
+OneRun = Callable[[int, int], "tuple[float, float, torch.Tensor]"]
+
+
+def measure(job: Job, one_run: OneRun, device: torch.device, header: dict) -> dict:
+    result = dict(header, batches={})
+    warm_tokens = min(4, job.new_tokens)
+    for batch in job.batch_sizes:
+        one_run(batch, warm_tokens)  # first-call costs and compilation stay out of the numbers
+        ttft, decode_tps, prefill_tps = [], [], []
+        for _ in range(job.repeats):
+            first, decode, tokens = one_run(batch, job.new_tokens)
+            ttft.append(first)
+            prefill_tps.append(batch * job.prompt_len / first)
+            decode_tps.append(batch * (job.new_tokens - 1) / decode)
+        result["batches"][str(batch)] = {
+            "ttft_seconds": summarize(ttft), "prefill_tokens_per_s": summarize(prefill_tps),
+            "decode_tokens_per_s": summarize(decode_tps),
+            "greedy_tokens": tokens[0].tolist(),
+            "rows_agree": bool((tokens == tokens[:1]).all()),  # identical rows, identical output
+        }
+    result["peak_memory_bytes"] = peak_memory_bytes(device)
+    return result
