@@ -21,8 +21,11 @@ def assert_greedy_equivalent(reference: GreedyRun, candidate: GreedyRun, toleran
     the tolerance follow the reference's own rounding error, and its routing margins mark
     where an MoE routing choice was a near-tie. See :mod:`qwen3core.testing.tolerances`."""
     where = f" [{context}]" if context else ""
-    assert candidate.rows == reference.rows, f"rows {candidate.rows} != {reference.rows}{where}"
-    assert exact is None or exact.rows == reference.rows
+    # Explicit raises, not assert statements: the suite must not vanish under python -O.
+    if candidate.rows != reference.rows:
+        raise AssertionError(f"rows {candidate.rows} != {reference.rows}{where}")
+    if exact is not None and exact.rows != reference.rows:
+        raise AssertionError(f"the exact run kept rows {exact.rows}, not {reference.rows}")
     compared = 0
     for row, (ref_tokens, cand_tokens) in enumerate(zip(reference.tokens, candidate.tokens)):
         for step, (ref_tok, cand_tok) in enumerate(zip(ref_tokens, cand_tokens)):
@@ -34,20 +37,23 @@ def assert_greedy_equivalent(reference: GreedyRun, candidate: GreedyRun, toleran
                     exact.routing[row][step] <= 2 * tolerance.relative:
                 break  # a token of this row was routed on a near-tie: a legitimate fork
             diff = float((cand_logits - ref_logits).abs().max())
-            assert diff <= allowed, (
-                f"row {row} step {step}: logits differ from the reference by {diff:.3g} "
-                f"(allowed {allowed:.3g}); reference tokens {ref_tokens}, candidate "
-                f"{cand_tokens}{where}")
+            if not diff <= allowed:  # also catches NaN
+                raise AssertionError(
+                    f"row {row} step {step}: logits differ from the reference by {diff:.3g} "
+                    f"(allowed {allowed:.3g}); reference tokens {ref_tokens}, candidate "
+                    f"{cand_tokens}{where}")
             compared += 1
             margin = top_margin(ref_logits)
             clear_cut = not tolerance.margin_exempt or margin > 2 * allowed
-            if clear_cut:
-                assert cand_tok == ref_tok, (
-                    f"row {row} step {step}: token {cand_tok} != reference {ref_tok} although "
-                    f"the reference margin {margin:.3g} exceeds {2 * allowed:.3g}; reference "
-                    f"tokens {ref_tokens}, candidate {cand_tokens}{where}")
+            if clear_cut and cand_tok != ref_tok:
+                why = (f"margin {margin:.3g} > {2 * allowed:.3g}" if tolerance.margin_exempt
+                       else "every token must match in this dtype")
+                raise AssertionError(
+                    f"row {row} step {step}: token {cand_tok} != reference {ref_tok} ({why}); "
+                    f"reference tokens {ref_tokens}, candidate {cand_tokens}{where}")
             elif cand_tok != ref_tok:
                 break  # a legitimate fork: the rest of this row follows another context
         else:
-            assert len(cand_tokens) == len(ref_tokens), f"row {row}: lengths differ{where}"
+            if len(cand_tokens) != len(ref_tokens):
+                raise AssertionError(f"row {row}: lengths differ{where}")
     return compared
