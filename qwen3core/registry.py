@@ -116,15 +116,20 @@ class Registry:
                         f"{self._alternatives(component, device, dtype)}")
                 selection[component] = impl
                 continue
-            candidates = self.availability(component, device, dtype)
-            usable = [a.implementation for a in candidates if a.available]
-            if not usable:
-                why = "; ".join(f"{a.implementation.name}: {a.reason}" for a in candidates)
+            # Highest priority first, and stop at the first usable one: lower-priority checks
+            # may be expensive (importing a compiler stack) and their answer is not needed.
+            rejected = []
+            for impl in self.implementations(component):
+                reason = impl.unavailable_reason(device, dtype)
+                if reason is None:
+                    selection[component] = impl
+                    break
+                rejected.append(f"{impl.name}: {reason}")
+            else:
                 raise BackendSelectionError(
                     f"no {component} implementation is available on {device} with "
-                    f"{_dtype_name(dtype)} ({why or 'none installed'}). Is the first-party "
-                    f"'eager' plugin blocked or uninstalled?")
-            selection[component] = usable[0]  # sorted by priority
+                    f"{_dtype_name(dtype)} ({'; '.join(rejected) or 'none installed'}). Is the "
+                    f"first-party 'eager' plugin blocked or uninstalled?")
         return selection
 
     def _alternatives(self, component: str, device: torch.device, dtype: torch.dtype) -> str:
