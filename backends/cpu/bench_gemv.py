@@ -4,10 +4,10 @@
 
 For each Qwen3-0.6B linear shape, times single calls of ``y = x @ W.T`` over enough distinct
 weight copies to overflow the last-level cache (so every call streams its weights from DRAM,
-as decode does), and prints weight bytes read per second from the median call. Next to it, the
-ceiling: ``qwen3core_cpu::stream_read`` reading blocks of the same size from memory, timed in
-between the same way. Medians of single calls, because a shared virtual machine stalls for
-whole scheduler ticks now and then, and a stall inside a timed loop of many calls hides the
+as decode does), and prints weight bytes read per second. Next to it, the ceiling:
+``qwen3core_cpu::stream_read`` reading blocks of the same size from memory, timed the same way.
+Times are medians of single calls, best of a few rounds: on a shared machine a thread that
+waits for a core stalls a call by a whole scheduler tick, and such stalls would hide the
 kernel's speed.
 
 The last line per (dtype, batch) adds the shapes up the way one decode step of Qwen3-0.6B does
@@ -43,12 +43,10 @@ SHAPES = {
 ROTATION_BYTES = 256 * 2**20  # weight copies per shape: well past a 32 MiB L3
 
 
-def median_call(calls: list[Callable[[], object]], repeats: int) -> float:
-    """Median seconds of one call, cycling through ``calls`` ``repeats`` times."""
-    for call in calls[:2]:
-        call()  # warm up (first touch, thread pool)
+def median_call(calls: list[Callable[[], object]], passes: int) -> float:
+    """Median seconds of one call, cycling through ``calls`` ``passes`` times."""
     times = []
-    for _ in range(repeats):
+    for _ in range(passes):
         for call in calls:
             start = time.perf_counter()
             call()
@@ -56,21 +54,31 @@ def median_call(calls: list[Callable[[], object]], repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_shape(out_f: int, in_f: int, batch: int, dtype: torch.dtype, repeats: int
+def bench_shape(out_f: int, in_f: int, batch: int, dtype: torch.dtype, rounds: int
                 ) -> dict[str, float]:
-    """Median seconds per call of the kernel, F.linear and a plain read of as many bytes."""
+    """Seconds per call of the kernel, F.linear and a plain read of as many bytes: the median
+    call of a round, best of ``rounds`` rounds taken in turn (a busy spell of the machine
+    slows every call of a round, so the median alone does not hide it)."""
     weight_bytes = out_f * in_f * dtype.itemsize
     copies = max(1, ROTATION_BYTES // weight_bytes)
+    passes = max(1, 16 // copies)  # at least 16 calls per median
     weights = [torch.randn(out_f, in_f).to(dtype) for _ in range(copies)]
     packed = [pack_weight(w) for w in weights]
     blocks = torch.ones(copies, weight_bytes, dtype=torch.uint8)  # [copies, bytes]
     x = torch.randn(batch, in_f).to(dtype)
     op, read = torch.ops.qwen3core_cpu.linear, torch.ops.qwen3core_cpu.stream_read
-    return {
-        "read": median_call([lambda b=b: read(b) for b in blocks], repeats),
-        "kernel": median_call([lambda p=p: op(x, p, out_f) for p in packed], repeats),
-        "F.linear": median_call([lambda w=w: F.linear(x, w) for w in weights], repeats),
+    calls = {
+        "read": [lambda b=b: read(b) for b in blocks],
+        "kernel": [lambda p=p: op(x, p, out_f) for p in packed],
+        "F.linear": [lambda w=w: F.linear(x, w) for w in weights],
     }
+    for fns in calls.values():
+        fns[0]()  # warm up (first touch, thread pool)
+    best = {key: float("inf") for key in calls}
+    for _ in range(rounds):
+        for key, fns in calls.items():
+            best[key] = min(best[key], median_call(fns, passes))
+    return best
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,8 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--dtype", nargs="+", default=["bfloat16", "float32"],
                         choices=["bfloat16", "float32"])
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="passes over the weight copies (the lm_head has one copy: use more)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     load_kernels()
     print(f"kernels: {isa()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -91,8 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             step = {"read": 0.0, "kernel": 0.0, "F.linear": 0.0}
             step_bytes = 0
             for name, ((out_f, in_f), count) in SHAPES.items():
-                repeats = args.repeats if count > 1 else 10 * args.repeats
-                t = bench_shape(out_f, in_f, batch, dtype, repeats)
+                t = bench_shape(out_f, in_f, batch, dtype, args.rounds)
                 nbytes = out_f * in_f * dtype.itemsize
                 _row(dtype_name, batch, f"{out_f} x {in_f}", nbytes, t, name)
                 for key in step:
