@@ -6,8 +6,14 @@ plugin hook returns), the spec :class:`Qwen3Spec` and the registry accessor
 """
 
 from qwen3core.contracts import AttentionBatch, BuildContext, Implementation
-from qwen3core.errors import (BackendSelectionError, CheckpointError, GenerationError,
-                              PluginError, Qwen3CoreError, SpecError)
+from qwen3core.errors import (
+                              BackendSelectionError,
+                              CheckpointError,
+                              GenerationError,
+                              PluginError,
+                              Qwen3CoreError,
+                              SpecError,
+)
 from qwen3core.hookspecs import hookimpl
 from qwen3core.load import load
 from qwen3core.registry import get_registry
@@ -16,7 +22,20 @@ from qwen3core.spec import PRESETS, Qwen3Spec, preset
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "hookimpl", "Implementation", "BuildContext", "AttentionBatch", "Qwen3Spec",
-    "PRESETS", "preset", "get_registry", "Qwen3CoreError", "PluginError",
-    "BackendSelectionError", "CheckpointError", "GenerationError", "SpecError", "__version__",
+                              "PRESETS",
+                              "AttentionBatch",
+                              "BackendSelectionError",
+                              "BuildContext",
+                              "CheckpointError",
+                              "GenerationError",
+                              "Implementation",
+                              "PluginError",
+                              "Qwen3CoreError",
+                              "Qwen3Spec",
+                              "SpecError",
+                              "__version__",
+                              "get_registry",
+                              "hookimpl",
+                              "load",
+                              "preset",
 ]

@@ -11,8 +11,9 @@ Factories run while a model is *built*; ``forward`` only calls plain modules and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
@@ -101,10 +102,10 @@ class BuildContext:
     """Handed to every factory: the spec, the runtime dtype/device and the selection, so that
     one component can build another with whatever implementation the user selected."""
 
-    spec: "Qwen3Spec"
+    spec: Qwen3Spec
     dtype: torch.dtype
     device: torch.device
-    selection: "Selection"
+    selection: Selection
 
     def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
         return self.selection[component].factory(self, *args, **kwargs)
@@ -166,7 +167,7 @@ class Implementation:
             return None
         try:
             return self.check(torch.device(device), dtype)
-        except Exception as exc:  # a broken check must not hide the other backends
+        except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
             return f"availability check raised {type(exc).__name__}: {exc}"
 
 

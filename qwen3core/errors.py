@@ -24,5 +24,11 @@ class GenerationError(Qwen3CoreError, ValueError):
     """Invalid generation request (bad parameter, prompt longer than the context, ...)."""
 
 
-__all__ = ["Qwen3CoreError", "PluginError", "BackendSelectionError", "CheckpointError",
-           "GenerationError", "SpecError"]
+__all__ = [
+    "BackendSelectionError",
+    "CheckpointError",
+    "GenerationError",
+    "PluginError",
+    "Qwen3CoreError",
+    "SpecError",
+]

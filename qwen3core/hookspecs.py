@@ -13,7 +13,7 @@ The factory signatures per component are documented on
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from collections.abc import Iterable
 
 import pluggy
 
@@ -23,7 +23,7 @@ PROJECT = "qwen3core"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-Provided = Union[Implementation, Iterable[Implementation], None]
+Provided = Implementation | Iterable[Implementation] | None
 
 
 @hookspec

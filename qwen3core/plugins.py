@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import pluggy
 

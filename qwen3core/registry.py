@@ -8,8 +8,8 @@ the highest declared priority, and :meth:`Selection.names` reports which one tha
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 import pluggy
 import torch
@@ -38,7 +38,7 @@ class Registry:
             self._add(impl)
 
     @classmethod
-    def from_plugin_manager(cls, pm: pluggy.PluginManager) -> "Registry":
+    def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
         gathered: list[Implementation] = []
         for component, hook_name in HOOK_FOR_COMPONENT.items():
             hook = getattr(pm.hook, hook_name)

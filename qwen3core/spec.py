@@ -8,8 +8,9 @@ belong to a loaded model, not to the architecture.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from qwen3core.errors import SpecError
 
@@ -68,7 +69,7 @@ class Qwen3Spec:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> "Qwen3Spec":
+    def from_dict(cls, config: Mapping[str, Any]) -> Qwen3Spec:
         """Build from a ``config.json`` dict; keys that are not spec fields are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in config.items() if k in known}
@@ -92,7 +93,7 @@ class Qwen3Spec:
             out["eos_token_id"] = list(self.eos_token_id)
         return out
 
-    def replace(self, **changes: Any) -> "Qwen3Spec":
+    def replace(self, **changes: Any) -> Qwen3Spec:
         return dataclasses.replace(self, **changes)
 
     # -- derived facts --------------------------------------------------------------------------

@@ -30,11 +30,11 @@ EAGER = {"attention": "eager", "norm": "eager", "rope": "eager", "kv_cache": "dy
          "linear": "eager", "mlp": "eager", "moe": "eager", "runner": "eager"}
 
 # Qwen3-0.6B's config.json (REFERENCE.md); only the weights are random.
-QWEN3_0_6B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072,
-                  num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
-                  head_dim=128, max_position_embeddings=40960, rms_norm_eps=1e-6,
-                  rope_theta=1_000_000.0, tie_word_embeddings=True, bos_token_id=151643,
-                  eos_token_id=151645)
+QWEN3_0_6B = {"vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072,
+                  "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+                  "head_dim": 128, "max_position_embeddings": 40960, "rms_norm_eps": 1e-6,
+                  "rope_theta": 1_000_000.0, "tie_word_embeddings": True, "bos_token_id": 151643,
+                  "eos_token_id": 151645}
 
 LOADERS = {
     "qwen3core (eager backends)": ["qwen3core", "eager"],

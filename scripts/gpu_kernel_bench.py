@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
-
-from qwen3core.dtypes import parse_dtype
 from qwen3core_backends.cuda import ops
 from qwen3core_backends.cuda.rope import rotary_inv_freq
 from qwen3core_backends.eager.norm import RMSNorm
 from qwen3core_backends.eager.rope import EagerRotary
+from torch.nn import functional as F
+
+from qwen3core.dtypes import parse_dtype
 
 # hidden, q heads, kv heads, head_dim, intermediate (REFERENCE.md)
 SHAPES = {"0.6B": (1024, 16, 8, 128, 3072), "8B": (4096, 32, 8, 128, 12288)}

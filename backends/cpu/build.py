@@ -54,7 +54,7 @@ def cpu_lacks() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_features() -> set[str]:
     get = getattr(torch.cpu, "get_capabilities", None)
     if get is not None:
@@ -106,7 +106,7 @@ def cache_dir() -> Path:
     return base / _digest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digest() -> str:
     h = hashlib.sha256()
     for name in SOURCES + HEADERS:

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         library = build(capabilities, verbose=args.verbose)
-    except Exception as exc:  # the compiler's message is the useful part
+    except Exception as exc:  # noqa: BLE001 - the compiler's message is the useful part
         print(f"building the cuda kernels failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(library)

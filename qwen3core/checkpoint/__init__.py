@@ -8,5 +8,12 @@ preset; ``read_spec`` serves ``qwen3 info`` without touching the weights; ``down
 from qwen3core.checkpoint.loader import download, load_pretrained, locate, read_spec
 from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 
-__all__ = ["load_pretrained", "read_spec", "download", "locate", "parse_source", "HubSource",
-           "LocalSource"]
+__all__ = [
+           "HubSource",
+           "LocalSource",
+           "download",
+           "load_pretrained",
+           "locate",
+           "parse_source",
+           "read_spec",
+]

@@ -97,7 +97,7 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             out = {}
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
                 view = handle.get_slice(key)
                 code = view.get_dtype()
                 out[key] = TensorInfo(path, tuple(view.get_shape()), _DTYPES.get(code, code))

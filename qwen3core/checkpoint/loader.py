@@ -12,8 +12,13 @@ import torch
 
 from qwen3core.build import resolve_device, select_backends
 from qwen3core.checkpoint import hub
-from qwen3core.checkpoint.config import (read_config, read_generation_config, read_json,
-                                         spec_from_config, stored_dtype)
+from qwen3core.checkpoint.config import (
+    read_config,
+    read_generation_config,
+    read_json,
+    spec_from_config,
+    stored_dtype,
+)
 from qwen3core.checkpoint.device import check_dtype_on_device
 from qwen3core.checkpoint.files import WeightFiles, find_weight_files
 from qwen3core.checkpoint.materialise import load_model

@@ -22,8 +22,11 @@ def load_bar(total_bytes: int, desc: str) -> tqdm:
 @contextlib.contextmanager
 def hub_progress_bars() -> Iterator[None]:
     """huggingface_hub draws its own bars; silence them for the call when not on a terminal."""
-    from huggingface_hub.utils import (are_progress_bars_disabled, disable_progress_bars,
-                                       enable_progress_bars)
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
 
     if on_terminal() or are_progress_bars_disabled():
         yield

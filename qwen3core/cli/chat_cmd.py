@@ -13,9 +13,13 @@ import json
 import sys
 
 from qwen3core.cli.common import add_model_options
-from qwen3core.cli.generate_cmd import (add_generation_options, add_tokenizer_option,
-                                        generation_options, load_from_args,
-                                        tolerate_unencodable_output)
+from qwen3core.cli.generate_cmd import (
+    add_generation_options,
+    add_tokenizer_option,
+    generation_options,
+    load_from_args,
+    tolerate_unencodable_output,
+)
 from qwen3core.errors import GenerationError, Qwen3CoreError
 from qwen3core.generation.chat import ChatReply, ChatSession
 

@@ -54,9 +54,9 @@ def add_generation_options(p: argparse.ArgumentParser, *, default_max_new_tokens
 
 
 def generation_options(args: argparse.Namespace) -> dict:
-    return dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                enable_thinking=args.enable_thinking)
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+                "enable_thinking": args.enable_thinking}
 
 
 def load_from_args(args: argparse.Namespace):

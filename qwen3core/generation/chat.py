@@ -8,15 +8,20 @@ next prompt is the template's rendering of exactly what the user saw as answers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from qwen3core.errors import GenerationError
 from qwen3core.generation.api import stream
 from qwen3core.generation.results import GenerationResult
 from qwen3core.model import Qwen3Model
-from qwen3core.thinking import (ThinkingDelta, ThinkingSplitter, prompt_opens_thinking,
-                                split_thinking)
+from qwen3core.thinking import (
+    ThinkingDelta,
+    ThinkingSplitter,
+    prompt_opens_thinking,
+    split_thinking,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class ChatSession:
             self.messages + [{"role": "user", "content": user}], add_generation_prompt=True,
             enable_thinking=self.enable_thinking, tokenize=False)
 
-    def send(self, user: str) -> "ChatReply":
+    def send(self, user: str) -> ChatReply:
         if not user:
             raise GenerationError("the message is empty; type something to send")
         prompt = self.render(user)

@@ -7,7 +7,8 @@ their keys and values, so later steps only compute the rows still generating.
 from __future__ import annotations
 
 import time
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import torch
 

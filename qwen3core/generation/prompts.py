@@ -19,8 +19,9 @@ generation prompt (``enable_thinking`` is passed to the template).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generator, Iterator
+from collections.abc import Generator, Iterator
 
 from qwen3core.generation.results import GenerationResult, StreamEvent
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qwen3core_backends import cpu as cpu_backend
+from qwen3core_backends.cpu import build
+from qwen3core_backends.cpu.linear import CpuLinear, pack_weight
 from torch.nn import functional as F
 
 import qwen3core
@@ -18,9 +21,6 @@ from qwen3core import BackendSelectionError
 from qwen3core.registry import get_registry
 from qwen3core.testing.harness import greedy
 from qwen3core.testing.models import reference_names
-from qwen3core_backends import cpu as cpu_backend
-from qwen3core_backends.cpu import build
-from qwen3core_backends.cpu.linear import CpuLinear, pack_weight
 
 DTYPES = [torch.bfloat16, torch.float32]
 CPU = torch.device("cpu")

@@ -21,12 +21,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.nn import functional as F
-
-from qwen3core import PRESETS, BackendSelectionError
-from qwen3core.build import build_skeleton
-from qwen3core.contracts import COMPONENTS, AttentionBatch, Selection
-from qwen3core.registry import get_registry
 from qwen3core_backends.cuda import attention as cuda_attention
 from qwen3core_backends.cuda import library as cuda_library
 from qwen3core_backends.cuda import ops
@@ -36,6 +30,12 @@ from qwen3core_backends.cuda.rope import CudaRotary, rotary_inv_freq
 from qwen3core_backends.eager.attention import eager_attention
 from qwen3core_backends.eager.norm import RMSNorm
 from qwen3core_backends.eager.rope import EagerRotary, rotary_cos_sin
+from torch.nn import functional as F
+
+from qwen3core import PRESETS, BackendSelectionError
+from qwen3core.build import build_skeleton
+from qwen3core.contracts import COMPONENTS, AttentionBatch, Selection
+from qwen3core.registry import get_registry
 
 CUDA_IMPLEMENTATIONS = {"norm": "cuda", "rope": "cuda", "mlp": "cuda", "attention": "flash"}
 EAGER = {c: ("dynamic" if c == "kv_cache" else "eager") for c in COMPONENTS}

@@ -20,27 +20,27 @@ transformers = pytest.importorskip("transformers", reason="transformers is the r
 EAGER = {"attention": "eager", "norm": "eager", "rope": "eager", "kv_cache": "dynamic",
          "linear": "eager", "mlp": "eager", "moe": "eager", "runner": "eager"}
 
-SMALL = dict(vocab_size=512, hidden_size=64, intermediate_size=128, head_dim=16,
-             max_position_embeddings=512, rms_norm_eps=1e-6)
+SMALL = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "head_dim": 16,
+             "max_position_embeddings": 512, "rms_norm_eps": 1e-6}
 
 # name -> (model kind, config overrides, max_shard_size or None)
 CASES = {
-    "dense-tied-gqa1": ("dense", dict(num_hidden_layers=2, num_attention_heads=4,
-                                      num_key_value_heads=4, tie_word_embeddings=True), None),
-    "dense-untied-gqa2-sharded": ("dense", dict(num_hidden_layers=3, num_attention_heads=4,
-                                                num_key_value_heads=2,
-                                                tie_word_embeddings=False), "60KB"),
-    "dense-tied-gqa4": ("dense", dict(num_hidden_layers=2, num_attention_heads=8,
-                                      num_key_value_heads=2, tie_word_embeddings=True,
-                                      rope_theta=1_000_000.0), None),
-    "moe-normtopk-mlponly-sharded": ("moe", dict(
-        num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, num_experts=8,
-        num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True,
-        decoder_sparse_step=1, mlp_only_layers=[0], tie_word_embeddings=False), "40KB"),
-    "moe-rawtopk-step2-gqa4": ("moe", dict(
-        num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, num_experts=8,
-        num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=False,
-        decoder_sparse_step=2, mlp_only_layers=[3], tie_word_embeddings=True), None),
+    "dense-tied-gqa1": ("dense", {"num_hidden_layers": 2, "num_attention_heads": 4,
+                                      "num_key_value_heads": 4, "tie_word_embeddings": True}, None),
+    "dense-untied-gqa2-sharded": ("dense", {"num_hidden_layers": 3, "num_attention_heads": 4,
+                                                "num_key_value_heads": 2,
+                                                "tie_word_embeddings": False}, "60KB"),
+    "dense-tied-gqa4": ("dense", {"num_hidden_layers": 2, "num_attention_heads": 8,
+                                      "num_key_value_heads": 2, "tie_word_embeddings": True,
+                                      "rope_theta": 1_000_000.0}, None),
+    "moe-normtopk-mlponly-sharded": ("moe", {
+        "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 8,
+        "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": True,
+        "decoder_sparse_step": 1, "mlp_only_layers": [0], "tie_word_embeddings": False}, "40KB"),
+    "moe-rawtopk-step2-gqa4": ("moe", {
+        "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2, "num_experts": 8,
+        "num_experts_per_tok": 2, "moe_intermediate_size": 32, "norm_topk_prob": False,
+        "decoder_sparse_step": 2, "mlp_only_layers": [3], "tie_word_embeddings": True}, None),
 }
 
 

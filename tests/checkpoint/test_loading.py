@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from qwen3core_backends.eager.moe import route
 from torch import nn
 from torch.nn import functional as F
 
 import qwen3core
 from qwen3core import CheckpointError, Implementation, hookimpl
 from qwen3core.checkpoint import HubSource, LocalSource, parse_source
-from qwen3core_backends.eager.moe import route
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer"
 

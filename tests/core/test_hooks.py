@@ -62,7 +62,7 @@ def check_rope():
     rotate = build("rope")
     q, k = rand(1, 4, 3, 16), rand(1, 2, 3, 16)
     pos = torch.tensor([[0, 5, 9]])
-    q2, k2 = rotate(q, k, pos)
+    q2, _k2 = rotate(q, k, pos)
     assert torch.allclose(q2[:, :, 0], q[:, :, 0])  # position 0 is the identity
     assert torch.allclose(q2.norm(dim=-1), q.norm(dim=-1))  # a rotation keeps lengths
     # Relative positions: <R(a)q, R(b)k> depends only on a - b.
@@ -78,9 +78,9 @@ def check_rope():
 def check_kv_cache():
     cache = build("kv_cache", 2, 8)
     k1, v1 = rand(2, 2, 3, 16), rand(2, 2, 3, 16)
-    k, v = cache.update(0, 0, k1, v1)
+    cache.update(0, 0, k1, v1)
     k2, v2 = rand(2, 2, 1, 16), rand(2, 2, 1, 16)
-    k, v = cache.update(0, 3, k2, v2)
+    k, _v = cache.update(0, 3, k2, v2)
     assert torch.equal(k[:, :, :4], torch.cat([k1, k2], 2))
     cache.reorder(torch.tensor([1]))
     k, _ = cache.update(0, 4, k2[1:], v2[1:])
@@ -110,7 +110,7 @@ def check_moe():
 
 def check_runner():
     wrap = build("runner")
-    step = lambda model, x: x * 2  # noqa: E731
+    step = lambda model, x: x * 2
     assert torch.equal(wrap(step, "decode")(None, torch.ones(2)), torch.full((2,), 2.0))
 
 
@@ -131,4 +131,4 @@ def test_every_hook_has_a_contract_test(hook):
 @pytest.mark.parametrize("hook", sorted(HOOK_FOR_COMPONENT.values()))
 def test_every_hook_is_documented(hook):
     text = DOCS.read_text()
-    assert re.search(rf"^## `{hook}`", text, re.M), f"docs/hooks.md needs a '## `{hook}`' section"
+    assert re.search(rf"^## `{hook}`", text, re.MULTILINE), f"docs/hooks.md needs a '## `{hook}`' section"

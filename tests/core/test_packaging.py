@@ -1,7 +1,8 @@
 """The installed layout: every package directory is listed, and no generic import name leaks."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 

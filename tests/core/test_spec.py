@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from qwen3core import PRESETS, Qwen3Spec, SpecError, preset
@@ -25,7 +27,7 @@ def test_sparse_layer_rule_follows_reference():
 
 
 def test_spec_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["tiny"].hidden_size = 3  # type: ignore[misc]
 
 

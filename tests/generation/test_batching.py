@@ -79,7 +79,7 @@ def test_the_cache_is_sized_from_the_request(tiny64, monkeypatch):
 
 def test_same_seed_same_samples_and_different_seed_differs(tiny64):
     prompts = [[1, 2, 3], [9, 8, 7, 6, 5]]
-    kwargs = dict(max_new_tokens=12, temperature=1.0, top_p=0.95)
+    kwargs = {"max_new_tokens": 12, "temperature": 1.0, "top_p": 0.95}
     first = [r.token_ids for r in tiny64.generate(prompts, seed=11, **kwargs)]
     again = [r.token_ids for r in tiny64.generate(prompts, seed=11, **kwargs)]
     other = [r.token_ids for r in tiny64.generate(prompts, seed=12, **kwargs)]
@@ -88,7 +88,7 @@ def test_same_seed_same_samples_and_different_seed_differs(tiny64):
 
 
 def test_sampled_row_does_not_depend_on_its_batch_mates(tiny64):
-    kwargs = dict(max_new_tokens=10, temperature=0.8, seed=3)
+    kwargs = {"max_new_tokens": 10, "temperature": 0.8, "seed": 3}
     alone = tiny64.generate([4, 5, 6], **kwargs).token_ids
     in_batch = tiny64.generate([[4, 5, 6], [1, 2, 3, 4, 5, 6, 7]], **kwargs)[0].token_ids
     assert in_batch == alone

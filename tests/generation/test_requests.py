@@ -8,14 +8,14 @@ from qwen3core.generation.prompts import encode_prompts
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-1.0), "temperature must be a number >= 0"),
-    (dict(top_p=0.0), "top_p must be in (0, 1]"),
-    (dict(top_p=1.01), "top_p must be in (0, 1]"),
-    (dict(top_k=-2), "top_k must be an integer >= 0"),
-    (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1"),
-    (dict(max_new_tokens=2.0), "max_new_tokens must be an integer >= 1"),
-    (dict(stop=["x"]), "has no tokenizer"),
-    (dict(stop=[""]), "stop strings must be non-empty"),
+    ({"temperature": -1.0}, "temperature must be a number >= 0"),
+    ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.01}, "top_p must be in (0, 1]"),
+    ({"top_k": -2}, "top_k must be an integer >= 0"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
+    ({"max_new_tokens": 2.0}, "max_new_tokens must be an integer >= 1"),
+    ({"stop": ["x"]}, "has no tokenizer"),
+    ({"stop": [""]}, "stop strings must be non-empty"),
 ])
 def test_bad_parameters_are_refused_before_any_work(tiny64, kwargs, message):
     kwargs.setdefault("max_new_tokens", 4)

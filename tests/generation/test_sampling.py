@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen3core.errors import GenerationError
-from qwen3core.generation.sampling import (SamplingParams, filter_top_k, filter_top_p,
-                                           sample_next)
+from qwen3core.generation.sampling import SamplingParams, filter_top_k, filter_top_p, sample_next
 
 
 def kept(logits: torch.Tensor) -> set[int]:
@@ -113,13 +112,13 @@ def test_rows_draw_from_their_own_generators():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-0.5), "temperature must be a number >= 0"),
-    (dict(temperature=float("nan")), "temperature must be a number >= 0"),
-    (dict(top_p=0.0), "top_p must be in (0, 1]"),
-    (dict(top_p=1.5), "top_p must be in (0, 1]"),
-    (dict(top_k=-1), "top_k must be an integer >= 0"),
-    (dict(top_k=2.5), "top_k must be an integer >= 0"),
-    (dict(seed=-3), "seed must be a non-negative integer"),
+    ({"temperature": -0.5}, "temperature must be a number >= 0"),
+    ({"temperature": float("nan")}, "temperature must be a number >= 0"),
+    ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+    ({"top_k": -1}, "top_k must be an integer >= 0"),
+    ({"top_k": 2.5}, "top_k must be an integer >= 0"),
+    ({"seed": -3}, "seed must be a non-negative integer"),
 ])
 def test_invalid_sampling_parameters_are_rejected(kwargs, message):
     with pytest.raises(GenerationError) as info:

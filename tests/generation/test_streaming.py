@@ -23,7 +23,7 @@ def collect(stream):
     "数学は美しい。🙂",
 ])
 def test_streamed_pieces_concatenate_to_the_text(chat_model, prompt):
-    kwargs = dict(max_new_tokens=40, temperature=1.0, seed=4)
+    kwargs = {"max_new_tokens": 40, "temperature": 1.0, "seed": 4}
     stream = chat_model.stream(prompt, **kwargs)
     ids, texts, finishes = collect(stream)
     result = chat_model.generate(prompt, **kwargs)
@@ -38,7 +38,7 @@ def test_streamed_pieces_concatenate_to_the_text(chat_model, prompt):
 
 def test_streaming_a_batch_interleaves_rows_and_adds_up_per_row(chat_model):
     prompts = ["Hello", "A much longer prompt than the first one", "Third"]
-    kwargs = dict(max_new_tokens=12, temperature=0.9, seed=1)
+    kwargs = {"max_new_tokens": 12, "temperature": 0.9, "seed": 1}
     stream = chat_model.stream(prompts, **kwargs)
     events = list(stream)
     assert [e.row for e in events[:3]] == [0, 1, 2]  # one event per live row per step
