@@ -19,15 +19,6 @@ needs_files = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").is_file(
 HELLO = [{"role": "user", "content": "Hello, world!"}]
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return Tokenizer.from_dir(TOKENIZER_DIR)
-
-
-@pytest.fixture(scope="module")
-def hf():
-    transformers = pytest.importorskip("transformers", reason="parity tests need transformers")
-    return transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
 
 
 def hf_render(hf, messages, *, tokenize, **kwargs):

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qwen3core.detokenize import IncrementalDecoder, decode_stream
-from qwen3core.tokenizer import Tokenizer
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
 needs_files = pytest.mark.skipif(not (TOKENIZER_DIR / "tokenizer.json").is_file(),
@@ -19,10 +18,6 @@ FFFD = "\ufffd"
 # Any text a model could print, except U+FFFD itself (whose presence is what the tests look for).
 printable = st.text(st.characters(codec="utf-8", exclude_characters=FFFD), max_size=30)
 
-
-@pytest.fixture(scope="module")
-def tok():
-    return Tokenizer.from_dir(TOKENIZER_DIR)
 
 
 def gpt2_byte_to_unicode() -> dict[int, str]:

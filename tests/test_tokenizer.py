@@ -31,15 +31,6 @@ any_text = st.text(st.characters(codec="utf-8"), max_size=20)
 mixed_text = st.lists(st.one_of(any_text, st.sampled_from(FRAGMENTS)), max_size=6).map("".join)
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return Tokenizer.from_dir(TOKENIZER_DIR)
-
-
-@pytest.fixture(scope="module")
-def hf():
-    transformers = pytest.importorskip("transformers", reason="parity tests need transformers")
-    return transformers.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
 
 
 def test_known_ids(tok):
