@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from qwen3core_backends.eager.linear import Linear
 from torch.nn import functional as F
 
 from .build import cpu_has_native_bf16, load_kernels
@@ -55,15 +55,13 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return tiles.contiguous()
 
 
-class CpuLinear(nn.Module):
-    """Bias-free linear layer, ``weight`` [out, in]; see the module docstring."""
+class CpuLinear(Linear):
+    """The eager bias-free linear layer (same ``weight`` [out, in]) with a kernel for decode;
+    see the module docstring."""
 
     def __init__(self, in_features: int, out_features: int, *, dtype: torch.dtype,
                  device: torch.device):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype,
-                                               device=device))
+        super().__init__(in_features, out_features, dtype=dtype, device=device)
         self.max_kernel_rows = kernel_row_limit(dtype)
         # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
         # or loaded on its own. Rebuilt whenever the weight changes (see _repack_if_stale).
@@ -109,6 +107,3 @@ class CpuLinear(nn.Module):
         except RuntimeError:  # inference tensors have no version counter
             version = None
         return self.weight.data_ptr(), version
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"

@@ -1,21 +1,14 @@
 """The SwiGLU MLP with the activation and the gating product fused in one CUDA kernel."""
 
 import torch
-from torch import nn
-
-from qwen3core.contracts import BuildContext
+from qwen3core_backends.eager.mlp import SwiGLU
 
 from .ops import prepare_kernels, silu_mul
 
 
-class CudaSwiGLU(nn.Module):
-    """``down(silu(gate(x)) * up(x))``; the projections are whatever ``linear`` was selected."""
-
-    def __init__(self, ctx: BuildContext, hidden_size: int, intermediate_size: int):
-        super().__init__()
-        self.gate_proj = ctx.linear(hidden_size, intermediate_size)
-        self.up_proj = ctx.linear(hidden_size, intermediate_size)
-        self.down_proj = ctx.linear(intermediate_size, hidden_size)
+class CudaSwiGLU(SwiGLU):
+    """The eager SwiGLU (same projections, built with the selected ``linear``) with
+    ``silu(gate) * up`` in one kernel."""
 
     def prepare_weights(self) -> None:
         prepare_kernels(self.gate_proj.weight.device)
