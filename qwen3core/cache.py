@@ -49,7 +49,6 @@ class Cache:
             capacity = storage.capacity
         self.storage = storage
         self.capacity = capacity
-        self.batch_size = batch_size
         self.seen = torch.zeros(batch_size, dtype=torch.int64, device=device)  # [B]
         self.valid = torch.zeros(batch_size, capacity or 0, dtype=torch.bool, device=device)
         self.unpadded = True  # no padding written so far: lets kernels use their causal path
@@ -57,6 +56,11 @@ class Cache:
         # device knows it (after a compiled step); ``length`` then reads ``next_slot``.
         self._host_length: int | None = 0
         self.next_slot = torch.zeros((), dtype=torch.int64, device=device)  # full capacity only
+
+    @property
+    def batch_size(self) -> int:
+        """Rows still in the batch (``reorder`` may have dropped some)."""
+        return self.seen.shape[0]
 
     @property
     def length(self) -> int:
@@ -136,7 +140,6 @@ class Cache:
         self.storage.reorder(rows)
         self.seen = self.seen.index_select(0, rows)
         self.valid = self.valid.index_select(0, rows)
-        self.batch_size = int(rows.numel())
 
 
 def _mask(valid: torch.Tensor, new_valid: torch.Tensor, query_slots: torch.Tensor,
