@@ -46,7 +46,7 @@ def qwen3core_kv_cache():
     return Implementation(
         "kv_cache", "dynamic",
         lambda ctx, batch_size, capacity: DynamicKVCache(ctx.spec.num_hidden_layers, capacity),
-        summary="grows by concatenation")
+        summary="grows in place (doubling buffers), returns the written slots")
 
 
 @hookimpl
