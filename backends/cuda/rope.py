@@ -1,15 +1,12 @@
 """Rotary embeddings through the CUDA kernel: q and k rotated in one launch."""
 
 import torch
+from qwen3core_backends.eager.rope import rotary_inv_freq
 from torch import nn
 
 from .ops import prepare_kernels, rotary
 
-
-def rotary_inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
-    """[D/2] float32 by the eager backend's expression, so the angles agree bit for bit."""
-    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device)
-    return 1.0 / (theta ** (exponent.to(torch.float32) / head_dim))
+__all__ = ["CudaRotary", "rotary_inv_freq"]
 
 
 class CudaRotary(nn.Module):

@@ -3,11 +3,17 @@
 import torch
 
 
+def rotary_inv_freq(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
+    """[D/2] float32 angular frequencies; the kernel backends use this expression too, so the
+    angles agree bit for bit with the reference."""
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device)
+    return 1.0 / (theta ** (exponent.to(torch.float32) / head_dim))
+
+
 def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float,
                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """positions [B, S] -> cos, sin [B, S, D], computed in float32 then cast to ``dtype``."""
-    exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device)
-    inv_freq = 1.0 / (theta ** (exponent.to(torch.float32) / head_dim))  # [D/2]
+    inv_freq = rotary_inv_freq(head_dim, theta, positions.device)  # [D/2]
     freqs = positions.to(torch.float32)[..., None] * inv_freq  # [B, S, D/2]
     emb = torch.cat((freqs, freqs), dim=-1)  # [B, S, D]
     return emb.cos().to(dtype), emb.sin().to(dtype)
