@@ -92,6 +92,21 @@ class RotaryFn(Protocol):
         half" layout, cos/sin computed in float32 then cast to the activation dtype)."""
 
 
+class FusedLinear(Protocol):
+    """Several linear layers applied to one input as one product: what a linear module class
+    may return from an optional ``fuse(layers)`` classmethod (e.g. q/k/v, or gate/up).
+
+    ``fuse`` receives layers of its own class with the same ``in_features`` and returns a
+    callable, or None to decline. The callable maps [..., in] to the layers' outputs
+    concatenated along the last dimension, [..., sum(out)], equal to
+    ``torch.cat([layer(x) for layer in layers], -1)`` within the linear layer's numerics. It
+    reads the layers' current weights (they stay the parameters and checkpoint keys), so it
+    must follow a weight that is replaced or rewritten. It is not a module: it adds no state.
+    """
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 class Runner(Protocol):
     def __call__(self, step: Callable[..., torch.Tensor], phase: str) -> Callable[..., torch.Tensor]:
         """Wrap a model step function; ``phase`` is "prefill" or "decode"."""

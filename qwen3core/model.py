@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from qwen3core.cache import Cache, PassThroughStorage
-from qwen3core.contracts import AttentionBatch, BuildContext, KVCache
+from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
+from qwen3core.fusion import fuse_linears
 
 
 class Attention(nn.Module):
@@ -30,12 +31,26 @@ class Attention(nn.Module):
         self.k_norm = ctx.norm(spec.head_dim)
         self.rotary = ctx.build("rope")
         self.attend = ctx.build("attention")
+        # q, k and v as one product when the linear implementation can fuse them (set by
+        # prepare_weights, once the weights are real); not a module, so no checkpoint keys.
+        self.qkv: FusedLinear | None = None
+        kv_size = spec.num_key_value_heads * spec.head_dim
+        self.qkv_sizes = [spec.num_attention_heads * spec.head_dim, kv_size, kv_size]
+
+    def prepare_weights(self) -> None:
+        self.qkv = fuse_linears(self.q_proj, self.k_proj, self.v_proj)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.qkv is not None:
+            return self.qkv(x).split(self.qkv_sizes, dim=-1)
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
         b, s, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(b, s, -1, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(b, s, -1, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
+        q, k, v = self.project(x)
+        q = self.q_norm(q.view(b, s, -1, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
+        v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
         q, k = self.rotary(q, k, batch.positions)
         k, v = storage.update(self.layer_idx, batch.start, k, v)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]

@@ -12,6 +12,7 @@ tying, so the layer holds its weights twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from qwen3core_backends.eager.linear import Linear
@@ -55,6 +56,55 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return tiles.contiguous()
 
 
+class PackedWeights:
+    """The kernel's copy of one or more weights stacked along the outputs, kept in step with
+    them: a weight replaced or written in place after packing (load_state_dict, tying) is
+    repacked before the next product instead of leaving the kernel with the old values."""
+
+    def __init__(self) -> None:
+        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
+        # or loaded on its own.
+        self.packed: torch.Tensor | None = None
+        self._packed_from: list[tuple[int, int | None]] | None = None
+
+    @torch.no_grad()
+    def pack(self, *weights: torch.Tensor) -> None:
+        stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
+        self.packed = pack_weight(stacked)
+        self._packed_from = [_identity(w) for w in weights]
+
+    def current(self, *weights: torch.Tensor) -> torch.Tensor | None:
+        """The packed tiles of ``weights``, repacked first if they changed; None while never
+        packed under torch.compile (which cannot trace data_ptr: compiled models are prepared
+        before they run, so this is only a model traced without prepare_weights)."""
+        if torch.compiler.is_compiling():
+            return self.packed
+        if self.packed is None or self._packed_from != [_identity(w) for w in weights]:
+            self.pack(*weights)
+        return self.packed
+
+
+def _identity(weight: torch.Tensor) -> tuple[int, int | None]:
+    try:
+        version = weight._version
+    except RuntimeError:  # inference tensors have no version counter
+        version = None
+    return weight.data_ptr(), version
+
+
+def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bool:
+    """Whether the kernel computes ``x @ weight.T``: a supported dtype on the CPU, at most
+    ``limit`` rows (the dtype's :func:`kernel_row_limit`, looked up once by the caller: it asks
+    the CPU, which torch.compile cannot trace)."""
+    return ((limit is None or math.prod(x.shape[:-1]) <= limit)
+            and x.device.type == "cpu" and weight.device.type == "cpu"
+            and x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES)
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
+    return torch.ops.qwen3core_cpu.linear(x, packed, out_features)
+
+
 class CpuLinear(Linear):
     """The eager bias-free linear layer (same ``weight`` [out, in]) with a kernel for decode;
     see the module docstring."""
@@ -63,47 +113,57 @@ class CpuLinear(Linear):
                  device: torch.device):
         super().__init__(in_features, out_features, dtype=dtype, device=device)
         self.max_kernel_rows = kernel_row_limit(dtype)
-        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
-        # or loaded on its own. Rebuilt whenever the weight changes (see _repack_if_stale).
-        self.packed: torch.Tensor | None = None
-        self._packed_from: tuple[int, int | None] | None = None
+        self.kernel_weights = PackedWeights()
+        # False once the layer is part of a fused group, whose packed copy serves it: packing
+        # it on its own too would hold its weights a third time (it still packs if called).
+        self.packs_on_prepare = True
         load_kernels()  # build the extension while the model is built, not mid-forward
 
-    @torch.no_grad()
+    @property
+    def packed(self) -> torch.Tensor | None:
+        return self.kernel_weights.packed
+
     def prepare_weights(self) -> None:
-        if self.weight.device.type == "cpu" and self.weight.dtype in KERNEL_DTYPES:
-            self._pack()
+        if (self.packs_on_prepare and self.weight.device.type == "cpu"
+                and self.weight.dtype in KERNEL_DTYPES):
+            self.kernel_weights.pack(self.weight)
+
+    @classmethod
+    def fuse(cls, layers: Sequence[CpuLinear]) -> FusedCpuLinear:
+        """One packed weight for ``layers`` (see :class:`~qwen3core.contracts.FusedLinear`)."""
+        for layer in layers:
+            layer.packs_on_prepare = False
+            layer.kernel_weights = PackedWeights()  # drop a copy packed before the fusion
+        return FusedCpuLinear(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._kernel_takes(x):
-            return F.linear(x, self.weight)
-        if not torch.compiler.is_compiling():
-            self._repack_if_stale()
-        elif self.packed is None:  # traced without prepare_weights: nothing to read
-            return F.linear(x, self.weight)
-        return torch.ops.qwen3core_cpu.linear(x, self.packed, self.out_features)
+        if kernel_takes(x, self.weight, self.max_kernel_rows):
+            packed = self.kernel_weights.current(self.weight)
+            if packed is not None:
+                return packed_linear(x, packed, self.out_features)
+        return F.linear(x, self.weight)
 
-    def _kernel_takes(self, x: torch.Tensor) -> bool:
-        limit = self.max_kernel_rows
-        return ((limit is None or math.prod(x.shape[:-1]) <= limit)
-                and x.device.type == "cpu" and self.weight.device.type == "cpu"
-                and x.dtype == self.weight.dtype and x.dtype in KERNEL_DTYPES)
 
-    def _repack_if_stale(self) -> None:
-        # A weight replaced or written in place after prepare_weights (load_state_dict, tying)
-        # must not leave the kernel multiplying by the old values. (Skipped under torch.compile,
-        # which cannot trace data_ptr: compiled models are prepared before they run.)
-        if self.packed is None or self._packed_from != self._weight_identity():
-            with torch.no_grad():
-                self._pack()
+class FusedCpuLinear:
+    """Layers that read one input, packed as one weight (their outputs stacked): one kernel
+    call per step for q/k/v or gate/up. Not a module: the layers keep their parameters."""
 
-    def _pack(self) -> None:
-        self.packed = pack_weight(self.weight)
-        self._packed_from = self._weight_identity()
+    def __init__(self, layers: Sequence[CpuLinear]):
+        self.layers = list(layers)
+        self.out_features = sum(layer.out_features for layer in layers)
+        self.kernel_weights = PackedWeights()
+        weights = self._weights()
+        self.max_kernel_rows = kernel_row_limit(weights[0].dtype)
+        if weights[0].device.type == "cpu" and weights[0].dtype in KERNEL_DTYPES:
+            self.kernel_weights.pack(*weights)
 
-    def _weight_identity(self) -> tuple[int, int | None]:
-        try:
-            version = self.weight._version
-        except RuntimeError:  # inference tensors have no version counter
-            version = None
-        return self.weight.data_ptr(), version
+    def _weights(self) -> list[torch.Tensor]:
+        return [layer.weight for layer in self.layers]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self._weights()
+        if kernel_takes(x, weights[0], self.max_kernel_rows):
+            packed = self.kernel_weights.current(*weights)
+            if packed is not None:
+                return packed_linear(x, packed, self.out_features)
+        return torch.cat([F.linear(x, w) for w in weights], dim=-1)
