@@ -26,7 +26,8 @@ from qwen3core.errors import BackendSelectionError
 
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp")
+SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp", "pointwise_ops.cpp",
+           "attention_op.cpp")
 HEADERS = ("kernels.h", "tile_kernels.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
@@ -149,10 +150,29 @@ def load_kernels() -> None:
 
 
 def _register_fake() -> None:
-    # Shapes without running the kernel, so torch.compile can trace through the operator.
+    # Shapes without running the kernels, so torch.compile can trace through the operators.
     @torch.library.register_fake("qwen3core_cpu::linear")
     def _(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
         return x.new_empty((*x.shape[:-1], out_features))
+
+    @torch.library.register_fake("qwen3core_cpu::rms_norm")
+    def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return x.new_empty(x.shape)
+
+    @torch.library.register_fake("qwen3core_cpu::rotary")
+    def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty_like(q), torch.empty_like(k)
+
+    @torch.library.register_fake("qwen3core_cpu::attention")
+    def _(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float
+          ) -> torch.Tensor:
+        b, h, s, d = q.shape
+        return q.new_empty((b, s, h, d)).transpose(1, 2)
+
+    @torch.library.register_fake("qwen3core_cpu::silu_mul")
+    def _(gate_up: torch.Tensor) -> torch.Tensor:
+        return gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
 
 
 def _build(directory: Path) -> None:

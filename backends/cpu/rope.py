@@ -1,0 +1,42 @@
+"""Rotary embeddings of q and k in one operator call."""
+
+from __future__ import annotations
+
+import torch
+from qwen3core_backends.eager.rope import EagerRotary, rotary_inv_freq
+from torch import nn
+
+from .build import load_kernels
+from .linear import KERNEL_DTYPES
+
+
+class CpuRotary(nn.Module):
+    """``(q, k, positions) -> (q, k)``; q/k are [B, H, S, D] with unit stride along D.
+
+    The eager rotary recomputes its frequency table and concatenates rotated halves in every
+    layer (about 20 dispatches); here the table is made once (a non-persistent buffer filled
+    by :meth:`prepare_weights`, as the model is built on meta) and the operator computes each
+    token's cos/sin once for all its heads.
+    """
+
+    def __init__(self, head_dim: int, theta: float, *, device: torch.device):
+        super().__init__()
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", torch.empty(head_dim // 2, dtype=torch.float32,
+                                                     device=device), persistent=False)
+        self.fallback = EagerRotary(head_dim, theta)
+        load_kernels()
+
+    @torch.no_grad()
+    def prepare_weights(self) -> None:
+        self.inv_freq = rotary_inv_freq(self.head_dim, self.theta, self.inv_freq.device)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if (q.device.type != "cpu" or q.dtype not in KERNEL_DTYPES or k.dtype != q.dtype
+                or q.stride(-1) != 1 or k.stride(-1) != 1):
+            return self.fallback(q, k, positions)
+        return torch.ops.qwen3core_cpu.rotary(q, k, positions, self.inv_freq)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, theta={self.theta}"

@@ -1,0 +1,99 @@
+"""The cpu backend's decode attention against exact (float64) attention.
+
+The operator computes scores, softmax and the weighted sum in float32 from the given q/k/v and
+rounds once, so it is held to float32 accuracy before that rounding: within a few float32 ulps
+of the float64 result, plus the rounding to bfloat16 (unit roundoff 2^-8) for bfloat16 outputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from qwen3core_backends import cpu as cpu_backend
+from qwen3core_backends.cpu.attention import MAX_QUERY_TOKENS, cpu_attention
+from qwen3core_backends.cpu.build import load_kernels
+from qwen3core_backends.eager.attention import eager_attention
+from qwen3core_backends.sdpa.attention import make_sdpa_attention
+
+from qwen3core.contracts import AttentionBatch
+
+CPU = torch.device("cpu")
+_missing = cpu_backend._check(CPU, torch.float32)
+pytestmark = pytest.mark.skipif(_missing is not None,
+                                reason=f"cpu kernels unavailable here: {_missing}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels():
+    load_kernels()
+
+
+def _inputs(seed, dtype, batch, heads_q, heads_kv, seq, keys, dim, room):
+    """q as the model makes it ([B, S, H, D] viewed as [B, H, S, D]); k/v as views of the
+    first ``keys`` slots of cache buffers with ``room`` slots; a random mask in which every
+    query row keeps at least one key."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, seq, heads_q, dim, generator=g).to(dtype).transpose(1, 2)
+    k = torch.randn(batch, heads_kv, room, dim, generator=g).to(dtype)[:, :, :keys]
+    v = torch.randn(batch, heads_kv, room, dim, generator=g).to(dtype)[:, :, :keys]
+    mask = torch.rand(batch, 1, seq, keys, generator=g) < 0.7
+    mask[..., torch.randint(0, keys, (1,), generator=g)] = True
+    return q, k, v, mask
+
+
+def _exact(q, k, v, mask, scale):
+    batch = AttentionBatch(positions=torch.zeros(1, 1, dtype=torch.long), mask=mask, start=0)
+    return eager_attention(q.double(), k.double(), v.double(), batch, scale)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+       batch=st.integers(1, 3), heads_kv=st.integers(1, 3), groups=st.integers(1, 4),
+       seq=st.integers(1, MAX_QUERY_TOKENS), keys=st.integers(1, 70),
+       dim=st.sampled_from([4, 8, 13, 64]), spare=st.integers(0, 9))
+def test_matches_exact_attention(seed, dtype, batch, heads_kv, groups, seq, keys, dim, spare):
+    q, k, v, mask = _inputs(seed, dtype, batch, heads_kv * groups, heads_kv, seq, keys, dim,
+                            keys + spare)
+    scale = dim ** -0.5
+    got = torch.ops.qwen3core_cpu.attention(q, k, v, mask, scale)
+    want = _exact(q, k, v, mask, scale)
+    assert got.shape == q.shape and got.dtype == dtype
+    rounding = 2.0 ** -8 if dtype == torch.bfloat16 else 0.0
+    bound = want.abs() * rounding + 1e-5 * (1 + want.abs())
+    excess = ((got.double() - want).abs() - bound).max().item()
+    assert excess <= 0, f"off the exact result by {excess:.3g} beyond the bound"
+
+
+def test_output_is_laid_out_for_the_following_reshape():
+    q, k, v, mask = _inputs(1, torch.float32, 2, 4, 2, 1, 9, 8, 9)
+    out = torch.ops.qwen3core_cpu.attention(q, k, v, mask, 0.3)
+    assert out.transpose(1, 2).is_contiguous()  # [B, S, H, D] memory: reshape needs no copy
+
+
+def test_masked_keys_have_no_influence():
+    q, k, v, mask = _inputs(2, torch.float32, 1, 2, 1, 1, 12, 8, 12)
+    mask[..., 5:] = False
+    mask[..., 0] = True
+    poisoned_k, poisoned_v = k.clone(), v.clone()
+    poisoned_k[:, :, 5:] = 1e4
+    poisoned_v[:, :, 5:] = float("nan")
+    op = torch.ops.qwen3core_cpu.attention
+    assert torch.equal(op(q, poisoned_k, poisoned_v, mask, 0.5), op(q, k, v, mask, 0.5))
+
+
+def test_prompts_longer_than_the_decode_loop_go_to_sdpa():
+    seq = MAX_QUERY_TOKENS + 5
+    q, k, v, mask = _inputs(3, torch.float32, 1, 4, 2, seq, seq, 8, seq)
+    batch = AttentionBatch(positions=torch.zeros(1, seq, dtype=torch.long), mask=mask, start=0)
+    sdpa = make_sdpa_attention(native_gqa=True)
+    assert torch.equal(cpu_attention(q, k, v, batch, 0.3), sdpa(q, k, v, batch, 0.3))
+
+
+def test_rejects_a_mask_of_the_wrong_shape():
+    q, k, v, mask = _inputs(4, torch.float32, 1, 4, 2, 1, 6, 8, 6)
+    with pytest.raises(RuntimeError, match="mask must be bool"):
+        torch.ops.qwen3core_cpu.attention(q, k, v, mask[..., :5], 0.3)
+    with pytest.raises(RuntimeError, match="H_kv dividing H_q"):
+        torch.ops.qwen3core_cpu.attention(q[:, :3], k, v, mask, 0.3)

@@ -1,0 +1,157 @@
+"""The cpu backend's RMSNorm, rotary and SiLU-multiply operators against the eager modules.
+
+The operators follow the eager expressions rounding by rounding; what may differ is the order
+of RMSNorm's float32 sum and the float32 cos/sin/exp routines. So float32 results agree to a
+few float32 ulps, and bfloat16 results are equal except for rare last-bit differences where a
+float32 value sits at a bfloat16 rounding boundary (bounded here: at most one bfloat16 ulp,
+and on at most 1 % of the elements).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from qwen3core_backends import cpu as cpu_backend
+from qwen3core_backends.cpu.build import load_kernels
+from qwen3core_backends.cpu.mlp import CpuSwiGLU
+from qwen3core_backends.cpu.norm import CpuRMSNorm
+from qwen3core_backends.cpu.rope import CpuRotary
+from qwen3core_backends.eager.norm import RMSNorm
+from qwen3core_backends.eager.rope import EagerRotary, rotary_inv_freq
+from torch.nn import functional as F
+
+DTYPES = [torch.bfloat16, torch.float32]
+CPU = torch.device("cpu")
+_missing = cpu_backend._check(CPU, torch.float32)
+pytestmark = pytest.mark.skipif(_missing is not None,
+                                reason=f"cpu kernels unavailable here: {_missing}")
+
+
+@pytest.fixture(scope="module")
+def ops():
+    load_kernels()
+    return torch.ops.qwen3core_cpu
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def assert_matches_eager(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if want.dtype == torch.float32:
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        return
+    diff = (got.float() - want.float()).abs()
+    one_ulp = want.float().abs() * 2.0 ** -7 + 1e-30  # bfloat16 keeps 8 significant bits
+    assert bool((diff <= one_ulp).all()), f"off by more than a bfloat16 ulp: {diff.max()}"
+    assert (diff > 0).float().mean().item() <= 0.01
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1024), (3, 5, 128), (64, 1024), (7,)])
+def test_rms_norm_matches_eager(dtype, shape, ops):
+    dim = shape[-1]
+    eager = RMSNorm(dim, 1e-6, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        eager.weight.copy_(torch.randn(dim, generator=gen(1)))
+    x = (torch.randn(shape, generator=gen(2)) * 3).to(dtype)
+    assert_matches_eager(ops.rms_norm(x, eager.weight, 1e-6), eager(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm_module_takes_head_views_and_falls_back_for_float64(dtype, ops):
+    norm = CpuRMSNorm(16, 1e-6, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(16, generator=gen(3)) + 0.5)
+    eager = RMSNorm(16, 1e-6, dtype=dtype, device=CPU)
+    eager.load_state_dict(norm.state_dict())
+    heads = torch.randn(2, 3, 4 * 16, generator=gen(4)).to(dtype)[..., :48].view(2, 3, 3, 16)
+    assert_matches_eager(norm(heads), eager(heads))  # q/k norms see strided head views
+    norm64 = CpuRMSNorm(16, 1e-6, dtype=torch.float64, device=CPU)
+    x64 = torch.randn(4, 16, generator=gen(5), dtype=torch.float64)
+    assert torch.equal(norm64(x64), RMSNorm(16, 1e-6, dtype=torch.float64, device=CPU)(x64))
+
+
+def test_rms_norm_rejects_a_mismatched_weight(ops):
+    with pytest.raises(RuntimeError, match="weight must be a \\[8\\] tensor"):
+        ops.rms_norm(torch.randn(2, 8), torch.randn(4), 1e-6)
+
+
+def _q_and_k(dtype, batch=2, seq=5, heads_q=4, heads_k=2, dim=16, seed=0):
+    """q/k as the model makes them: [B, S, H, D] projections viewed as [B, H, S, D]."""
+    q = torch.randn(batch, seq, heads_q, dim, generator=gen(seed)).to(dtype).transpose(1, 2)
+    k = torch.randn(batch, seq, heads_k, dim, generator=gen(seed + 1)).to(dtype).transpose(1, 2)
+    return q, k
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("theta", [10_000.0, 1_000_000.0])
+def test_rotary_matches_eager_on_strided_heads_and_per_row_positions(dtype, theta, ops):
+    q, k = _q_and_k(dtype)
+    positions = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 0, 7, 4095]])  # padding, far positions
+    want_q, want_k = EagerRotary(16, theta)(q, k, positions)
+    got_q, got_k = ops.rotary(q, k, positions, rotary_inv_freq(16, theta, CPU))
+    assert_matches_eager(got_q, want_q)
+    assert_matches_eager(got_k, want_k)
+    assert got_q.stride() == q.stride()  # the input's layout, so later views stay free
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rotary_module_after_prepare_matches_eager(dtype, ops):
+    rotary = CpuRotary(16, 1e6, device=torch.device("meta")).to_empty(device=CPU)
+    rotary.prepare_weights()  # the frequency table is derived, never loaded
+    q, k = _q_and_k(dtype, batch=1, seq=1, heads_q=16, heads_k=8, seed=5)
+    positions = torch.tensor([[37]])
+    for got, want in zip(rotary(q, k, positions), EagerRotary(16, 1e6)(q, k, positions)):
+        assert_matches_eager(got, want)
+
+
+def test_rotary_rejects_bad_positions(ops):
+    q, k = _q_and_k(torch.float32)
+    inv_freq = rotary_inv_freq(16, 1e6, CPU)
+    with pytest.raises(RuntimeError, match="positions must be int64"):
+        ops.rotary(q, k, torch.zeros(2, 4, dtype=torch.int64), inv_freq)
+    with pytest.raises(RuntimeError, match="positions must be int64"):
+        ops.rotary(q, k, torch.zeros(2, 5, dtype=torch.int32), inv_freq)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 2 * 3072), (4, 3, 2 * 48), (40, 2 * 3072)])
+def test_silu_mul_matches_the_eager_expression(dtype, shape, ops):
+    gate_up = (torch.randn(shape, generator=gen(7)) * 4).to(dtype)
+    gate, up = gate_up.chunk(2, dim=-1)
+    assert_matches_eager(ops.silu_mul(gate_up), F.silu(gate) * up)
+
+
+def test_silu_mul_rejects_an_odd_width(ops):
+    with pytest.raises(RuntimeError, match="must be even"):
+        ops.silu_mul(torch.randn(2, 5))
+
+
+class _Ctx:
+    """What SwiGLU needs of a BuildContext: ``linear`` from the cpu backend."""
+
+    def __init__(self, dtype):
+        self.dtype, self.device = dtype, CPU
+
+    def linear(self, i, o):
+        from qwen3core_backends.cpu.linear import CpuLinear
+        return CpuLinear(i, o, dtype=self.dtype, device=CPU)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_swiglu_reads_gate_and_up_as_one_packed_weight(dtype, ops):
+    mlp = CpuSwiGLU(_Ctx(dtype), 24, 40)
+    with torch.no_grad():
+        for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+            proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen(8)) * 0.2)
+    mlp.prepare_weights()
+    for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+        proj.prepare_weights()
+    assert mlp.gate_up is not None
+    assert mlp.gate_proj.packed is None and mlp.up_proj.packed is None  # not packed twice
+    assert set(mlp.state_dict()) == {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}
+    x = torch.randn(3, 1, 24, generator=gen(9)).to(dtype)
+    want = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+    assert_matches_eager(mlp(x), want)
