@@ -7,6 +7,7 @@ graph on a CPU); tests/equivalence/test_compiled.py runs the registered inductor
 
 from __future__ import annotations
 
+import pytest
 import torch
 from qwen3core_backends.compile import availability
 from qwen3core_backends.compile.runner import CompileRunner
@@ -90,5 +91,27 @@ def test_static_cache_decode_compilations_are_few_and_reused():
             logits = steps.decode_one(logits.argmax(-1, keepdim=True), cache)
         assert cache.length == 6  # read back from the device counter the compiled steps kept
         assert int(cache.seen[0]) == 6
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_default_cpu_kernels_trace_into_one_decode_graph(dtype):
+    """With the default (fastest) implementations on this machine and the static cache, the
+    decode step traces without a graph break, so inductor sees the whole step (a break in a
+    layer, like an availability lookup inside forward, costs a resume per layer per step)."""
+    torch._dynamo.reset()
+    counters.clear()
+    registry = get_registry([AotEagerRunner()])
+    reference = reference_model(PRESETS["tiny"], dtype)
+    selection = registry.select({"kv_cache": "static", "runner": "compile-aot-eager"},
+                                device=CPU, dtype=dtype).names()
+    model = candidate_model(reference, selection, registry)
+    try:
+        got = greedy(model, [[3, 1, 4], [1, 5]], 5)
+        if dtype == torch.float32:  # bfloat16 tokens may legitimately differ by rounding
+            assert got.tokens == greedy(reference, [[3, 1, 4], [1, 5]], 5).tokens
+        assert dict(counters["graph_break"]) == {}, selection
+        assert _graphs() == 1
     finally:
         torch._dynamo.reset()
