@@ -16,9 +16,11 @@ OneRun = Callable[[int, int], "tuple[float, float, torch.Tensor]"]
 
 def measure(job: Job, one_run: OneRun, device: torch.device, header: dict) -> dict:
     result = dict(header, batches={})
-    warm_tokens = min(4, job.new_tokens)
     for batch in job.batch_sizes:
-        one_run(batch, warm_tokens)  # first-call costs and compilation stay out of the numbers
+        # First-call costs and compilation stay out of the numbers. The warm-up generates as
+        # many tokens as the timed runs: a static cache sizes itself from the request, and a
+        # shorter warm-up would leave a compiled decode step to recompile inside the timing.
+        one_run(batch, job.new_tokens)
         ttft, decode_tps, prefill_tps = [], [], []
         for _ in range(job.repeats):
             first, decode, tokens = one_run(batch, job.new_tokens)
