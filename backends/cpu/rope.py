@@ -24,6 +24,8 @@ class CpuRotary(nn.Module):
         self.head_dim, self.theta = head_dim, theta
         self.register_buffer("inv_freq", torch.empty(head_dim // 2, dtype=torch.float32,
                                                      device=device), persistent=False)
+        if device.type != "meta":  # built for real: no reason to wait for prepare_weights
+            self.prepare_weights()
         self.fallback = EagerRotary(head_dim, theta)
         load_kernels()
 
