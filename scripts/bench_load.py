@@ -48,7 +48,7 @@ def memory_kib() -> dict[str, int]:
     fields = {}
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith(("VmHWM:", "VmRSS:")):
+            if line.startswith(("VmHWM:", "VmRSS:", "RssAnon:")):
                 name, value = line.split(":")
                 fields[name] = int(value.split()[0])
     return fields
@@ -86,6 +86,7 @@ def child(kind: str, variant: str, directory: str) -> None:
         "peak_after_load_kib": after_load["VmHWM"],
         "peak_after_forward_kib": after_forward["VmHWM"],
         "rss_after_forward_kib": after_forward["VmRSS"],
+        "anon_after_forward_kib": after_forward["RssAnon"],
         "dtype": str(next(model.parameters()).dtype),
         "backends": backends,
     }))
@@ -154,6 +155,7 @@ def summarise(runs: list[dict], size: int) -> dict:
         "peak_load_gib": med("peak_after_load_kib") / gib,
         "peak_forward_gib": med("peak_after_forward_kib") / gib,
         "increment_gib": (med("peak_after_forward_kib") - med("baseline_kib")) / gib,
+        "anon_gib": med("anon_after_forward_kib") / gib,
         "ratio": med("peak_after_forward_kib") * 1024 / size,
         "increment_ratio": (med("peak_after_forward_kib") - med("baseline_kib")) * 1024 / size,
         "backends": runs[0]["backends"], "dtype": runs[0]["dtype"],
@@ -164,14 +166,15 @@ def table(results: dict[str, dict], size: int) -> str:
     lines = [
         ("| loader | load call (s) | first forward (s) | load + forward (s) | peak RSS after "
          "load (GiB) | peak RSS after forward (GiB) | peak / checkpoint | (peak - RSS before "
-         "load) / checkpoint |"),
-        "|---|---|---|---|---|---|---|---|",
+         "load) / checkpoint | anonymous after forward (GiB) |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['load_s']:.2f} | {r['first_forward_s']:.2f} | "
             f"{r['load_s'] + r['first_forward_s']:.2f} | {r['peak_load_gib']:.2f} | "
-            f"{r['peak_forward_gib']:.2f} | {r['ratio']:.2f}x | {r['increment_ratio']:.2f}x |")
+            f"{r['peak_forward_gib']:.2f} | {r['ratio']:.2f}x | {r['increment_ratio']:.2f}x | "
+            f"{r['anon_gib']:.2f} |")
     return "\n".join(lines)
 
 
@@ -235,8 +238,10 @@ the table shows medians. The page cache is warm (the file is read once before th
 Peak RSS is the process's VmHWM: it includes the interpreter and torch (the "RSS before load"
 column subtracts what the process held after its imports) and the file pages a memory-mapped
 tensor has touched. The first forward pass (16 tokens) reads every weight, so the peak after it
-is the honest figure for a loader that maps the file instead of copying it. The first-forward
-time measures the selected implementations' compute, not loading.
+is the honest figure for a loader that maps the file instead of copying it. The last column is
+the part of the resident set that is anonymous memory (RssAnon): copies the process made, which
+the kernel cannot drop under memory pressure, unlike clean pages of the mapped file. The
+first-forward time measures the selected implementations' compute, not loading.
 
 {table(results, size)}
 
