@@ -1,0 +1,61 @@
+"""How long a decode step takes apart from its weight reads: linear products replaced by zeros.
+
+    python scripts/nonlinear_overhead.py [--backend COMPONENT=NAME ...] [--runs 5]
+
+Loads the 0.6B shape with random bfloat16 weights and the given selection (defaults for the
+rest), makes every linear product (cpu kernel, fused cpu products, F.linear) return zeros of
+the right shape without reading its weight, and times runs of 64 greedy decode steps after a
+16-token prompt. What remains per step is attention, norms, rotary, the KV cache, the MLP's
+activation, sampling and Python: the part of a memory-bound step that the weights do not set.
+Prints the best and every run, in ms per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import qwen3core_backends.cpu.linear as cpu_linear
+import qwen3core_backends.eager.linear as eager_linear
+import torch
+
+import qwen3core
+from qwen3core.cli.common import parse_backend_options
+from qwen3core.generation.steps import Steps
+
+
+def zeros_instead_of_products() -> None:
+    def zeros(x: torch.Tensor, out_features: int) -> torch.Tensor:
+        return x.new_zeros(*x.shape[:-1], out_features)
+
+    eager_linear.Linear.forward = lambda self, x: zeros(x, self.out_features)
+    cpu_linear.CpuLinear.forward = lambda self, x: zeros(x, self.out_features)
+    cpu_linear.FusedCpuLinear.__call__ = lambda self, x: zeros(x, self.out_features)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", action="append", default=[], metavar="COMPONENT=NAME")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    zeros_instead_of_products()
+    loaded = qwen3core.load("random:0.6B", dtype="bfloat16",
+                            backends=parse_backend_options(args.backend) or None)
+    steps = Steps(loaded.model)
+    per_step = []
+    for _ in range(args.runs):
+        cache = loaded.model.new_cache(1, 16 + 65)
+        token = steps.prefill(torch.randint(0, 1000, (1, 16)), None, cache).argmax(-1, keepdim=True)
+        start = time.perf_counter()
+        for _ in range(64):
+            token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+        per_step.append((time.perf_counter() - start) / 64 * 1e3)
+    print(", ".join(f"{c}={n}" for c, n in loaded.backends.items()))
+    print(f"best {min(per_step):.1f} ms per step; runs: "
+          + ", ".join(f"{t:.1f}" for t in per_step))
+
+
+if __name__ == "__main__":
+    main()
