@@ -69,13 +69,20 @@ def format_table(table: list[dict], batch_sizes: list[int], *, markdown: bool = 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines])
 
 
-def plot(table: list[dict], batch_sizes: list[int], path: str) -> None:
+def require_matplotlib():
+    """matplotlib's pyplot on the file-only Agg backend, or a clear error (checked before a
+    benchmark runs, not after)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise Qwen3CoreError("--plot needs matplotlib: pip install 'qwen3core[bench]'") from None
+    return plt
+
+
+def plot(table: list[dict], batch_sizes: list[int], path: str) -> None:
+    plt = require_matplotlib()
     ok = [r for r in table if "error" not in r]
     fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4 + 3 * len(batch_sizes), 4),
                              squeeze=False)

@@ -30,8 +30,45 @@ def fetch_snapshot(source: HubSource) -> Path:
     from huggingface_hub import snapshot_download
 
     with _translate_hub_errors(source), hub_progress_bars():
-        return Path(snapshot_download(source.repo_id, revision=source.revision,
-                                      allow_patterns=ALLOW_PATTERNS))
+        folder = Path(snapshot_download(source.repo_id, revision=source.revision,
+                                        allow_patterns=ALLOW_PATTERNS))
+    check_snapshot_complete(folder, source, weights=False)
+    return folder
+
+
+def check_snapshot_complete(folder: Path, source: HubSource, *, weights: bool = True) -> None:
+    """Refuse a snapshot an interrupted download left behind. Offline, huggingface_hub returns
+    the snapshot folder even when a file is still a ``blobs/*.incomplete`` partial (it has no
+    entry in the snapshot yet), so any partial blob of the repository is an error here, and so
+    (with ``weights``, as ``qwen3 download`` asks) is a missing config or weight file."""
+    partial = sorted(p.name for p in (folder.parent.parent / "blobs").glob("*.incomplete"))
+    if not weights and not partial:
+        return
+    index = folder / "model.safetensors.index.json"
+    missing = [CONFIG_FILE] if not (folder / CONFIG_FILE).is_file() else []
+    if index.is_file():
+        import json
+
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            shards = []  # a malformed index is reported by the loader with its own message
+        missing += [s for s in shards if not (folder / s).is_file()]
+    elif not (folder / "model.safetensors").is_file():
+        missing.append("model.safetensors")
+    if not partial and not missing:
+        return
+    what = []
+    if missing:
+        what.append("lacks " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+    if partial:
+        what.append(f"has {len(partial)} partly downloaded file(s) ({partial[0]} ...)")
+    command = f"`qwen3 download {source.repo_id}" + (
+        f" --revision {source.revision}`" if source.revision else "`")
+    fix = (f"run {command} with network access (HF_HUB_OFFLINE unset) to finish it"
+           if is_offline() else f"run {command} again")
+    raise CheckpointError(f"the cached snapshot of {source} ({folder}) is incomplete: it "
+                          f"{' and '.join(what)}, as an interrupted download leaves it; {fix}")
 
 
 def fetch_config(source: HubSource) -> Path:

@@ -53,7 +53,9 @@ def download(source: str, revision: str | None = None) -> Path:
     if isinstance(parsed, LocalSource):
         raise CheckpointError(f"{source!r} is a local directory already; download takes a hub "
                               "id such as Qwen/Qwen3-0.6B")
-    return hub.fetch_snapshot(parsed)
+    folder = hub.fetch_snapshot(parsed)
+    hub.check_snapshot_complete(folder, parsed)  # a download that ends must have the weights
+    return folder
 
 
 def read_spec(source: str | Path, revision: str | None = None

@@ -12,6 +12,7 @@ import torch
 
 from qwen3core.bench.combos import parse_combo
 from qwen3core.bench.job import Job
+from qwen3core.cli.common import check_output_file
 from qwen3core.errors import Qwen3CoreError
 
 
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qwen3core.bench.orchestrate import run_all
-    from qwen3core.bench.report import format_table, plot, rows
+    from qwen3core.bench.report import format_table, plot, require_matplotlib, rows
     from qwen3core.build import resolve_device
 
     try:
@@ -52,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
                              "--new-tokens >= 2")
     if 1 not in batch_sizes:
         batch_sizes = [1] + batch_sizes  # batch 1 carries TTFT and the greedy comparison
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown),
+                       ("--plot", args.plot)):
+        if path:
+            check_output_file(path, flag)
+    if args.plot:
+        require_matplotlib()
     combos = [parse_combo(c) for c in (args.combo or ["eager", "auto"])]
     device = str(resolve_device(args.device))  # fail here, not in every worker
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,

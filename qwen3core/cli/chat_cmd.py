@@ -16,6 +16,7 @@ from qwen3core.cli.common import add_model_options
 from qwen3core.cli.generate_cmd import (
     add_generation_options,
     add_tokenizer_option,
+    check_sampling_flags,
     generation_options,
     load_from_args,
     tolerate_unencodable_output,
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tolerate_unencodable_output()
+    check_sampling_flags(args)
     loaded = load_from_args(args)
     if loaded.tokenizer is None:
         raise Qwen3CoreError(f"{loaded.source} has no tokenizer; chat needs one: pass "

@@ -34,3 +34,21 @@ def parse_backend_options(values: list[str]) -> dict[str, str]:
                                  f"and {name!r}")
         selection[component.strip()] = name.strip()
     return selection
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse an output file that cannot be written, before the work that fills it starts
+    (a benchmark must not run for minutes and then lose its results)."""
+    import os
+
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise Qwen3CoreError(f"{flag} {path}: that is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise Qwen3CoreError(f"{flag} {path}: the folder {folder} does not exist; create it "
+                             f"first or choose another place")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise Qwen3CoreError(f"{flag} {path}: the file is not writable")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise Qwen3CoreError(f"{flag} {path}: the folder {folder} is not writable")

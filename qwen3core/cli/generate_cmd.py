@@ -74,6 +74,11 @@ SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty"
                   "presence_penalty", "frequency_penalty", "seed")
 
 
+def check_sampling_flags(args: argparse.Namespace) -> None:
+    """Refuse bad sampling flags before the model loads (each field is checked on its own)."""
+    SamplingParams().with_overrides(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
+
+
 def sampling_from_args(args: argparse.Namespace, loaded) -> SamplingParams:
     """The checkpoint's defaults (for the thinking mode asked for) with the flags given."""
     defaults = loaded.default_sampling(enable_thinking=args.enable_thinking)
@@ -99,14 +104,22 @@ def parse_prompt(args: argparse.Namespace):
         if args.chat:
             raise Qwen3CoreError("--chat renders text with the chat template; use it with "
                                  "--prompt, not --prompt-ids")
-        try:
-            return [int(t) for t in args.prompt_ids.replace(" ", "").split(",") if t]
-        except ValueError:
-            raise Qwen3CoreError(f"--prompt-ids expects comma-separated integers such as "
-                                 f"1,2,3; got {args.prompt_ids!r}") from None
+        return parse_token_ids(args.prompt_ids)
     if args.chat:
         return [{"role": "user", "content": args.prompt}]
     return args.prompt
+
+
+def parse_token_ids(text: str) -> list[int]:
+    """``"1,2, 3"`` -> [1, 2, 3]; an empty item (``1,,2``) or a non-integer is an error."""
+    items = [t.strip() for t in text.split(",")]
+    try:
+        if not all(items):
+            raise ValueError
+        return [int(t) for t in items]
+    except ValueError:
+        raise Qwen3CoreError(f"--prompt-ids expects comma-separated integers such as 1,2,3 "
+                             f"(no empty items); got {text!r}") from None
 
 
 def tolerate_unencodable_output() -> None:
@@ -118,6 +131,8 @@ def tolerate_unencodable_output() -> None:
 
 def run(args: argparse.Namespace) -> int:
     tolerate_unencodable_output()
+    prompt = parse_prompt(args)  # bad input is refused before the model loads
+    check_sampling_flags(args)
     loaded = load_from_args(args)
     if args.verbose:
         print(f"model    {loaded.source} ({loaded.dtype}, {loaded.device}, loaded in "
@@ -127,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     options = generation_options(args, loaded)
     if args.verbose:
         print(f"sampling {options['sampling'].describe()}", file=sys.stderr)
-    events = loaded.stream(parse_prompt(args), stop=args.stop or None, **options)
+    events = loaded.stream(prompt, stop=args.stop or None, **options)
     has_text = loaded.tokenizer is not None
     for event in events:
         if args.json:

@@ -20,6 +20,7 @@ OWNER_NAME = "qwen3core-tests/tiny-qwen3"
 COMMIT_MAIN = "a" * 40
 COMMIT_V1 = "b" * 40
 CONFIG_ONLY = "qwen3core-tests/config-only"
+PARTIAL = "qwen3core-tests/partial"  # an interrupted download: weights still *.incomplete
 
 
 def _blob_name(path):
@@ -99,6 +100,9 @@ SCRIPT = textwrap.dedent('''
     attempt("config_only", lambda: qwen3core.load(args["config_only"], device="cpu"))
     attempt("config_only_spec", lambda: read_spec(args["config_only"])[0].num_hidden_layers)
     out["cli_download"] = cli("download", repo)
+    out["cli_download_partial"] = cli("download", args["partial"])
+    out["cli_download_config_only"] = cli("download", args["config_only"])
+    attempt("partial", lambda: qwen3core.load(args["partial"], device="cpu"))
     out["cli_download_absent"] = cli("download", "nobody/absent-model", "--revision", "v2")
     out["cli_info"] = cli("info", "--model", repo, "--json", "--device", "cpu")
     out["cache_dir"] = huggingface_hub.constants.HF_HUB_CACHE
@@ -116,11 +120,17 @@ def hub_run(hf_checkpoint, tmp_path_factory, ref):
     populate_cache(hub_cache, OWNER_NAME, COMMIT_V1, local_v1, refs=["v1"])
     populate_cache(hub_cache, CONFIG_ONLY, COMMIT_MAIN, local_main, refs=["main"],
                    only={"config.json"})
+    partial = populate_cache(hub_cache, PARTIAL, COMMIT_MAIN, local_main, refs=["main"],
+                             only={"config.json", "generation_config.json"})
+    weights = (local_main / "model.safetensors").read_bytes()
+    (partial.parent.parent / "blobs" / (hashlib.sha256(weights).hexdigest() + ".incomplete")
+     ).write_bytes(weights[:100])
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     args = {"repo": OWNER_NAME, "local_main": str(local_main), "local_v1": str(local_v1),
-            "commit_v1": COMMIT_V1, "config_only": CONFIG_ONLY, "eager": ref.EAGER}
+            "commit_v1": COMMIT_V1, "config_only": CONFIG_ONLY, "partial": PARTIAL,
+            "eager": ref.EAGER}
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -204,3 +214,19 @@ def test_info_command_on_a_hub_id(hub_run):
     assert info["spec"]["num_attention_heads"] == 4
     assert info["spec"]["rope_theta"] == 10000.0  # from rope_parameters (transformers 5)
     assert info["stored_dtype"] == "float32"
+
+
+def test_download_offline_of_an_interrupted_snapshot_fails(hub_run):
+    run = hub_run["cli_download_partial"]
+    assert run["code"] == 2 and run["stdout"] == ""
+    message = run["stderr"]
+    assert message.startswith(f"qwen3 download: error: the cached snapshot of {PARTIAL}")
+    assert "lacks model.safetensors" in message and "partly downloaded" in message
+    assert f"run `qwen3 download {PARTIAL}` with network access" in message
+    assert hub_run["partial"]["error"] == "CheckpointError"
+    assert "partly downloaded" in hub_run["partial"]["message"]
+
+
+def test_download_offline_of_a_snapshot_without_weights_fails(hub_run):
+    run = hub_run["cli_download_config_only"]
+    assert run["code"] == 2 and "lacks model.safetensors" in run["stderr"]
