@@ -31,3 +31,30 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def bytes_per_element(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
+
+
+def default_dtype(source: str, device: torch.device, plugins=()) -> torch.dtype:
+    """The dtype ``qwen3core.load(source)`` uses when none is given (one rule for every
+    command): :func:`default_random_dtype` for random presets, else the checkpoint's stored
+    ``torch_dtype`` (float32 when it declares none)."""
+    from qwen3core.sources import RANDOM_PREFIX
+
+    if source.startswith(RANDOM_PREFIX):
+        return default_random_dtype(device, plugins)
+    from qwen3core.checkpoint import read_spec
+
+    return read_spec(source)[1] or torch.float32
+
+
+def default_random_dtype(device: torch.device, plugins=()) -> torch.dtype:
+    """The dtype of ``random:<preset>`` models when none is asked for: bfloat16 (what Qwen3
+    checkpoints store, half float32's memory) on CUDA, and on a CPU where a bfloat16 matmul
+    kernel is available (the ``cpu`` backend's ``linear``); float32 on a CPU without one, where
+    bfloat16 would be emulated and slow. Checkpoints keep their own ``torch_dtype``."""
+    if device.type != "cpu":
+        return torch.bfloat16
+    from qwen3core.registry import get_registry
+
+    kernel = [a for a in get_registry(plugins).availability("linear", device, torch.bfloat16)
+              if a.implementation.name == "cpu"]
+    return torch.bfloat16 if kernel and kernel[0].available else torch.float32

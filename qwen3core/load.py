@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from qwen3core.build import build_random, resolve_device, select_backends
-from qwen3core.dtypes import parse_dtype
+from qwen3core.dtypes import default_random_dtype, dtype_name, parse_dtype
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.loaded import LoadedModel
+from qwen3core.progress import phase
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
 
@@ -50,15 +51,17 @@ def _load_model(source: str, *, dtype, device, backends, seed, plugins,
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
-        torch_dtype = parse_dtype(dtype) or torch.float32
+        torch_dtype = parse_dtype(dtype) or default_random_dtype(torch_device, plugins)
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins)
-        model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                             seed=rnd.seed)
+        with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):
+            model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
+                                 seed=rnd.seed)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
 
-    return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
-                           backends=backends, plugins=plugins, started=started,
-                           revision=revision)
+    with phase(f"loading {source}"):
+        return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
+                               backends=backends, plugins=plugins, started=started,
+                               revision=revision)

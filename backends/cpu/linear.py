@@ -56,6 +56,24 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return tiles.contiguous()
 
 
+def _pack_stacked(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``pack_weight(torch.cat(weights))`` for weights whose rows fill whole tiles, writing
+    each weight's tiles straight into place (one pass over the values instead of two)."""
+    k = weights[0].shape[1]
+    first = pack_weight(weights[0][:TILE])  # the layout of one tile row, for shape and dtype
+    out = first.new_empty((sum(w.shape[0] for w in weights) // TILE, *first.shape[1:]))
+    row = 0
+    for w in weights:
+        tiles = w.shape[0] // TILE
+        if w.dtype == torch.bfloat16:
+            view = w.detach().view(tiles, TILE, k // 2, 2).transpose(1, 2)
+        else:
+            view = w.detach().view(tiles, TILE, k).transpose(1, 2)
+        out[row:row + tiles].copy_(view)
+        row += tiles
+    return out
+
+
 class PackedWeights:
     """The kernel's copy of one or more weights stacked along the outputs, kept in step with
     them: a weight replaced or written in place after packing (load_state_dict, tying) is
@@ -69,8 +87,12 @@ class PackedWeights:
 
     @torch.no_grad()
     def pack(self, *weights: torch.Tensor) -> None:
-        stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
-        self.packed = pack_weight(stacked)
+        if len(weights) > 1 and all(w.shape[0] % TILE == 0 and w.shape[1] % 2 == 0
+                                    for w in weights):
+            self.packed = _pack_stacked(weights)  # no concatenated copy first
+        else:
+            stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
+            self.packed = pack_weight(stacked)
         self._packed_from = [_identity(w) for w in weights]
 
     def current(self, *weights: torch.Tensor) -> torch.Tensor | None:

@@ -14,15 +14,22 @@ from qwen3core.bench.stats import summarize
 OneRun = Callable[[int, int], "tuple[float, float, torch.Tensor]"]
 
 
+def report_phase(text: str) -> None:
+    """Tell the bench command what this worker is doing (it reads stdout line by line)."""
+    print(f"PHASE {text}", flush=True)
+
+
 def measure(job: Job, one_run: OneRun, device: torch.device, header: dict) -> dict:
     result = dict(header, batches={})
     for batch in job.batch_sizes:
+        report_phase(f"batch {batch}: warm-up")
         # First-call costs and compilation stay out of the numbers. The warm-up generates as
         # many tokens as the timed runs: a static cache sizes itself from the request, and a
         # shorter warm-up would leave a compiled decode step to recompile inside the timing.
         one_run(batch, job.new_tokens)
         ttft, decode_tps, prefill_tps = [], [], []
-        for _ in range(job.repeats):
+        for repeat in range(job.repeats):
+            report_phase(f"batch {batch}: run {repeat + 1}/{job.repeats}")
             first, decode, tokens = one_run(batch, job.new_tokens)
             ttft.append(first)
             prefill_tps.append(batch * job.prompt_len / first)

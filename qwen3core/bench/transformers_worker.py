@@ -71,6 +71,9 @@ def load_transformers_model(job: Job):
 
 
 def run_transformers(job: Job) -> dict:
+    from qwen3core.bench.measure import report_phase
+
+    report_phase("loading the model into transformers")
     started = time.perf_counter()
     model, vocab_size = load_transformers_model(job)
     load_seconds = time.perf_counter() - started

@@ -14,13 +14,14 @@ import torch
 
 from qwen3core.bench.clock import now
 from qwen3core.bench.job import Job, prompt_ids
-from qwen3core.bench.measure import measure
+from qwen3core.bench.measure import measure, report_phase
 
 
 def run_qwen3core(job: Job) -> dict:
     import qwen3core
     from qwen3core.generation.steps import Steps
 
+    report_phase("loading the model")
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
                             backends=job.selection)

@@ -31,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qwen3core import progress
     from qwen3core.errors import Qwen3CoreError
 
     args = build_parser().parse_args(argv)
+    progress.enable()  # the library is quiet; a command shows what it is waiting for
     try:
         return int(args.run(args) or 0)
     except Qwen3CoreError as exc:

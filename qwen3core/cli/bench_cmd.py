@@ -12,7 +12,8 @@ import torch
 
 from qwen3core.bench.combos import parse_combo
 from qwen3core.bench.job import Job
-from qwen3core.cli.common import check_output_file
+from qwen3core.cli.common import DTYPE_HELP, check_output_file
+from qwen3core.dtypes import default_dtype, dtype_name, parse_dtype
 from qwen3core.errors import Qwen3CoreError
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--combo", action="append", default=[], metavar="SPEC",
                    help="'eager', 'auto', or '[label:]component=name,...' (repeatable; "
                         "default: eager and auto)")
-    p.add_argument("--dtype", default="bfloat16", help="default: bfloat16")
+    p.add_argument("--dtype", default=None, help=DTYPE_HELP)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=64)
@@ -61,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
         require_matplotlib()
     combos = [parse_combo(c) for c in (args.combo or ["eager", "auto"])]
     device = str(resolve_device(args.device))  # fail here, not in every worker
+    args.dtype = dtype_name(parse_dtype(args.dtype)
+                            or default_dtype(args.model, torch.device(device)))
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads)
-    results = run_all(base, combos, compare_transformers=args.compare_transformers,
-                      progress=sys.stderr.isatty())
+    results = run_all(base, combos, compare_transformers=args.compare_transformers)
     table = rows(results, batch_sizes)
     print(f"qwen3 bench: {args.model}, {args.dtype}, {device}, prompt {args.prompt_len}, "
           f"{args.new_tokens} new tokens, median of {args.repeats} (range)")

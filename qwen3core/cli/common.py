@@ -6,6 +6,10 @@ import argparse
 
 from qwen3core.errors import Qwen3CoreError
 
+DTYPE_HELP = ("float32, bfloat16, float16 or float64 (default: the checkpoint's torch_dtype; "
+              "for random:<preset>, bfloat16 on CUDA and on a CPU with the cpu backend's "
+              "bfloat16 kernel, else float32)")
+
 
 def add_model_options(parser: argparse.ArgumentParser, *, default_model: str | None = None) -> None:
     parser.add_argument("--model", default=default_model, required=default_model is None,
@@ -13,9 +17,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, default_model: str | N
                         help="random:<preset>[@seed], a local model directory, or a hub id "
                              "such as Qwen/Qwen3-0.6B" +
                              (f" (default: {default_model})" if default_model else ""))
-    parser.add_argument("--dtype", default=None,
-                        help="float32, bfloat16, float16 or float64 (default: the checkpoint's, "
-                             "float32 for random models)")
+    parser.add_argument("--dtype", default=None, help=DTYPE_HELP)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if "
                                                       "available, else cpu)")
     parser.add_argument("--backend", action="append", default=[], metavar="COMPONENT=NAME",
