@@ -10,7 +10,7 @@ import torch
 
 from qwen3core.build import build_random, resolve_device, select_backends
 from qwen3core.dtypes import default_random_dtype, dtype_name, parse_dtype
-from qwen3core.errors import Qwen3CoreError
+from qwen3core.errors import CheckpointError, Qwen3CoreError
 from qwen3core.loaded import LoadedModel
 from qwen3core.progress import phase
 from qwen3core.sources import RANDOM_PREFIX, parse_random
@@ -36,11 +36,30 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
         from qwen3core.tokenizer import Tokenizer
 
         own_tokenizer = Tokenizer.from_dir(tokenizer)
+        if isinstance(source, str) and source.startswith(RANDOM_PREFIX):  # before building
+            check_tokenizer_fits(own_tokenizer, parse_random(source, seed).spec, source,
+                                 str(tokenizer))
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
                          plugins=plugins, revision=revision)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
+    if loaded.tokenizer is not None:
+        check_tokenizer_fits(loaded.tokenizer, loaded.spec, loaded.source,
+                             str(tokenizer) if tokenizer is not None else "its tokenizer")
     return loaded
+
+
+def check_tokenizer_fits(tokenizer, spec, source: str, where: str) -> None:
+    """Every id the tokenizer can produce must index the model's embedding; otherwise each
+    text prompt would fail later with "token ids outside the model's vocabulary"."""
+    largest = tokenizer.max_token_id
+    if largest >= spec.vocab_size:
+        hint = (" (random:tiny-chat is tiny with Qwen3's vocabulary)"
+                if source.startswith(RANDOM_PREFIX) else "")
+        raise CheckpointError(
+            f"the tokenizer ({where}) produces ids up to {largest}, but {source} has a "
+            f"vocabulary of {spec.vocab_size}: they do not belong together. Use a tokenizer "
+            f"made for this model, or a model whose vocabulary holds the tokenizer's ids{hint}")
 
 
 def _load_model(source: str, *, dtype, device, backends, seed, plugins,

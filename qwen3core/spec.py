@@ -172,6 +172,12 @@ PRESETS: dict[str, Qwen3Spec] = {
                           head_dim=16, max_position_embeddings=2048, tie_word_embeddings=False,
                           num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
                           norm_topk_prob=True, eos_token_id=None),
+    # tiny's shape with Qwen3's real vocabulary and eos ids: try text and chat with the
+    # official tokenizer in seconds (random weights: the text is gibberish).
+    "tiny-chat": Qwen3Spec(vocab_size=151936, hidden_size=64, intermediate_size=128,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           head_dim=16, max_position_embeddings=4096, tie_word_embeddings=True,
+                           eos_token_id=(151645, 151643)),
 }
 
 

@@ -121,6 +121,11 @@ class Tokenizer:
         return self._backend.get_vocab_size(with_added_tokens=True)
 
     @property
+    def max_token_id(self) -> int:
+        """The largest id this tokenizer can produce (added tokens included)."""
+        return max(self._backend.get_vocab(with_added_tokens=True).values())
+
+    @property
     def eos_token_id(self) -> int:
         """The primary eos id (the one tokenizer_config.json names)."""
         return self.eos_token_ids[0]

@@ -7,6 +7,7 @@ import json
 import sys
 
 from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.dtypes import dtype_name
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.generation.sampling import SamplingParams
 
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     check_sampling_flags(args)
     loaded = load_from_args(args)
     if args.verbose:
-        print(f"model    {loaded.source} ({loaded.dtype}, {loaded.device}, loaded in "
+        print(f"model    {loaded.source} ({dtype_name(loaded.dtype)}, {loaded.device}, loaded in "
               f"{loaded.load_seconds:.2f} s)", file=sys.stderr)
         print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()),
               file=sys.stderr)

@@ -23,3 +23,16 @@ def qwen3():
                               capture_output=True, text=True, timeout=timeout,
                               env=env or cli_env(), check=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir():
+    """The official Qwen3 tokenizer files (../shared/qwen3-tokenizer beside the checkout, or
+    $QWEN3CORE_TOKENIZER_DIR); tests that need them skip without."""
+    from pathlib import Path
+
+    path = Path(os.environ.get("QWEN3CORE_TOKENIZER_DIR")
+                or Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer")
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"the official Qwen3 tokenizer files are not at {path}")
+    return str(path)
