@@ -22,12 +22,25 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from qwen3core import __version__
+
     parser = argparse.ArgumentParser(
         prog="qwen3", description="Run, inspect and benchmark Qwen3 models with pluggable backends.")
+    parser.add_argument("--version", action="version",
+                        version=f"qwen3 (qwen3core) {__version__}, torch {_torch_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")  # without importing torch: --version answers at once
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def main(argv: list[str] | None = None) -> int:

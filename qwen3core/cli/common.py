@@ -1,10 +1,24 @@
-"""Options shared by several commands (model source, dtype, device, backend selection)."""
+"""Options shared by several commands (model source, dtype, device, backend selection, threads,
+tokenizer) and loading a model from them. Generation options live in ``generation_options``."""
 
 from __future__ import annotations
 
 import argparse
 
 from qwen3core.errors import Qwen3CoreError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (line breaks kept), and "(default: X)" after every option
+    whose help does not already state its default (None / off flags have nothing to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or action.default in (None, False, True, [], argparse.SUPPRESS)):
+            return text
+        return text + " (default: %(default)s)"
+
 
 DTYPE_HELP = ("float32, bfloat16, float16 or float64 (default: the checkpoint's torch_dtype; "
               "for random:<preset>, bfloat16 on CUDA and on a CPU with the cpu backend's "
@@ -23,6 +37,40 @@ def add_model_options(parser: argparse.ArgumentParser, *, default_model: str | N
     parser.add_argument("--backend", action="append", default=[], metavar="COMPONENT=NAME",
                         help="select an implementation, e.g. --backend attention=sdpa "
                              "(repeatable; see `qwen3 backends`)")
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: torch's choice, one per core; on "
+                             "a busy machine fewer can be much faster)")
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise Qwen3CoreError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def add_tokenizer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", metavar="DIR", default=None,
+                   help="directory with tokenizer.json and tokenizer_config.json to use "
+                        "(needed for text with random:<preset> models; random:tiny-chat has "
+                        "the vocabulary of Qwen3's tokenizer)")
+
+
+def load_from_args(args: argparse.Namespace):
+    """qwen3core.load with --model, --dtype, --device, --backend, --tokenizer (and --threads
+    applied first, when the command has it)."""
+    import qwen3core
+
+    apply_threads(getattr(args, "threads", None))
+    return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
+                          backends=parse_backend_options(args.backend),
+                          tokenizer=getattr(args, "tokenizer", None))
 
 
 def parse_backend_options(values: list[str]) -> dict[str, str]:

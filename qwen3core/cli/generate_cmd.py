@@ -6,109 +6,85 @@ import argparse
 import json
 import sys
 
-from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.cli.common import (
+    HelpFormatter,
+    add_model_options,
+    add_threads_option,
+    add_tokenizer_option,
+    load_from_args,
+)
+from qwen3core.cli.generation_options import (
+    add_generation_options,
+    check_sampling_flags,
+    generation_options,
+    tolerate_unencodable_output,
+)
 from qwen3core.dtypes import dtype_name
 from qwen3core.errors import Qwen3CoreError
-from qwen3core.generation.sampling import SamplingParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate text from a prompt (streams to the terminal)",
                        description="Generate a completion. Random models (random:<preset>) "
                                    "produce gibberish at real speed; they have no tokenizer, so "
-                                   "pass --tokenizer DIR for text prompts or use --prompt-ids.")
+                                   "pass --tokenizer DIR for text prompts (random:tiny-chat "
+                                   "fits Qwen3's tokenizer) or use --prompt-ids.",
+                       formatter_class=HelpFormatter)
     add_model_options(p)
     add_tokenizer_option(p)
+    add_threads_option(p)
     prompt = p.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt", metavar="TEXT", help="the prompt text")
+    prompt.add_argument("--prompt", metavar="TEXT",
+                        help="the prompt text; - reads it from standard input")
+    prompt.add_argument("--prompt-file", metavar="PATH", help="read the prompt text from a file")
     prompt.add_argument("--prompt-ids", metavar="IDS", help="the prompt as token ids: 1,2,3")
     p.add_argument("--chat", action="store_true",
-                   help="send --prompt as a user message rendered with the chat template")
+                   help="send the prompt as a user message rendered with the chat template")
+    p.add_argument("--system", metavar="TEXT", default=None,
+                   help="a system message (implies --chat)")
     add_generation_options(p, default_max_new_tokens=256)
     p.add_argument("--stop", nargs="+", action="extend", default=[], metavar="STR",
                    help="stop when the text contains any of these strings (needs a tokenizer)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (token_ids, text, finish_reason, timings, ...)")
     p.add_argument("--verbose", action="store_true",
-                   help="print the selected backends and the timings to stderr")
+                   help="print the model, backends, sampling settings and timings to stderr")
     p.set_defaults(run=run)
 
 
-def add_tokenizer_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tokenizer", metavar="DIR", default=None,
-                   help="directory with tokenizer.json and tokenizer_config.json to use "
-                        "(needed for text with random:<preset> models)")
-
-
-def add_generation_options(p: argparse.ArgumentParser, *, default_max_new_tokens: int) -> None:
-    p.add_argument("--no-think", dest="enable_thinking", action="store_false",
-                   help="ask the chat template for an empty thinking block (thinking off)")
-    p.add_argument("--max-new-tokens", type=int, default=default_max_new_tokens, metavar="N",
-                   help=f"most tokens to generate (default: {default_max_new_tokens})")
-    s = p.add_argument_group(
-        "sampling", "Unset options take the checkpoint's generation_config.json (Qwen3: "
-                    "temperature 0.6, top-p 0.95, top-k 20; with --no-think 0.7, 0.8, 20); "
-                    "a model without one (random:<preset>) decodes greedily. --verbose shows "
-                    "the settings in use.")
-    s.add_argument("--temperature", type=float, default=None, metavar="T",
-                   help="0 is greedy; higher samples more freely")
-    s.add_argument("--top-k", type=int, default=None, metavar="K",
-                   help="sample among the K most likely tokens (0: off)")
-    s.add_argument("--top-p", type=float, default=None, metavar="P",
-                   help="sample among the fewest tokens whose probability reaches P (1: off)")
-    s.add_argument("--min-p", type=float, default=None, metavar="P",
-                   help="drop tokens less likely than P times the most likely one (0: off)")
-    s.add_argument("--repetition-penalty", type=float, default=None, metavar="R",
-                   help="divide the logits of tokens already seen (prompt included) by R "
-                        "(1: off)")
-    s.add_argument("--presence-penalty", type=float, default=None, metavar="X",
-                   help="subtract X from tokens already generated, in [-2, 2] (0: off)")
-    s.add_argument("--frequency-penalty", type=float, default=None, metavar="X",
-                   help="subtract X per earlier occurrence of a generated token, in [-2, 2] "
-                        "(0: off)")
-    s.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="seed for sampling, 0 <= S < 2**64 (same seed, same output; "
-                        "default: a fresh one)")
-
-
-SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-                  "presence_penalty", "frequency_penalty", "seed")
-
-
-def check_sampling_flags(args: argparse.Namespace) -> None:
-    """Refuse bad sampling flags before the model loads (each field is checked on its own)."""
-    SamplingParams().with_overrides(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
-
-
-def sampling_from_args(args: argparse.Namespace, loaded) -> SamplingParams:
-    """The checkpoint's defaults (for the thinking mode asked for) with the flags given."""
-    defaults = loaded.default_sampling(enable_thinking=args.enable_thinking)
-    return defaults.with_overrides(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
-
-
-def generation_options(args: argparse.Namespace, loaded) -> dict:
-    return {"max_new_tokens": args.max_new_tokens, "sampling": sampling_from_args(args, loaded),
-            "enable_thinking": args.enable_thinking}
-
-
-def load_from_args(args: argparse.Namespace):
-    import qwen3core
-
-    return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
-                          backends=parse_backend_options(args.backend),
-                          tokenizer=args.tokenizer)
+def read_prompt_text(args: argparse.Namespace) -> str:
+    """--prompt TEXT, --prompt - (standard input) or --prompt-file PATH."""
+    if args.prompt_file is not None:
+        try:
+            with open(args.prompt_file, encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Qwen3CoreError(f"--prompt-file {args.prompt_file}: cannot read it "
+                                 f"({exc.strerror if isinstance(exc, OSError) else exc})"
+                                 ) from None
+    if args.prompt == "-":
+        if sys.stdin.isatty():
+            print("(reading the prompt from standard input; end it with Ctrl-D)",
+                  file=sys.stderr)
+        return sys.stdin.read()
+    return args.prompt
 
 
 def parse_prompt(args: argparse.Namespace):
-    """The ``prompts`` argument for generate(): ids, text, or a one-message chat."""
+    """The ``prompts`` argument for generate(): ids, text, or a chat (system + user)."""
+    chat = args.chat or args.system is not None
     if args.prompt_ids is not None:
-        if args.chat:
-            raise Qwen3CoreError("--chat renders text with the chat template; use it with "
-                                 "--prompt, not --prompt-ids")
+        if chat:
+            raise Qwen3CoreError("--chat and --system render text with the chat template; use "
+                                 "them with --prompt or --prompt-file, not --prompt-ids")
         return parse_token_ids(args.prompt_ids)
-    if args.chat:
-        return [{"role": "user", "content": args.prompt}]
-    return args.prompt
+    text = read_prompt_text(args)
+    if not text:
+        raise Qwen3CoreError("the prompt is empty")
+    if chat:
+        system = [{"role": "system", "content": args.system}] if args.system else []
+        return [*system, {"role": "user", "content": text}]
+    return text
 
 
 def parse_token_ids(text: str) -> list[int]:
@@ -123,25 +99,24 @@ def parse_token_ids(text: str) -> list[int]:
                              f"(no empty items); got {text!r}") from None
 
 
-def tolerate_unencodable_output() -> None:
-    """Generated text can hold any character; a terminal that cannot show one gets a
-    replacement instead of the command dying with UnicodeEncodeError."""
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="replace")
+def print_model(loaded, *, file) -> None:
+    print(f"model    {loaded.source} ({dtype_name(loaded.dtype)}, {loaded.device}, loaded in "
+          f"{loaded.load_seconds:.2f} s)", file=file)
+    print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()), file=file)
+    if loaded.device.type == "cpu":
+        import torch
+
+        print(f"threads  {torch.get_num_threads()}", file=file)
 
 
 def run(args: argparse.Namespace) -> int:
     tolerate_unencodable_output()
-    prompt = parse_prompt(args)  # bad input is refused before the model loads
-    check_sampling_flags(args)
+    check_sampling_flags(args)  # bad input is refused before the model loads
+    prompt = parse_prompt(args)
     loaded = load_from_args(args)
-    if args.verbose:
-        print(f"model    {loaded.source} ({dtype_name(loaded.dtype)}, {loaded.device}, loaded in "
-              f"{loaded.load_seconds:.2f} s)", file=sys.stderr)
-        print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()),
-              file=sys.stderr)
     options = generation_options(args, loaded)
     if args.verbose:
+        print_model(loaded, file=sys.stderr)
         print(f"sampling {options['sampling'].describe()}", file=sys.stderr)
     events = loaded.stream(prompt, stop=args.stop or None, **options)
     has_text = loaded.tokenizer is not None

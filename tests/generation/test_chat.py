@@ -96,11 +96,9 @@ def test_an_abandoned_reply_leaves_the_history_unchanged(tokenizer):
 
 # -- the command, in a subprocess ------------------------------------------------------------
 
-# random:tiny has a 512-token vocabulary; the real tokenizer needs 151936 rows.
+# random:tiny-chat: tiny, with the 151936-row vocabulary the real tokenizer needs.
 LAUNCH = """
 import sys
-from qwen3core import PRESETS
-PRESETS["tiny-vocab"] = PRESETS["tiny"].replace(vocab_size=151936)
 from qwen3core.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -111,14 +109,15 @@ def chat_command(tokenizer_dir, eager_backends):
     pin = [arg for c, n in eager_backends.items() for arg in ("--backend", f"{c}={n}")]
 
     def command(*extra):
-        return [sys.executable, "-c", LAUNCH, "chat", "--model", "random:tiny-vocab",
+        return [sys.executable, "-c", LAUNCH, "chat", "--model", "random:tiny-chat",
                 "--tokenizer", str(tokenizer_dir), "--max-new-tokens", "6", "--verbose",
                 *pin, *extra]
     return command
 
 
 def quiet_env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8",
+            "QWEN3CORE_CHAT_HISTORY": os.devnull}
 
 
 def turns_in(stderr: str) -> list[dict]:
