@@ -19,7 +19,11 @@ def report_phase(text: str) -> None:
     print(f"PHASE {text}", flush=True)
 
 
-def measure(job: Job, one_run: OneRun, device: torch.device, header: dict) -> dict:
+def measure(job: Job, one_run: OneRun, device: torch.device, header: dict,
+            margins: Callable[[int], dict] | None = None) -> dict:
+    """``margins(new_tokens)``, when given, runs batch 1 greedily once more, untimed, and
+    returns its per-step top-1/top-2 logit margins and logit scales: what a greedy
+    disagreement with this run is judged by (see qwen3core.bench.report)."""
     result = dict(header, batches={})
     for batch in job.batch_sizes:
         report_phase(f"batch {batch}: warm-up")
@@ -40,5 +44,8 @@ def measure(job: Job, one_run: OneRun, device: torch.device, header: dict) -> di
             "greedy_tokens": tokens[0].tolist(),
             "rows_agree": bool((tokens == tokens[:1]).all()),  # identical rows, identical output
         }
+    if margins is not None:
+        report_phase("batch 1: recording logit margins")
+        result["batches"]["1"].update(margins(job.new_tokens))
     result["peak_memory_bytes"] = peak_memory_bytes(device)
     return result

@@ -5,15 +5,58 @@ from __future__ import annotations
 from qwen3core.errors import Qwen3CoreError
 
 
+def _first_difference(result: dict, reference: dict) -> int | None:
+    ours = result["batches"]["1"]["greedy_tokens"]
+    ref = reference["batches"]["1"]["greedy_tokens"]
+    return next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), None)
+
+
 def _greedy_verdict(result: dict, reference: dict | None) -> str:
     if reference is None or "error" in result or result is reference:
         return "reference" if result is reference else "-"
-    ours = result["batches"]["1"]["greedy_tokens"]
-    ref = reference["batches"]["1"]["greedy_tokens"]
-    if ours == ref:
-        return "same"
-    first = next(i for i, (a, b) in enumerate(zip(ours, ref)) if a != b)
-    return f"differs@{first}"
+    first = _first_difference(result, reference)
+    return "same" if first is None else f"differs@{first}"
+
+
+def explain_difference(result: dict, reference: dict, dtype: str) -> str | None:
+    """Why greedy tokens differ from the reference's, judged by the equivalence suite's rule:
+    in a rounding dtype two implementations may pick different tokens where the reference's
+    top-1/top-2 margin is within twice the dtype's tolerance (a near-tie); elsewhere, or in
+    float64, a different token is a failure."""
+    first = _first_difference(result, reference)
+    if first is None:
+        return None
+    from qwen3core.dtypes import parse_dtype
+    from qwen3core.testing.tolerances import tolerance_for
+
+    batch = reference["batches"]["1"]
+    margins, scales = batch.get("greedy_margins"), batch.get("greedy_logit_scales")
+    head = f"{result['label']} differs from {reference['label']} at step {first}"
+    if not margins or first >= len(margins):
+        return head + " (the reference's margins were not recorded)"
+    tolerance = tolerance_for(parse_dtype(dtype))
+    allowed = 2 * tolerance.relative * max(1.0, scales[first])
+    margin = margins[first]
+    if tolerance.margin_exempt and margin <= allowed:
+        verdict = ("a near-tie: the equivalence suite lets implementations pick either "
+                   "token there")
+    elif tolerance.margin_exempt:
+        verdict = "a clear choice: the equivalence suite would count this as a failure"
+    else:
+        verdict = f"in {dtype} every token must match: the equivalence suite would fail this"
+    return (f"{head}: {reference['label']}'s top-1/top-2 logit margin there is {margin:.4g}; "
+            f"the {dtype} rule allows a different token when the margin is at most "
+            f"2 x {tolerance.relative:g} x max(1, |logits|) = {allowed:.4g}: {verdict}")
+
+
+def explanations(results: list[dict], dtype: str) -> list[str]:
+    reference = next((r for r in results if r.get("label") == "eager" and "error" not in r),
+                     None)
+    if reference is None:
+        return []
+    found = [explain_difference(r, reference, dtype) for r in results
+             if r is not reference and "error" not in r]
+    return [line for line in found if line]
 
 
 def rows(results: list[dict], batch_sizes: list[int]) -> list[dict]:
@@ -35,6 +78,7 @@ def rows(results: list[dict], batch_sizes: list[int]) -> list[dict]:
             "ttft_ms": b1["ttft_seconds"]["median"] * 1000,
             "peak_mib": r["peak_memory_bytes"] / 2**20,
             "greedy": _greedy_verdict(r, reference),
+            "runs": b1["decode_tokens_per_s"].get("n", 2),
         })
         for b in batch_sizes:
             d = r["batches"][str(b)]["decode_tokens_per_s"]
@@ -46,7 +90,8 @@ def rows(results: list[dict], batch_sizes: list[int]) -> list[dict]:
 
 def format_table(table: list[dict], batch_sizes: list[int], *, markdown: bool = False) -> str:
     headers = ["combination", "load s", "prefill tok/s", "TTFT ms"]
-    headers += [f"decode b={b} tok/s" for b in batch_sizes]
+    # Batches above 1 count every row's tokens: the machine's total throughput.
+    headers += [f"decode b={b} tok/s" + (" (total)" if b > 1 else "") for b in batch_sizes]
     headers += ["peak MiB", "greedy vs eager"]
     lines = []
     for row in table:
@@ -57,7 +102,8 @@ def format_table(table: list[dict], batch_sizes: list[int], *, markdown: bool = 
                  f"{row['ttft_ms']:.1f}"]
         for b in batch_sizes:
             lo, hi = row[f"decode_b{b}_spread"]
-            cells.append(f"{row[f'decode_b{b}_tok_s']:.2f} ({lo:.2f}-{hi:.2f})")
+            value = f"{row[f'decode_b{b}_tok_s']:.2f}"
+            cells.append(value if row.get("runs", 2) == 1 else f"{value} ({lo:.2f}-{hi:.2f})")
         cells += [f"{row['peak_mib']:.0f}", row["greedy"]]
         lines.append(cells)
     if markdown:
@@ -81,20 +127,27 @@ def require_matplotlib():
     return plt
 
 
-def plot(table: list[dict], batch_sizes: list[int], path: str) -> None:
+def plot(table: list[dict], batch_sizes: list[int], path: str, title: str = "") -> None:
+    """Decode speed per combination, one panel per batch size, the value on each bar; the
+    error bars span the runs' range. ``title``: what was measured (model, dtype, device,
+    date)."""
     plt = require_matplotlib()
     ok = [r for r in table if "error" not in r]
-    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4 + 3 * len(batch_sizes), 4),
+    fig, axes = plt.subplots(1, len(batch_sizes), figsize=(4 + 3 * len(batch_sizes), 4.6),
                              squeeze=False)
     for ax, b in zip(axes[0], batch_sizes):
         names = [r["combination"] for r in ok]
         values = [r[f"decode_b{b}_tok_s"] for r in ok]
         errs = [[v - r[f"decode_b{b}_spread"][0] for v, r in zip(values, ok)],
                 [r[f"decode_b{b}_spread"][1] - v for v, r in zip(values, ok)]]
-        ax.bar(names, values, yerr=errs, capsize=3, color="tab:blue")
+        bars = ax.bar(names, values, yerr=errs, capsize=3, color="tab:blue")
+        ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], padding=2, fontsize=8)
         ax.set_title(f"decode, batch {b}")
-        ax.set_ylabel("tokens/s")
+        ax.set_ylabel("tokens/s" if b == 1 else f"tokens/s, total of {b} rows")
         ax.tick_params(axis="x", rotation=30)
+        ax.margins(y=0.15)  # room for the labels above the tallest bar
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

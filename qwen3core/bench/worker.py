@@ -43,9 +43,23 @@ def run_qwen3core(job: Job) -> dict:
         t_end = now(device)
         return t_first - t0, t_end - t_first, torch.cat(tokens, 1)
 
+    def margins(new_tokens: int) -> dict:
+        ids = prompt_ids(job, loaded.spec.vocab_size, 1).to(device)
+        cache = model.new_cache(1, job.prompt_len + new_tokens)
+        logits = steps.prefill(ids, None, cache)
+        found: dict[str, list[float]] = {"greedy_margins": [], "greedy_logit_scales": []}
+        for step in range(new_tokens):
+            row = logits[0].float()
+            top = torch.topk(row, 2).values
+            found["greedy_margins"].append(float(top[0] - top[1]))
+            found["greedy_logit_scales"].append(float(row.abs().max()))
+            if step + 1 < new_tokens:
+                logits = steps.decode_one(logits.argmax(-1, keepdim=True), cache)
+        return found
+
     header = {"load_seconds": load_seconds, "backends": loaded.backends,
               "dtype": str(loaded.dtype).replace("torch.", ""), "device": str(device)}
-    return measure(job, one_run, device, header)
+    return measure(job, one_run, device, header, margins)
 
 
 def main(argv: list[str]) -> int:

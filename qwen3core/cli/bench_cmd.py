@@ -12,26 +12,37 @@ import torch
 
 from qwen3core.bench.combos import parse_combo
 from qwen3core.bench.job import Job
-from qwen3core.cli.common import DTYPE_HELP, check_output_file
+from qwen3core.cli.common import DTYPE_HELP, HelpFormatter, check_output_file
 from qwen3core.dtypes import default_dtype, dtype_name, parse_dtype
 from qwen3core.errors import Qwen3CoreError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark backend combinations side by side")
+    p = sub.add_parser("bench", help="benchmark backend combinations side by side",
+                       description="Measure each backend combination in its own process: "
+                                   "load time, prefill, time to first token, decode speed per "
+                                   "batch size, peak memory, and whether its greedy tokens "
+                                   "match the eager reference (with the reason when not).",
+                       formatter_class=HelpFormatter)
     p.add_argument("--model", default="random:0.6B", metavar="SRC",
-                   help="model source (default: random:0.6B, random weights of the real shape)")
+                   help="model source; random:<preset> has random weights of the real shape")
     p.add_argument("--combo", action="append", default=[], metavar="SPEC",
                    help="'eager', 'auto', or '[label:]component=name,...' (repeatable; "
                         "default: eager and auto)")
     p.add_argument("--dtype", default=None, help=DTYPE_HELP)
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--prompt-len", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--batch-sizes", default="1,8", help="comma-separated (default: 1,8)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median "
-                                                          "and the range are reported")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if "
+                                                  "available, else cpu)")
+    p.add_argument("--prompt-len", type=int, default=16, metavar="N",
+                   help="prompt length in tokens (random ids)")
+    p.add_argument("--new-tokens", type=int, default=64, metavar="N",
+                   help="tokens generated per run (at least 2: the first one is the TTFT)")
+    p.add_argument("--batch-sizes", default="1,8", metavar="B,B",
+                   help="comma-separated batch sizes; batch 1 is always measured")
+    p.add_argument("--repeats", type=int, default=3, metavar="N",
+                   help="timed runs per measurement after a warm-up; the median and the range "
+                        "are reported")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per worker on CPU (default: torch's choice)")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also measure Hugging Face transformers on the same weights")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
@@ -42,7 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qwen3core.bench.orchestrate import run_all
-    from qwen3core.bench.report import format_table, plot, require_matplotlib, rows
+    from qwen3core.bench.report import (
+        explanations,
+        format_table,
+        plot,
+        require_matplotlib,
+        rows,
+    )
     from qwen3core.build import resolve_device
 
     try:
@@ -69,12 +86,16 @@ def run(args: argparse.Namespace) -> int:
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads)
     results = run_all(base, combos, compare_transformers=args.compare_transformers)
     table = rows(results, batch_sizes)
+    runs = "one run each" if args.repeats == 1 else f"median of {args.repeats} runs (range)"
     print(f"qwen3 bench: {args.model}, {args.dtype}, {device}, prompt {args.prompt_len}, "
-          f"{args.new_tokens} new tokens, median of {args.repeats} (range)")
+          f"{args.new_tokens} new tokens, {runs}; batch > 1 decode speeds are totals over "
+          f"the rows")
     print(format_table(table, batch_sizes))
     for r in results:
         if "error" not in r:
             print(f"  {r['label']}: " + ", ".join(f"{k}={v}" for k, v in r["backends"].items()))
+    for line in explanations(results, args.dtype):
+        print(f"  {line}")
     _print_ratios(table, batch_sizes)
     meta = {"command": "qwen3 " + " ".join(sys.argv[1:]), "model": args.model,
             "dtype": args.dtype, "device": device, "prompt_len": args.prompt_len,
@@ -89,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
             f.write(f"`{meta['command']}` on {meta['processor']}, torch {meta['torch']}, "
                     f"{meta['date']}\n\n{format_table(table, batch_sizes, markdown=True)}\n")
     if args.plot:
-        plot(table, batch_sizes, args.plot)
+        where = meta["processor"] if device == "cpu" else device
+        plot(table, batch_sizes, args.plot, title=f"{args.model}, {args.dtype}, {device} "
+                                                  f"({where}), {meta['date'][:10]}")
     return 0 if all("error" not in r for r in results) else 1
 
 

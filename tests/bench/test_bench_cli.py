@@ -39,6 +39,9 @@ def test_bench_writes_json_markdown_and_plot(tmp_path, capsys, preset):
         assert r["batches"]["2"]["rows_agree"]  # identical rows decode identically
         assert len(r["batches"]["1"]["greedy_tokens"]) == 6
         assert r["peak_memory_bytes"] > 0
+    eager = data["results"][0]["batches"]["1"]  # what a difference would be judged by
+    assert len(eager["greedy_margins"]) == len(eager["greedy_logit_scales"]) == 6
+    assert all(m >= 0 for m in eager["greedy_margins"])
     verdicts = {row["combination"]: row["greedy"] for row in data["table"]}
     assert verdicts == {"eager": "reference", "auto": "same", "transformers": "same"}
     assert "decode vs transformers" in printed
