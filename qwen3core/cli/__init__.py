@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except Qwen3CoreError as exc:
-        print(f"qwen3 {args.command}: error: {exc}", file=sys.stderr)
+        from qwen3core.cli.messages import for_cli
+
+        print(f"qwen3 {args.command}: error: {for_cli(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,14 +9,15 @@ import json
 import torch
 
 from qwen3core.build import resolve_device
-from qwen3core.cli.common import add_model_options, parse_backend_options
-from qwen3core.dtypes import bytes_per_element, dtype_name, parse_dtype
+from qwen3core.cli.common import HelpFormatter, add_model_options, parse_backend_options
+from qwen3core.dtypes import bytes_per_element, default_random_dtype, dtype_name, parse_dtype
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 from qwen3core.spec import Qwen3Spec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="show a model's spec, size and selected backends")
+    p = sub.add_parser("info", help="show a model's spec, size and selected backends",
+                       formatter_class=HelpFormatter)
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
@@ -36,9 +37,12 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
     from qwen3core.registry import get_registry
 
     spec, stored_dtype = resolve_spec(source)
-    run_dtype = dtype or stored_dtype or torch.float32
+    run_dtype = dtype or stored_dtype or (default_random_dtype(device)
+                                          if source.startswith(RANDOM_PREFIX) else torch.float32)
     selection = get_registry().select(backends, device=device, dtype=run_dtype)
     unique = spec.parameter_count(count_tied_twice=False)
+    kv_per_token = (2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim
+                    * bytes_per_element(run_dtype))
     return {
         "source": source,
         "spec": spec.to_dict(),
@@ -50,6 +54,9 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
         "stored_dtype": dtype_name(stored_dtype) if stored_dtype else None,
         "weights_bytes": {dtype_name(d): unique * bytes_per_element(d)
                           for d in (torch.float32, torch.bfloat16, torch.float16)},
+        # keys and values of every layer, in the run dtype
+        "kv_cache_bytes_per_token": kv_per_token,
+        "kv_cache_bytes_full_context": kv_per_token * spec.max_position_embeddings,
         "device": str(device),
         "dtype": dtype_name(run_dtype),
         "backends": selection.names(),
@@ -73,16 +80,27 @@ def run(args: argparse.Namespace) -> int:
           f"head_dim {spec['head_dim']}, vocab {spec['vocab_size']}; {kind}")
     print(f"           tied embeddings: {spec['tie_word_embeddings']}, rope theta "
           f"{spec['rope_theta']:g}, context {spec['max_position_embeddings']}")
-    print(f"parameters {info['parameters']:,} (tied head counted twice), "
-          f"{info['parameters_unique']:,} unique, "
-          f"{info['parameters_active_per_token']:,} active per token")
-    sizes = ", ".join(f"{name} {_gib(n)}" for name, n in info["weights_bytes"].items())
+    if spec["tie_word_embeddings"]:
+        print(f"parameters {info['parameters']:,} (tied head counted twice), "
+              f"{info['parameters_unique']:,} unique, "
+              f"{info['parameters_active_per_token']:,} active per token")
+    else:
+        print(f"parameters {info['parameters']:,}, "
+              f"{info['parameters_active_per_token']:,} active per token")
+    sizes = ", ".join(f"{name} {format_bytes(n)}" for name, n in info["weights_bytes"].items())
     print(f"weights    {sizes}" + (f"; stored as {info['stored_dtype']}"
                                    if info["stored_dtype"] else ""))
+    print(f"kv cache   {format_bytes(info['kv_cache_bytes_per_token'])} per token, "
+          f"{format_bytes(info['kv_cache_bytes_full_context'])} for the full context of "
+          f"{spec['max_position_embeddings']:,} tokens ({info['dtype']}, per sequence)")
     print(f"backends   on {info['device']} with {info['dtype']}: " +
           ", ".join(f"{c}={n}" for c, n in info["backends"].items()))
     return 0
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
+def format_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1 (no "0.00 GiB")."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"

@@ -19,9 +19,9 @@ def test_prompt_ids_with_an_empty_or_bad_item(qwen3, ids):
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--temperature", "inf", "temperature must be a finite number"),
-    ("--seed", str(2**64), "seed must be an integer in [0, 2**64)"),
-    ("--top-p", "0", "top_p must be a finite number in (0, 1]"),
+    ("--temperature", "inf", "--temperature must be a finite number"),
+    ("--seed", str(2**64), "--seed must be an integer in [0, 2**64)"),
+    ("--top-p", "0", "--top-p must be a finite number in (0, 1]"),
 ])
 def test_bad_sampling_values(qwen3, flag, value, message):
     done = qwen3("generate", "--model", "random:tiny", "--prompt-ids", "1", flag, value)

@@ -115,9 +115,9 @@ def test_a_model_without_generation_config_decodes_greedily_and_says_so(run_cli)
 
 
 @pytest.mark.parametrize("flag, value, message", [
-    ("--temperature", "inf", "temperature must be a finite number"),
-    ("--seed", str(2**64), "seed must be an integer in [0, 2**64)"),
-    ("--min-p", "2", "min_p must be a finite number in [0, 1]"),
+    ("--temperature", "inf", "--temperature must be a finite number"),
+    ("--seed", str(2**64), "--seed must be an integer in [0, 2**64)"),
+    ("--min-p", "2", "--min-p must be a finite number in [0, 1]"),
 ])
 def test_bad_sampling_flags_are_one_line_errors(run_cli, flag, value, message):
     code, _, err = run_cli("--model", "random:tiny", "--prompt-ids", "1", flag, value)
