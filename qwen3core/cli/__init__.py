@@ -15,6 +15,8 @@ COMMANDS = [
     "qwen3core.cli.backends_cmd",
     "qwen3core.cli.info_cmd",
     "qwen3core.cli.download_cmd",
+    "qwen3core.cli.list_cmd",
+    "qwen3core.cli.rm_cmd",
     "qwen3core.cli.bench_cmd",
     "qwen3core.cli.generate_cmd",
     "qwen3core.cli.chat_cmd",
