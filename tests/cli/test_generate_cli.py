@@ -51,3 +51,15 @@ def test_system_message_renders_a_chat(qwen3, tokenizer_dir):
     data = json.loads(done.stdout)
     assert data["prompt_tokens"] == expected.prompt_tokens
     assert data["token_ids"] == expected.token_ids
+
+
+def test_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        f"{sys.executable} -m qwen3core.cli generate --model random:tiny --prompt-ids 1 "
+        f"--max-new-tokens 300 | head -c 10", shell=True, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
