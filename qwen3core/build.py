@@ -22,6 +22,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """The device to run on, checked now so that a missing GPU is one clear error."""
     if device is None:
         return default_device()
+    if not isinstance(device, (str, torch.device)):
+        raise Qwen3CoreError(f"device must be a name such as 'cpu' or 'cuda:0' or a "
+                             f"torch.device, got {type(device).__name__} {device!r}")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -36,6 +39,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
                                  f"{torch.cuda.device_count()} CUDA device(s) are visible")
     elif resolved.type == "meta":
         raise Qwen3CoreError("the meta device holds no data; load onto cpu or cuda")
+    elif resolved.type != "cpu":
+        raise Qwen3CoreError(f"device {device!r} ({resolved.type}) is not supported: qwen3core "
+                             f"runs on cpu and cuda; use device='cpu'")
     return resolved
 
 
