@@ -123,7 +123,19 @@ class BuildContext:
     selection: Selection
 
     def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
-        return self.selection[component].factory(self, *args, **kwargs)
+        from qwen3core.errors import PluginError, Qwen3CoreError
+
+        impl = self.selection[component]
+        try:
+            return impl.factory(self, *args, **kwargs)
+        except Qwen3CoreError:
+            raise
+        except Exception as exc:  # a plugin's bug: name the plugin, keep the cause chained
+            raise PluginError(
+                f"the {component} implementation {impl.name!r} of plugin {impl.plugin!r} failed "
+                f"to build: {type(exc).__name__}: {exc}. Select another with backends="
+                f"{{'{component}': ...}} or block the plugin with "
+                f"QWEN3CORE_BLOCK_PLUGINS={impl.plugin}") from exc
 
     # Convenience wrappers for the components that build each other.
     def linear(self, in_features: int, out_features: int) -> torch.nn.Module:
@@ -183,7 +195,8 @@ class Implementation:
         try:
             return self.check(torch.device(device), dtype)
         except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
-            return f"availability check raised {type(exc).__name__}: {exc}"
+            return (f"availability check of plugin {self.plugin!r} raised "
+                    f"{type(exc).__name__}: {exc}")
 
 
 class Selection(dict):
