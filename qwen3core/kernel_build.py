@@ -41,6 +41,24 @@ class KernelBuildTimeout(BackendSelectionError):
     """Another live process held a kernel build lock for longer than the bounded wait."""
 
 
+def find_ninja() -> str | None:
+    """The ninja torch's extension builder will run, or None. The ``ninja`` wheel (a
+    dependency) puts one in the environment's scripts folder, which is not on PATH when the
+    environment is used without activating it; then that folder is added to PATH."""
+    found = shutil.which("ninja")
+    if found is not None:
+        return found
+    try:
+        import ninja  # the PyPI wheel that ships the binary
+    except ImportError:
+        return None
+    bin_dir = str(getattr(ninja, "BIN_DIR", ""))
+    if bin_dir and shutil.which("ninja", path=bin_dir):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        return shutil.which("ninja")
+    return None
+
+
 def is_complete(target: Path, marker: str) -> bool:
     return (target / marker).is_file()
 

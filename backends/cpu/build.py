@@ -95,7 +95,7 @@ def unavailable_reason() -> str | None:
     if shutil.which(compiler()) is None:
         return (f"no C++ compiler: {compiler()!r} is not on PATH (install g++ or set CXX) to "
                 f"build the cpu kernels")
-    if shutil.which("ninja") is None:
+    if kernel_build.find_ninja() is None:
         return "torch's extension builder needs ninja: pip install ninja"
     return None
 

@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,7 +140,7 @@ def toolchain_reason() -> str | None:
     if toolkit and built_with and toolkit.split(".")[0] != built_with.split(".")[0]:
         return (f"the CUDA toolkit at {cuda_home} is version {toolkit} but torch was built "
                 f"with CUDA {built_with}; install a matching toolkit or set CUDA_HOME")
-    if shutil.which("ninja") is None:
+    if kernel_build.find_ninja() is None:
         return "torch's extension builder needs ninja to compile the kernels: pip install ninja"
     return None
 

@@ -50,8 +50,10 @@ def rows(device: str, dtype: torch.dtype) -> list[dict]:
 def build_tools() -> dict[str, str | None]:
     """The tools the cpu (and cuda) kernels need to compile on first use: name -> path, or None
     when missing."""
+    from qwen3core.kernel_build import find_ninja
+
     compiler = os.environ.get("CXX", "c++")
-    return {compiler: shutil.which(compiler), "ninja": shutil.which("ninja")}
+    return {compiler: shutil.which(compiler), "ninja": find_ninja()}
 
 
 def _all_components_available(registry, device, dtype) -> bool:

@@ -158,3 +158,27 @@ def test_sigterm_during_the_first_cpu_kernel_build_then_the_next_load_completes(
     third = subprocess.run([sys.executable, "-c", _LOAD_CPU_KERNELS], env=env, check=False,
                            capture_output=True, text=True, timeout=120)
     assert third.returncode == 0 and "compiling" not in third.stderr, third.stderr
+
+
+# -- the build tools (issue 18 item 7) --------------------------------------------------------
+def test_ninja_is_a_declared_dependency_and_found_without_an_activated_environment(monkeypatch):
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert any(d.split(">")[0].split("=")[0].strip() == "ninja" for d in dependencies)
+    ninja = pytest.importorskip("ninja", reason="the ninja wheel is not installed here")
+    monkeypatch.setenv("PATH", "/nonexistent")  # as when a venv's python runs unactivated
+    found = kernel_build.find_ninja()
+    assert found is not None and found.startswith(str(ninja.BIN_DIR))
+
+
+def test_qwen3_backends_says_which_build_tools_are_missing(monkeypatch, capsys):
+    from qwen3core.cli import main
+
+    monkeypatch.setenv("CXX", "no-such-compiler-qwen3core")
+    monkeypatch.setattr(kernel_build, "find_ninja", lambda: None)
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "missing: no-such-compiler-qwen3core, ninja" in out
+    assert "pip install ninja" in out
