@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from qwen3core.autograd import install_guard
 from qwen3core.contracts import BuildContext, Selection
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.init import initialize_random
@@ -47,9 +48,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def select_backends(backends: Mapping[str, str] | None, *, device: torch.device,
                     dtype: torch.dtype, registry: Registry | None = None,
-                    plugins: Iterable[object] = ()) -> Selection:
+                    plugins: Iterable[object] = (), training: bool = False) -> Selection:
     registry = registry or get_registry(plugins)
-    return registry.select(backends, device=device, dtype=dtype)
+    return registry.select(backends, device=device, dtype=dtype, training=training)
 
 
 def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) -> Qwen3Model:
@@ -59,7 +60,9 @@ def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) ->
     derived state belongs in ``prepare_weights()``, which runs once the weights are real.
     """
     ctx = BuildContext(spec, dtype, torch.device("meta"), selection)
-    return Qwen3Model(ctx)
+    model = Qwen3Model(ctx)
+    install_guard(model, selection, spec)  # refuses gradients it cannot give (qwen3core.autograd)
+    return model
 
 
 def build_random(spec: Qwen3Spec, selection: Selection, *, dtype: torch.dtype,

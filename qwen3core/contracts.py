@@ -186,6 +186,11 @@ class Implementation:
     #: Higher wins when no selection is given for this component.
     priority: int = 0
     check: AvailabilityCheck | None = None
+    #: True when gradients flow through it to every parameter it owns and agree with the eager
+    #: reference's (``qwen3core.testing.gradients`` holds it to that). False (the safe default)
+    #: makes ``load(..., training=True)`` pass it over, and a forward pass that needs gradients
+    #: through it refuses with an error instead of leaving ``.grad`` silently empty.
+    supports_autograd: bool = False
     #: Provided by the registry: the plugin (entry point) that contributed it.
     plugin: str = field(default="", compare=False)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 
+from qwen3core.autograd import set_training
 from qwen3core.build import build_random, resolve_device, select_backends
 from qwen3core.dtypes import parse_dtype
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.load_arguments import (
     check_backends,
+    check_flag,
     check_optional_text,
     check_seed,
     check_source,
@@ -25,7 +27,8 @@ from qwen3core.sources import RANDOM_PREFIX, parse_random
 def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
-         tokenizer: str | Path | None = None, revision: str | None = None) -> LoadedModel:
+         tokenizer: str | Path | None = None, revision: str | None = None,
+         training: bool = False) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -36,26 +39,31 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     ``revision`` picks a hub branch, tag or commit (same as ``owner/name@revision``).
     ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
     models have none).
+    ``training=True`` selects only implementations that support autograd and leaves the
+    parameters requiring gradients; by default they do not (inference builds no graph), and a
+    selection without autograd refuses a forward pass that needs gradients (qwen3core.autograd).
     """
     source = check_source(source)
     backends = check_backends(backends)
     seed = check_seed(seed)
     check_optional_text("revision", revision)
     check_optional_text("tokenizer", tokenizer, paths=True)
+    check_flag("training", training)
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
         from qwen3core.tokenizer import Tokenizer
 
         own_tokenizer = Tokenizer.from_dir(tokenizer)
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins, revision=revision)
+                         plugins=plugins, revision=revision, training=training)
+    set_training(loaded.model, training)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
     return loaded
 
 
 def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
-                revision) -> LoadedModel:
+                revision, training) -> LoadedModel:
     started = time.perf_counter()
     torch_device = resolve_device(device)
     if isinstance(source, str) and source.startswith(RANDOM_PREFIX):
@@ -65,7 +73,7 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
         torch_dtype = parse_dtype(dtype) or torch.float32
         check_fits(rnd.spec, torch_dtype, torch_device, str(rnd))
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
-                                    plugins=plugins)
+                                    plugins=plugins, training=training)
         model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
                              seed=rnd.seed)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
@@ -74,4 +82,4 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                            backends=backends, plugins=plugins, started=started,
-                           revision=revision)
+                           revision=revision, training=training)

@@ -58,6 +58,12 @@ def check_seed(seed: object) -> int | None:
     return seed
 
 
+def check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise Qwen3CoreError(f"{name} must be True or False, got {type(value).__name__} "
+                             f"{value!r}")
+
+
 def check_optional_text(name: str, value: object, *, paths: bool = False) -> None:
     allowed = (str, os.PathLike) if paths else (str,)
     if value is not None and not isinstance(value, allowed):

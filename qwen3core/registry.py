@@ -113,8 +113,9 @@ class Registry:
     # -- selection --------------------------------------------------------------------------------
     def select(self, requested: Mapping[str, str] | None = None, *,
                device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> Selection:
-        """Resolve one implementation per component; see the module docstring."""
+               dtype: torch.dtype = torch.float32, training: bool = False) -> Selection:
+        """Resolve one implementation per component; see the module docstring. With
+        ``training`` only implementations that support autograd qualify."""
         requested = dict(requested or {})
         device = torch.device(device)
         for component in requested:
@@ -123,7 +124,7 @@ class Registry:
         for component in COMPONENTS:
             if component in requested:
                 impl = self.get(component, requested[component])
-                reason = impl.unavailable_reason(device, dtype)
+                reason = _reason(impl, device, dtype, training)
                 if reason is not None:
                     raise BackendSelectionError(
                         f"{component} implementation {impl.name!r} is unavailable on "
@@ -135,7 +136,7 @@ class Registry:
             # may be expensive (importing a compiler stack) and their answer is not needed.
             rejected = []
             for impl in self.implementations(component):
-                reason = impl.unavailable_reason(device, dtype)
+                reason = _reason(impl, device, dtype, training)
                 if reason is None:
                     selection[component] = impl
                     break
@@ -152,6 +153,13 @@ class Registry:
         for a in self.availability(component, device, dtype):
             parts.append(f"{a.implementation.name} ({'available' if a.available else a.reason})")
         return f"Installed {component} implementations: " + ", ".join(parts)
+
+
+def _reason(impl: Implementation, device: torch.device, dtype: torch.dtype,
+            training: bool) -> str | None:
+    if training and not impl.supports_autograd:
+        return "does not support autograd (training=True needs gradients)"
+    return impl.unavailable_reason(device, dtype)
 
 
 def _as_list(result: object, hook_name: str, plugin_name: str) -> list[Implementation]:

@@ -73,7 +73,8 @@ def read_spec(source: str | Path, revision: str | None = None
 def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     device: torch.device | str | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
-                    started: float | None = None, revision: str | None = None) -> LoadedModel:
+                    started: float | None = None, revision: str | None = None,
+                    training: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
@@ -90,7 +91,8 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     check_dtype_on_device(run_dtype, device)
     check_outline(spec, weights, found.name)  # before the skeleton, whose cost config decides
     check_fits(spec, run_dtype, device, found.name)
-    selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins)
+    selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
+                                training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
                        where=found.name)
     return LoadedModel(model=model, spec=spec, selection=selection,
