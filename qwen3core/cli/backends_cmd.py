@@ -39,6 +39,7 @@ def rows(device: str, dtype: torch.dtype) -> list[dict]:
                 "component": component, "name": impl.name, "plugin": impl.plugin,
                 "priority": impl.priority, "available": a.available, "reason": a.reason,
                 "default": is_default, "summary": impl.summary, "third_party": third_party,
+                "supports_autograd": impl.supports_autograd,
                 # A plugin from elsewhere that wins the default over qwen3core's own: say so,
                 # since it now runs for everyone who does not name an implementation.
                 "overrides": first_party[0] if is_default and third_party and first_party
