@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import sys
@@ -31,6 +30,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from qwen3core.errors import BackendSelectionError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: importing must still work (the plugin list must load)
+    fcntl = None
 
 WAIT_ENV = "QWEN3CORE_KERNEL_BUILD_WAIT"
 DEFAULT_WAIT_SECONDS = 900.0
@@ -118,6 +122,8 @@ def wait_seconds() -> float:
 @contextlib.contextmanager
 def _locked(path: Path, *, what: str) -> Iterator[None]:
     limit = wait_seconds()
+    if fcntl is None:
+        raise BackendSelectionError(f"building the {what} needs a POSIX system (fcntl locks)")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + limit
