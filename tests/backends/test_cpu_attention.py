@@ -114,7 +114,7 @@ def test_selected_alone_loads_the_kernels(tmp_path):
         "ref = reference_model(PRESETS['tiny'], torch.float32)\n"
         "model = candidate_model(ref, {**reference_names(), 'attention': 'cpu'})\n"
         "print(greedy(model, [[1, 2, 3]], 2).tokens == greedy(ref, [[1, 2, 3]], 2).tokens)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
