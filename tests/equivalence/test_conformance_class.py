@@ -4,6 +4,8 @@ asked for, and then the failure names the implementation at fault)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 from hypothesis import strategies as st
@@ -86,7 +88,7 @@ def test_every_documented_option_reaches_the_suite(monkeypatch):
         dtypes = (torch.float32,)
         max_examples, long_examples = 3, 0
         others = "drawn"
-        pinned = {"kv_cache": "static"}
+        pinned: ClassVar[dict[str, str]] = {"kv_cache": "static"}
         runners = ("eager", "compile")
         workload_strategy = two_prompts
         alone, shrink = False, False
