@@ -127,3 +127,13 @@ def test_rope_settings_that_are_not_implemented_are_refused(base, tmp_path, chan
     directory = _edited(base, tmp_path, changes)
     with pytest.raises(CheckpointError, match=expected):
         qwen3core.load(str(directory), device="cpu", backends={"rope": "eager"})
+
+
+def test_info_shows_the_rope_scaling(base, tmp_path, capsys):
+    from qwen3core.cli import main
+
+    directory = _edited(base, tmp_path, {"rope_scaling": CARD_YARN})
+    assert main(["info", "--model", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "rope theta 10000, context 128 (yarn rope scaling, factor 4, original context 32)" \
+        in out
