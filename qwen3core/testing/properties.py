@@ -75,8 +75,8 @@ def check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, s
     """Run every scenario; raise AssertionError on the first disagreement, return the number
     of tokens compared. ``alone=False`` skips the single-prompt scenarios (for compiled runners
     each new batch size is another compilation). ``blame=False`` leaves out the reruns that
-    name the implementation at fault (hypothesis, while shrinking, calls :func:`blame` once
-    at the end instead)."""
+    name the implementation at fault (``check_backend``, whose hypothesis run calls this many
+    times while shrinking, calls :func:`blame_message` once at the end instead)."""
     with one_cpu_thread():
         try:
             return _check_example(spec, workload, selection, dtype, device, registry, alone)
