@@ -165,7 +165,8 @@ def seeded_prompt(vocab_size: int, length: int, seed: int) -> tuple[int, ...]:
 @st.composite
 def long_workloads(draw: st.DrawFn, vocab_size: int) -> Workload:
     """A prompt of :data:`LONG_PROMPT_TOKENS` tokens, often beside a shorter one (left padding
-    of up to hundreds of slots), a few new tokens, prefilled in 4-5 chunks on reuse: see
+    of up to hundreds of slots, and then sometimes rows swapped or dropped mid-way), a few new
+    tokens, prefilled in 4-5 chunks on reuse: see
     :data:`LONG_PROMPT_TOKENS` for the boundaries this crosses."""
     long_len = draw(st.integers(*LONG_PROMPT_TOKENS), label="long prompt tokens")
     batch = [seeded_prompt(vocab_size, long_len, draw(st.integers(0, 2**16), label="seed"))]
@@ -173,7 +174,10 @@ def long_workloads(draw: st.DrawFn, vocab_size: int) -> Workload:
         short_len = draw(st.integers(1, long_len - 1), label="short prompt tokens")
         batch.append(seeded_prompt(vocab_size, short_len, draw(st.integers(0, 2**16))))
     new = draw(st.integers(3, 8), label="new tokens")
-    return Workload(tuple(batch), new, draw(st.integers(4, 5), label="prefill chunks"))
+    reorder = None
+    if len(batch) == 2 and draw(st.booleans(), label="reorder"):  # index_select of long caches
+        reorder = (draw(st.integers(1, new - 1)), draw(st.sampled_from([(1, 0), (1,), (0,)])))
+    return Workload(tuple(batch), new, draw(st.integers(4, 5), label="prefill chunks"), reorder)
 
 
 # -- backend selections -------------------------------------------------------------------------
