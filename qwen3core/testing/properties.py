@@ -136,7 +136,7 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
         ref_batch, reused, tolerance,
         f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}", exact_batch)
     if not alone:
-        _record(selection, dtype, device, compared, workload)
+        _record(spec, selection, dtype, device, compared, workload)
         return compared
     batched = cold if workload.reorder is None else greedy(candidate, prompts, new)
     for row, prompt in enumerate(workload.prompts):
@@ -150,17 +150,21 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
     ref_first, exact_first = expected(workload.prompts[:1])
     compared += assert_greedy_equivalent(ref_first, first_alone, tolerance,
                                          f"first prompt alone, {label}", exact_first)
-    _record(selection, dtype, device, compared, workload)
+    _record(spec, selection, dtype, device, compared, workload)
     return compared
 
 
-def _record(selection: Mapping[str, str], dtype: torch.dtype, device: str, compared: int,
-            workload: Workload) -> None:
+def _record(spec: Qwen3Spec, selection: Mapping[str, str], dtype: torch.dtype, device: str,
+            compared: int, workload: Workload) -> None:
     longest = max(len(p) for p in workload.prompts)
     # The last token whose logits were compared: the longest prompt's last decode step.
     deepest = longest - 1 + workload.max_new_tokens - 1
+    scaling = spec.rope_scaling
+    past_yarn = (scaling is not None and scaling.rope_type == "yarn"
+                 and deepest >= scaling.original_max_position_embeddings)
     report.record_example(selection, dtype_name(dtype), device, compared,
-                          longest_prompt=longest, deepest_position=deepest)
+                          longest_prompt=longest, deepest_position=deepest,
+                          past_yarn_original=past_yarn)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

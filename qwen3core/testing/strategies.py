@@ -38,12 +38,15 @@ LONG_PROMPT_TOKENS = (350, 420)
 LONG_YARN_ORIGINAL = (32, 64, 128)
 
 
-def rope_scalings(original: Iterable[int]) -> st.SearchStrategy:
-    """None (plain RoPE, half the draws), yarn with one of ``original`` as its trained context,
-    or linear."""
+def rope_scalings(original: Iterable[int], *, yarn_first: bool = False) -> st.SearchStrategy:
+    """None (plain RoPE), yarn with one of ``original`` as its trained context, or linear:
+    plain in half the draws, or, with ``yarn_first``, yarn in half the draws."""
     yarn = st.builds(lambda o, f: RopeScaling("yarn", f, o), st.sampled_from(list(original)),
                      st.sampled_from([2.0, 4.0]))
-    return st.one_of(st.none(), st.one_of(yarn, st.just(RopeScaling("linear", 2.0))))
+    linear = st.just(RopeScaling("linear", 2.0))
+    if yarn_first:
+        return st.one_of(yarn, st.one_of(st.none(), linear))
+    return st.one_of(st.none(), st.one_of(yarn, linear))
 
 
 @st.composite
@@ -131,8 +134,9 @@ def workloads(draw: st.DrawFn, vocab_size: int, max_batch: int = 3) -> Workload:
 
 @st.composite
 def long_specs(draw: st.DrawFn, moe: bool | None = False) -> Qwen3Spec:
-    """One narrow layer (long prompts stay cheap), yarn (usually past its original context),
-    linear or plain RoPE; ``moe`` True/False forces MoE/dense, None draws either."""
+    """One narrow layer (long prompts stay cheap), yarn (half the draws; every long prompt goes
+    past its original context), plain or linear RoPE; ``moe`` True/False forces MoE/dense,
+    None draws either."""
     kv_heads = draw(st.sampled_from([1, 2]))
     is_moe = draw(st.booleans()) if moe is None else moe
     fields = {
@@ -147,7 +151,7 @@ def long_specs(draw: st.DrawFn, moe: bool | None = False) -> Qwen3Spec:
         "max_position_embeddings": 512,
         "tie_word_embeddings": draw(st.booleans()),
         "eos_token_id": None,
-        "rope_scaling": draw(rope_scalings(LONG_YARN_ORIGINAL)),
+        "rope_scaling": draw(rope_scalings(LONG_YARN_ORIGINAL, yarn_first=True)),
     }
     if is_moe:
         fields.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,

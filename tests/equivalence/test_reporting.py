@@ -28,7 +28,8 @@ def test_a_pytest_run_prints_the_number_of_examples_and_combinations(tmp_path):
     assert "3 examples checked against the eager reference" in result.stdout
     # The long example: a prompt of 350-420 tokens and a few decode steps past it.
     found = re.search(r"longest prompt (\d+) tokens, deepest position checked (\d+) "
-                      r"\(0-based\); 1 examples checked positions past 100", result.stdout)
+                      r"\(0-based\); 1 examples checked positions past 100, \d+ past a yarn "
+                      r"spec's original context", result.stdout)
     assert found, result.stdout
     assert 350 <= int(found[1]) <= 420 and int(found[1]) + 1 <= int(found[2]) <= int(found[1]) + 7
     assert "available to draw from (cpu float64, attention=sdpa):" in result.stdout
