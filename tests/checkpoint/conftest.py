@@ -30,6 +30,10 @@ CASES = {
     "dense-untied-gqa2-sharded": ("dense", {"num_hidden_layers": 3, "num_attention_heads": 4,
                                                 "num_key_value_heads": 2,
                                                 "tie_word_embeddings": False}, "60KB"),
+    # Qwen3's real vocabulary, so the official tokenizer fits (one narrow layer: ~10M values).
+    "dense-real-vocab": ("dense", {"num_hidden_layers": 1, "num_attention_heads": 4,
+                                   "num_key_value_heads": 2, "tie_word_embeddings": True,
+                                   "vocab_size": 151936}, None),
     "dense-tied-gqa4": ("dense", {"num_hidden_layers": 2, "num_attention_heads": 8,
                                       "num_key_value_heads": 2, "tie_word_embeddings": True,
                                       "rope_theta": 1_000_000.0}, None),

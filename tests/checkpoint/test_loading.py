@@ -147,7 +147,7 @@ def test_a_stacking_backend_still_reports_missing_experts(hf_checkpoint, ref, tm
 @pytest.mark.skipif(not TOKENIZER_DIR.is_dir(), reason=f"tokenizer files not at {TOKENIZER_DIR}")
 def test_tokenizer_and_generation_config_come_with_the_directory(hf_checkpoint, ref, tmp_path):
     directory = tmp_path / "m"
-    shutil.copytree(hf_checkpoint("dense-tied-gqa1"), directory)
+    shutil.copytree(hf_checkpoint("dense-real-vocab"), directory)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(TOKENIZER_DIR / name, directory / name)
     (directory / "generation_config.json").write_text(json.dumps(
@@ -155,6 +155,17 @@ def test_tokenizer_and_generation_config_come_with_the_directory(hf_checkpoint, 
     loaded = qwen3core.load(str(directory), device="cpu", backends=ref.EAGER)
     assert loaded.tokenizer.encode("Hello, world!") == [9707, 11, 1879, 0]
     assert loaded.generation_config["temperature"] == 0.6
+
+
+@pytest.mark.skipif(not TOKENIZER_DIR.is_dir(), reason=f"tokenizer files not at {TOKENIZER_DIR}")
+def test_a_tokenizer_that_does_not_fit_the_vocabulary_is_refused(hf_checkpoint, ref, tmp_path):
+    directory = tmp_path / "m"
+    shutil.copytree(hf_checkpoint("dense-tied-gqa1"), directory)  # vocabulary of 512
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(TOKENIZER_DIR / name, directory / name)
+    with pytest.raises(CheckpointError, match="produces ids up to 151668, but .* has a "
+                                              "vocabulary of 512"):
+        qwen3core.load(str(directory), device="cpu", backends=ref.EAGER)
 
 
 def test_without_tokenizer_files_there_is_no_tokenizer(hf_checkpoint, ref):
