@@ -187,12 +187,16 @@ def _build(directory: Path) -> str:
     and return the completion marker's text."""
     from torch.utils import cpp_extension
 
-    print(f"qwen3core: compiling the cpu kernels into {cache_dir()} (once per machine, about a "
-          f"minute)", file=sys.stderr, flush=True)
-    cpp_extension.load(
-        name=NAME, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(CFLAGS),
-        extra_ldflags=list(LDFLAGS), extra_include_paths=[str(CSRC)],
-        build_directory=str(directory), is_python_module=False, verbose=False)
+    from qwen3core import progress
+
+    if not progress.enabled():  # the command line shows it as a phase instead
+        print(f"qwen3core: compiling the cpu kernels into {cache_dir()} (once per machine, "
+              f"about a minute)", file=sys.stderr, flush=True)
+    with progress.phase(f"compiling the cpu kernels into {cache_dir()} (once per machine)"):
+        cpp_extension.load(
+            name=NAME, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(CFLAGS),
+            extra_ldflags=list(LDFLAGS), extra_include_paths=[str(CSRC)],
+            build_directory=str(directory), is_python_module=False, verbose=False)
     return NAME + "\n"
 
 
