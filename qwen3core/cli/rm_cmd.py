@@ -45,9 +45,13 @@ def run(args: argparse.Namespace) -> int:
                                  | {r.commit_hash[:12] for r in repo.revisions}))
         raise Qwen3CoreError(f"{args.repo_id} has no cached revision {args.revision!r}; "
                              f"cached: {known}")
-    strategy = info.delete_revisions(*(r.commit_hash for r in revisions))
+    # Not huggingface_hub's delete_revisions: it selects by commit hash across the whole cache,
+    # and two repositories may hold the same hash (mirrors, test caches).
+    doomed_blobs = _blobs_only_in(repo, revisions)
+    freed = (repo.size_on_disk if len(revisions) == len(repo.revisions)
+             else sum(size for size in doomed_blobs.values()))
     what = (f"{args.repo_id}" + (f"@{args.revision}" if args.revision else "") +
-            f" ({format_bytes(strategy.expected_freed_size)})")
+            f" ({format_bytes(freed)})")
     if not args.yes:
         if not sys.stdin.isatty():
             raise Qwen3CoreError(f"deleting {what} needs confirmation: pass --yes")
@@ -55,6 +59,31 @@ def run(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    strategy.execute()
+    _delete(repo, revisions, doomed_blobs)
     print(f"deleted {what}")
     return 0
+
+
+def _blobs_only_in(repo, revisions) -> dict:
+    """blob path -> size, for the blobs of ``revisions`` that no other revision uses."""
+    chosen = {r.commit_hash for r in revisions}
+    kept = {f.blob_path for r in repo.revisions if r.commit_hash not in chosen for f in r.files}
+    return {f.blob_path: f.size_on_disk for r in revisions for f in r.files
+            if f.blob_path not in kept}
+
+
+def _delete(repo, revisions, blobs: dict) -> None:
+    import shutil
+
+    if len(revisions) == len(repo.revisions):
+        shutil.rmtree(repo.repo_path)
+        return
+    chosen = {r.commit_hash for r in revisions}
+    for revision in revisions:
+        shutil.rmtree(revision.snapshot_path, ignore_errors=True)
+    refs = repo.repo_path / "refs"
+    for ref in refs.rglob("*") if refs.is_dir() else ():
+        if ref.is_file() and ref.read_text().strip() in chosen:
+            ref.unlink()
+    for blob in blobs:
+        blob.unlink(missing_ok=True)
