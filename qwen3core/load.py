@@ -18,7 +18,8 @@ from qwen3core.sources import RANDOM_PREFIX, parse_random
 def load(source: str, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
-         tokenizer: str | Path | None = None, revision: str | None = None) -> LoadedModel:
+         tokenizer: str | Path | None = None, revision: str | None = None,
+         tensor_parallel: int | None = None) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -29,6 +30,10 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
     ``revision`` picks a hub branch, tag or commit (same as ``owner/name@revision``).
     ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
     models have none).
+    ``tensor_parallel=N`` loads this process's shard of the model split over N processes (one
+    per rank, e.g. ``torchrun --nproc-per-node N``; the default process group is initialised
+    from torchrun's environment if it is not yet): every rank calls ``load`` and then runs the
+    same calls, and gets the same logits. See docs/parallel.md.
     """
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
@@ -36,16 +41,20 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
 
         own_tokenizer = Tokenizer.from_dir(tokenizer)
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins, revision=revision)
+                         plugins=plugins, revision=revision, tensor_parallel=tensor_parallel)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
     return loaded
 
 
 def _load_model(source: str, *, dtype, device, backends, seed, plugins,
-                revision) -> LoadedModel:
+                revision, tensor_parallel) -> LoadedModel:
+    from qwen3core.parallel import group
+
     started = time.perf_counter()
     torch_device = resolve_device(device)
+    parallel = group.join(tensor_parallel, torch_device)
+    torch_device = group.rank_device(torch_device, parallel)
     if source.startswith(RANDOM_PREFIX):
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
@@ -54,11 +63,11 @@ def _load_model(source: str, *, dtype, device, backends, seed, plugins,
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins)
         model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                             seed=rnd.seed)
+                             seed=rnd.seed, parallel=parallel)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                            backends=backends, plugins=plugins, started=started,
-                           revision=revision)
+                           revision=revision, parallel=parallel)

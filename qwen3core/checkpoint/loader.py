@@ -25,6 +25,7 @@ from qwen3core.checkpoint.materialise import load_model
 from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.spec import Qwen3Spec
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -71,11 +72,13 @@ def read_spec(source: str | Path, revision: str | None = None
 def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     device: torch.device | str | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
-                    started: float | None = None, revision: str | None = None) -> LoadedModel:
+                    started: float | None = None, revision: str | None = None,
+                    parallel: ParallelLayout = SINGLE_PROCESS) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
     models). On CPU in that dtype the weights stay memory-mapped from the files.
+    ``parallel``: load this rank's shard only (see :func:`qwen3core.load`'s tensor_parallel).
     """
     started = time.perf_counter() if started is None else started
     device = resolve_device(device)
@@ -88,7 +91,7 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     check_dtype_on_device(run_dtype, device)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name)
+                       where=found.name, parallel=parallel)
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,
                        load_seconds=time.perf_counter() - started,
