@@ -4,7 +4,8 @@ Starting processes costs seconds, so a test starts one group (``world_size`` pro
 over gloo on 127.0.0.1) and sends it many examples: each rank builds its shard of the random
 model of a spec, every rank runs :func:`~qwen3core.testing.harness.greedy` (the same calls in
 the same order, as a tensor-parallel run requires), and rank 0 sends back its run, to be
-compared with one process's run by the suite's own assertions.
+compared with one process's run by the suite's own assertions (:func:`assert_parallel_equal`,
+on examples drawn by :func:`parallel_examples`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ from dataclasses import dataclass
 
 import torch
 import torch.multiprocessing as mp
+from hypothesis import assume
+from hypothesis import strategies as st
 
+from qwen3core.errors import ParallelError
+from qwen3core.parallel.layout import ParallelLayout
+from qwen3core.registry import get_registry
 from qwen3core.spec import Qwen3Spec
+from qwen3core.testing.compare import assert_greedy_equivalent
 from qwen3core.testing.harness import GreedyRun
-from qwen3core.testing.strategies import Workload
+from qwen3core.testing.strategies import Workload, selections, specs, workloads
+from qwen3core.testing.tolerances import tolerance_for
 
 #: Seconds to wait for one example (or for the group to start) before giving up.
 WAIT = 300
@@ -88,6 +96,44 @@ class RankGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def splits(spec: Qwen3Spec, world_size: int) -> bool:
+    """Whether ``spec`` can be split over ``world_size`` ranks."""
+    try:
+        ParallelLayout(0, world_size).check(spec)
+    except ParallelError:
+        return False
+    return True
+
+
+@st.composite
+def parallel_examples(draw: st.DrawFn, world_size: int, dtype: torch.dtype,
+                      device: str = "cpu") -> tuple[Qwen3Spec, Workload, dict[str, str]]:
+    """(spec, workload, backend names) from the suite's strategies, for specs that split over
+    ``world_size`` ranks; the eager runner (the compiling ones are not run under parallelism)."""
+    spec = draw(specs())
+    assume(splits(spec, world_size))
+    workload = draw(workloads(spec.vocab_size))
+    backends = draw(selections(get_registry(), device, dtype, runners=["eager"]))
+    return spec, workload, backends
+
+
+def assert_parallel_equal(group: RankGroup, spec: Qwen3Spec, dtype: torch.dtype,
+                          workload: Workload, backends: dict[str, str],
+                          device: str = "cpu") -> int:
+    """The group's greedy run equals one process's eager reference run on ``device`` under
+    the dtype's tolerance (every token in float64; the margin rule in float32); returns the
+    number of steps compared."""
+    from qwen3core.testing.properties import exact_run, reference_run
+
+    prompts, new, reorder = workload.prompts, workload.max_new_tokens, workload.reorder
+    reference = reference_run(spec, dtype, device, prompts, new, reorder)
+    exact = exact_run(spec, dtype, device, prompts, new, reorder)
+    parallel = group.run(Example(spec, dtype, workload, backends))
+    return assert_greedy_equivalent(reference, parallel, tolerance_for(dtype),
+                                    context=f"{group.world_size} ranks, {backends}",
+                                    exact=exact)
 
 
 def _free_port() -> int:

@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings
 
-from qwen3core.errors import ParallelError
-from qwen3core.parallel import ParallelLayout
-from qwen3core.registry import get_registry
 from qwen3core.spec import Qwen3Spec
-from qwen3core.testing.compare import assert_greedy_equivalent
 from qwen3core.testing.models import reference_names
-from qwen3core.testing.properties import exact_run, reference_run
-from qwen3core.testing.rank_group import Example, RankGroup
-from qwen3core.testing.strategies import Workload, selections, specs, workloads
-from qwen3core.testing.tolerances import tolerance_for
+from qwen3core.testing.rank_group import RankGroup, assert_parallel_equal, parallel_examples
+from qwen3core.testing.strategies import Workload
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="this torch build has no torch.distributed")
 
 # Each example costs a model build and a greedy run on every rank plus one process's run.
-EXAMPLES = settings(max_examples=12, deadline=None,
+EXAMPLES = settings(max_examples=10, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -45,54 +38,25 @@ def four_ranks():
         yield group
 
 
-def splits(spec, world_size: int) -> bool:
-    try:
-        ParallelLayout(0, world_size).check(spec)
-    except ParallelError:
-        return False
-    return True
-
-
-def check(group: RankGroup, spec, dtype: torch.dtype, workload, backends: dict[str, str]):
-    prompts = workload.prompts
-    reference = reference_run(spec, dtype, "cpu", prompts, workload.max_new_tokens,
-                              workload.reorder)
-    exact = exact_run(spec, dtype, "cpu", prompts, workload.max_new_tokens, workload.reorder)
-    parallel = group.run(Example(spec, dtype, workload, backends))
-    compared = assert_greedy_equivalent(reference, parallel, tolerance_for(dtype),
-                                        context=f"{group.world_size} ranks, {backends}",
-                                        exact=exact)
-    assert compared > 0 or exact is not None  # float64 compares every step
-
-
-@st.composite
-def examples(draw, world_size: int, dtype: torch.dtype):
-    spec = draw(specs())
-    assume(splits(spec, world_size))
-    workload = draw(workloads(spec.vocab_size))
-    backends = draw(selections(get_registry(), "cpu", dtype, runners=["eager"]))
-    return spec, workload, backends
-
-
 @EXAMPLES
-@given(example=examples(2, torch.float64))
+@given(example=parallel_examples(2, torch.float64))
 def test_two_ranks_equal_one_process_in_float64(two_ranks, example):
     spec, workload, backends = example
-    check(two_ranks, spec, torch.float64, workload, backends)
+    assert_parallel_equal(two_ranks, spec, torch.float64, workload, backends)
 
 
-@EXAMPLES
-@given(example=examples(2, torch.float32))
+@settings(EXAMPLES, max_examples=8)
+@given(example=parallel_examples(2, torch.float32))
 def test_two_ranks_equal_one_process_in_float32(two_ranks, example):
     spec, workload, backends = example
-    check(two_ranks, spec, torch.float32, workload, backends)
+    assert_parallel_equal(two_ranks, spec, torch.float32, workload, backends)
 
 
-@settings(EXAMPLES, max_examples=6)
-@given(example=examples(4, torch.float64))
+@settings(EXAMPLES, max_examples=5)
+@given(example=parallel_examples(4, torch.float64))
 def test_four_ranks_equal_one_process_in_float64(four_ranks, example):
     spec, workload, backends = example
-    check(four_ranks, spec, torch.float64, workload, backends)
+    assert_parallel_equal(four_ranks, spec, torch.float64, workload, backends)
 
 
 ONE_KV_HEAD = Qwen3Spec(vocab_size=61, hidden_size=33, intermediate_size=37, num_hidden_layers=2,
@@ -109,4 +73,4 @@ def test_fewer_kv_heads_than_ranks_replicates_them(four_ranks, spec):
     """The case Qwen3 meets at N=8 (4-8 KV heads): here 1 KV head over 4 ranks, with uneven
     vocabulary, MLP width and expert splits."""
     workload = Workload(((5, 9, 2, 60), (7,)), max_new_tokens=4, prefill_chunks=2)
-    check(four_ranks, spec, torch.float64, workload, reference_names())
+    assert_parallel_equal(four_ranks, spec, torch.float64, workload, reference_names())
