@@ -63,12 +63,20 @@ class RankGroup:
         self._expect("ready")
 
     def run(self, example: Example) -> GreedyRun:
-        """Rank 0's greedy run of ``example`` (every rank ran it)."""
+        """Rank 0's greedy run of ``example``. Every rank ran it, and every rank must have
+        chosen the same tokens from bit-identical logits (the reductions are deterministic):
+        a rank that diverged would run different steps from the others."""
         for requests in self._requests:
             requests.put(example)
-        return self._expect("done")
+        runs = self._expect("done")
+        for rank, run in runs.items():
+            same = run.tokens == runs[0].tokens and run.rows == runs[0].rows and all(
+                torch.equal(a, b) for a, b in zip(run.logits, runs[0].logits, strict=True))
+            if not same:
+                raise AssertionError(f"rank {rank}'s greedy run differs from rank 0's")
+        return runs[0]
 
-    def _expect(self, kind: str):
+    def _expect(self, kind: str) -> dict:
         answers = {}
         while len(answers) < self.world_size:
             try:
@@ -81,7 +89,7 @@ class RankGroup:
                 self.close()
                 raise RuntimeError(f"tensor-parallel rank {rank} failed:\n{value}")
             answers[rank] = value
-        return answers[0]
+        return answers
 
     def close(self) -> None:
         for requests in self._requests:
@@ -175,7 +183,7 @@ def _serve(rank: int, world_size: int, address: str, backend: str, device: str,
             run = greedy(model, work.prompt_lists(), work.max_new_tokens,
                          prefill_chunks=work.prefill_chunks, reorder=work.reorder)
             run = GreedyRun(run.tokens, [t.cpu() for t in run.logits], run.rows)
-            results.put((rank, "done", run if rank == 0 else None))
+            results.put((rank, "done", run))
         except Exception:  # noqa: BLE001
             results.put((rank, "error", traceback.format_exc()))
     dist.destroy_process_group()
