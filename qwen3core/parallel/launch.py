@@ -48,7 +48,7 @@ def shared_seed(seed: int | None) -> int | None:
     if not (dist.is_available() and dist.is_initialized()):
         return seed
     if seed is None and dist.get_rank() == 0:
-        seed = int.from_bytes(os.urandom(4), "little")
+        seed = int.from_bytes(os.urandom(8), "little")
     box = [seed]
     dist.broadcast_object_list(box, src=0)
     return box[0]

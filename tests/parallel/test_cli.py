@@ -32,11 +32,13 @@ def _generate_json(*extra: str) -> dict:
 
 
 def test_generate_with_two_ranks_prints_what_one_process_prints(capsys):
+    """Sampled with a seed: the ranks' logits equal one process's (to float64 rounding), and
+    every rank draws with the same seed, so the tokens are one process's."""
     assert main(["generate", "--model", "random:tiny-moe@5", "--dtype", "float64", "--device",
                  "cpu", "--prompt-ids", "3,14,15,92,65", "--max-new-tokens", "6", "--json",
-                 "--backend", "moe=grouped"]) == 0
+                 "--backend", "moe=grouped", "--temperature", "0.8", "--seed", "7"]) == 0
     alone = json.loads(capsys.readouterr().out)
-    split = _generate_json("--tensor-parallel", "2")
+    split = _generate_json("--temperature", "0.8", "--seed", "7", "--tensor-parallel", "2")
     assert split["token_ids"] == alone["token_ids"]
     assert len(split["token_ids"]) == 6
 
