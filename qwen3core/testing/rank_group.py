@@ -42,6 +42,9 @@ class Example:
     workload: Workload
     backends: dict[str, str]
     seed: int = 0
+    #: A checkpoint directory holding the random model of ``spec`` and ``seed``: the ranks load
+    #: their slices from it instead of drawing them.
+    source: str | None = None
 
 
 class RankGroup:
@@ -129,7 +132,7 @@ def parallel_examples(draw: st.DrawFn, world_size: int, dtype: torch.dtype,
 
 def assert_parallel_equal(group: RankGroup, spec: Qwen3Spec, dtype: torch.dtype,
                           workload: Workload, backends: dict[str, str],
-                          device: str = "cpu") -> int:
+                          device: str = "cpu", source: str | None = None) -> int:
     """The group's greedy run equals one process's eager reference run on ``device`` under
     the dtype's tolerance (every token in float64; the margin rule in float32); returns the
     number of steps compared."""
@@ -138,7 +141,7 @@ def assert_parallel_equal(group: RankGroup, spec: Qwen3Spec, dtype: torch.dtype,
     prompts, new, reorder = workload.prompts, workload.max_new_tokens, workload.reorder
     reference = reference_run(spec, dtype, device, prompts, new, reorder)
     exact = exact_run(spec, dtype, device, prompts, new, reorder)
-    parallel = group.run(Example(spec, dtype, workload, backends))
+    parallel = group.run(Example(spec, dtype, workload, backends, source=source))
     return assert_greedy_equivalent(reference, parallel, tolerance_for(dtype),
                                     context=f"{group.world_size} ranks, {backends}",
                                     exact=exact)
@@ -155,6 +158,7 @@ def _serve(rank: int, world_size: int, address: str, backend: str, device: str,
     import torch.distributed as dist
 
     from qwen3core.build import build_random, select_backends
+    from qwen3core.checkpoint import load_pretrained
     from qwen3core.parallel.communicator import ProcessGroupCommunicator
     from qwen3core.parallel.layout import ParallelLayout
     from qwen3core.testing.harness import greedy
@@ -177,8 +181,13 @@ def _serve(rank: int, world_size: int, address: str, backend: str, device: str,
             torch_device = torch.device(device)
             selection = select_backends(example.backends, device=torch_device,
                                         dtype=example.dtype)
-            model = build_random(example.spec, selection, dtype=example.dtype,
-                                 device=torch_device, seed=example.seed, parallel=layout)
+            if example.source is None:
+                model = build_random(example.spec, selection, dtype=example.dtype,
+                                     device=torch_device, seed=example.seed, parallel=layout)
+            else:
+                model = load_pretrained(example.source, dtype=example.dtype,
+                                        device=torch_device, backends=example.backends,
+                                        parallel=layout).model
             work = example.workload
             run = greedy(model, work.prompt_lists(), work.max_new_tokens,
                          prefill_chunks=work.prefill_chunks, reorder=work.reorder)

@@ -9,12 +9,15 @@ rule applies (see qwen3core.testing.tolerances).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from safetensors.torch import save_file
 
 from qwen3core.spec import Qwen3Spec
-from qwen3core.testing.models import reference_names
+from qwen3core.testing.models import reference_model, reference_names
 from qwen3core.testing.rank_group import RankGroup, assert_parallel_equal, parallel_examples
 from qwen3core.testing.strategies import Workload
 
@@ -74,3 +77,26 @@ def test_fewer_kv_heads_than_ranks_replicates_them(four_ranks, spec):
     vocabulary, MLP width and expert splits."""
     workload = Workload(((5, 9, 2, 60), (7,)), max_new_tokens=4, prefill_chunks=2)
     assert_parallel_equal(four_ranks, spec, torch.float64, workload, reference_names())
+
+
+def write_checkpoint(directory, spec: Qwen3Spec, dtype: torch.dtype) -> str:
+    """The suite's reference model of ``spec`` saved as a Hugging Face directory."""
+    model = reference_model(spec, dtype)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not (spec.tie_word_embeddings and k == "lm_head.weight")}
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    kind = ("qwen3_moe", "Qwen3MoeForCausalLM") if spec.is_moe else ("qwen3", "Qwen3ForCausalLM")
+    config = {**spec.to_dict(), "model_type": kind[0], "architectures": [kind[1]],
+              "torch_dtype": str(dtype).removeprefix("torch.")}
+    (directory / "config.json").write_text(json.dumps(config))
+    return str(directory)
+
+
+def test_ranks_loading_their_slices_from_a_checkpoint_equal_one_process(two_ranks, tmp_path):
+    spec = ONE_KV_HEAD.replace(num_attention_heads=2, tie_word_embeddings=False, num_experts=4,
+                               num_experts_per_tok=2, moe_intermediate_size=21,
+                               decoder_sparse_step=2)
+    source = write_checkpoint(tmp_path, spec, torch.float64)
+    workload = Workload(((5, 9, 2, 60), (7, 1)), max_new_tokens=4)
+    assert_parallel_equal(two_ranks, spec, torch.float64, workload,
+                          {**reference_names(), "moe": "grouped"}, source=source)
