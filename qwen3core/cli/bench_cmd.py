@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise Qwen3CoreError(f"--batch-sizes expects integers like 1,8, got {args.batch_sizes!r}")
     if args.tensor_parallel < 1:
         raise Qwen3CoreError(f"--tensor-parallel must be >= 1, got {args.tensor_parallel}")
+    if args.tensor_parallel > 1:
+        from qwen3core.parallel.launch import check_splits
+
+        check_splits(args.model, args.tensor_parallel)
     if min(batch_sizes) < 1 or args.prompt_len < 1 or args.new_tokens < 2 or args.repeats < 1:
         raise Qwen3CoreError("batch sizes, --prompt-len and --repeats must be >= 1 and "
                              "--new-tokens >= 2")

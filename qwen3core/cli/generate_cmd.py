@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from qwen3core.parallel import launch
 
     if args.tensor_parallel > 1 and not launch.in_worker():
+        launch.check_splits(args.model, args.tensor_parallel)
         return launch.relaunch(args.tensor_parallel, "qwen3core.cli", args.argv)
     tolerate_unencodable_output()
     loaded = load_from_args(args)

@@ -27,12 +27,43 @@ def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:
             f"--nproc-per-node={nproc}", "-m", module, *args]
 
 
+def check_splits(source: str, nproc: int) -> None:
+    """Raise :class:`~qwen3core.errors.ParallelError` before any process starts when the model
+    ``source`` names cannot be split over ``nproc`` ranks (reads config.json only)."""
+    from qwen3core.parallel.layout import ParallelLayout
+    from qwen3core.sources import RANDOM_PREFIX, parse_random
+
+    if source.startswith(RANDOM_PREFIX):
+        spec = parse_random(source).spec
+    else:
+        from qwen3core.checkpoint import read_spec
+
+        spec = read_spec(source)[0]
+    ParallelLayout(0, nproc).check(spec)
+
+
 def relaunch(nproc: int, module: str, args: list[str]) -> int:
-    """Run ``python -m module args`` as ``nproc`` ranks and wait; the ranks' exit status."""
+    """Run ``python -m module args`` as ``nproc`` ranks and wait; the ranks' exit status.
+
+    The ranks' stdout and stderr pass through; torch.distributed.run's own report of a failed
+    rank (a traceback of the launcher, not of the error) is replaced by one line, since the
+    rank has already printed its error."""
     env = dict(os.environ)
     # torchrun otherwise sets 1 thread per rank with a warning; share the cores out instead.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return subprocess.call(torchrun_command(nproc, module, args), env=env)
+    proc = subprocess.Popen(torchrun_command(nproc, module, args), env=env,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+    launcher_report = False
+    for line in proc.stderr:
+        launcher_report = launcher_report or "torch/distributed/elastic" in line
+        if not launcher_report:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    status = proc.wait()
+    if status:
+        print(f"qwen3: {nproc} tensor-parallel ranks stopped with exit status {status}",
+              file=sys.stderr)
+    return status
 
 
 def silence_other_ranks() -> None:

@@ -64,3 +64,13 @@ def test_load_with_tensor_parallel_outside_a_launcher_says_how_to_launch(monkeyp
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(ParallelError, match="torchrun --nproc-per-node 2"):
         qwen3core.load("random:tiny", device="cpu", tensor_parallel=2)
+
+
+def test_generate_refuses_a_split_before_starting_any_rank(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    started = []
+    monkeypatch.setattr("qwen3core.parallel.launch.relaunch", lambda *a: started.append(a))
+    assert main(["generate", "--model", "random:tiny", "--prompt-ids", "1,2",
+                 "--tensor-parallel", "3"]) == 2
+    assert "num_attention_heads (4) is not a multiple of 3" in capsys.readouterr().err
+    assert not started
