@@ -3,9 +3,10 @@
 Starting processes costs seconds, so a test starts one group (``world_size`` processes joined
 over gloo on 127.0.0.1) and sends it many examples: each rank builds its shard of the random
 model of a spec, every rank runs :func:`~qwen3core.testing.harness.greedy` (the same calls in
-the same order, as a tensor-parallel run requires), and rank 0 sends back its run, to be
-compared with one process's run by the suite's own assertions (:func:`assert_parallel_equal`,
-on examples drawn by :func:`parallel_examples`).
+the same order, as a tensor-parallel run requires) and sends back its run. The runs must be
+bit-identical across ranks, and rank 0's is compared with one process's run by the suite's
+own assertions (:func:`assert_parallel_equal`, on examples drawn by
+:func:`parallel_examples`).
 """
 
 from __future__ import annotations
