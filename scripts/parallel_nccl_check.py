@@ -10,7 +10,8 @@ on cuda:0 (float64: every token and logits to 1e-9 of scale; float32 and bfloat1
 margin rule of qwen3core.testing.tolerances). Then ``qwen3 generate --tensor-parallel N
 --device cuda`` must print the tokens one process prints. Exits 0 when everything held.
 ``--ranks`` defaults to every visible GPU (at least 2 are needed: NCCL refuses two ranks on
-one GPU).
+one GPU). ``--cpu`` runs the very same script with gloo on CPU (to check the script itself on
+a machine without GPUs).
 """
 
 from __future__ import annotations
@@ -29,27 +30,29 @@ from qwen3core.dtypes import parse_dtype
 from qwen3core.testing.rank_group import RankGroup, assert_parallel_equal, parallel_examples
 
 
-def check_dtype(group: RankGroup, dtype: torch.dtype, examples: int) -> dict[str, int]:
+def check_dtype(group: RankGroup, dtype: torch.dtype, examples: int, device: str
+                ) -> dict[str, int]:
     counted = {"examples": 0, "steps": 0}
+    reference_device = "cuda:0" if device == "cuda" else device
 
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(example=parallel_examples(group.world_size, dtype, "cuda"))
+    @given(example=parallel_examples(group.world_size, dtype, device))
     def prop(example):
         spec, workload, backends = example
         counted["steps"] += assert_parallel_equal(group, spec, dtype, workload, backends,
-                                                  device="cuda:0")
+                                                  device=reference_device)
         counted["examples"] += 1
 
     prop()
     return counted
 
 
-def check_cli(ranks: int) -> None:
+def check_cli(ranks: int, device: str) -> None:
     def tokens(*extra: str) -> list[int]:
         proc = subprocess.run(
             [sys.executable, "-m", "qwen3core.cli", "generate", "--model", "random:tiny-moe",
-             "--device", "cuda", "--dtype", "float64", "--prompt-ids", "3,14,15,92,65",
+             "--device", device, "--dtype", "float64", "--prompt-ids", "3,14,15,92,65",
              "--max-new-tokens", "8", "--json", *extra],
             capture_output=True, text=True, check=False, timeout=600)
         if proc.returncode:
@@ -67,7 +70,10 @@ def main() -> int:
     parser.add_argument("--ranks", type=int, default=None)
     parser.add_argument("--examples", type=int, default=20, help="per dtype")
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32", "bfloat16"])
+    parser.add_argument("--cpu", action="store_true", help="gloo on CPU instead of NCCL")
     args = parser.parse_args()
+    if args.cpu:
+        return run(args.ranks or 2, "gloo", "cpu", args)
     if not torch.cuda.is_available():
         print("no CUDA GPU is visible; this check needs at least 2", file=sys.stderr)
         return 2
@@ -77,15 +83,19 @@ def main() -> int:
               file=sys.stderr)
         return 2
     os.environ.setdefault("NCCL_DEBUG", "WARN")
-    print(f"{ranks} ranks over NCCL on {torch.cuda.get_device_name(0)}, torch "
-          f"{torch.__version__}")
-    with RankGroup(ranks, backend="nccl", device="cuda") as group:
+    return run(ranks, "nccl", "cuda", args)
+
+
+def run(ranks: int, backend: str, device: str, args: argparse.Namespace) -> int:
+    where = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    print(f"{ranks} ranks over {backend} on {where}, torch {torch.__version__}")
+    with RankGroup(ranks, backend=backend, device=device) as group:
         for name in args.dtype:
             started = time.perf_counter()
-            counted = check_dtype(group, parse_dtype(name), args.examples)
+            counted = check_dtype(group, parse_dtype(name), args.examples, device)
             print(f"{name}: {counted['examples']} examples, {counted['steps']} steps compared, "
                   f"all equal ({time.perf_counter() - started:.0f} s)")
-    check_cli(ranks)
+    check_cli(ranks, device)
     return 0
 
 
