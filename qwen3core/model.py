@@ -15,6 +15,7 @@ from qwen3core.cache import Cache, PassThroughStorage
 from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
 from qwen3core.fusion import fuse_linears
 from qwen3core.parallel.embedding import token_embedding
+from qwen3core.parallel.experts import require_local_experts
 
 
 class Attention(nn.Module):
@@ -74,6 +75,7 @@ class DecoderLayer(nn.Module):
         self.reduce = ctx.parallel.all_reduce
         if self.is_sparse:
             self.mlp = ctx.build("moe")
+            require_local_experts(self.mlp, ctx)
         else:
             self.mlp = ctx.mlp(spec.hidden_size, spec.intermediate_size)
 

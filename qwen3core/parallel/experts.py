@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from torch import nn
 
 from qwen3core.contracts import BuildContext
+from qwen3core.errors import ParallelError
 
 
 class ExpertSet(nn.ModuleDict):
@@ -36,3 +37,19 @@ def local_experts(ctx: BuildContext, make: Callable[[], nn.Module]) -> ExpertSet
     """One ``make()`` per expert this rank holds (every expert in one process)."""
     span = ctx.parallel.experts(ctx.spec)
     return ExpertSet({str(e): make() for e in range(span.start, span.stop)})
+
+
+def require_local_experts(moe: nn.Module, ctx: BuildContext) -> None:
+    """Under tensor parallelism, refuse an MoE block that holds other experts than this rank's:
+    it would return all experts' output on every rank, and the sum over ranks would count each
+    expert N times."""
+    if not ctx.parallel.is_parallel:
+        return
+    held = ctx.parallel.experts(ctx.spec)
+    experts = getattr(moe, "experts", None)
+    if not isinstance(experts, ExpertSet) or experts.ids() != list(range(held.start, held.stop)):
+        name = ctx.selection["moe"].name
+        raise ParallelError(
+            f"the moe implementation {name!r} does not keep its experts in "
+            "qwen3core.parallel.experts.local_experts(ctx, make), so it cannot run under "
+            "tensor parallelism; select another (moe=eager or moe=grouped) or run one process")

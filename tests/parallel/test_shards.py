@@ -103,3 +103,31 @@ def test_any_region_of_a_random_tensor_equals_that_region_of_the_whole(monkeypat
     other = torch.empty(10, 13)
     fill_random(other, "model.layers.1.mlp.down_proj.weight", 7, 16)
     assert not torch.equal(other, whole)  # each parameter draws its own values
+
+
+def test_an_moe_implementation_unaware_of_experts_per_rank_is_refused():
+    """One that keeps every expert would return the whole output on every rank, and the sum
+    over ranks would count it twice: refused at build time instead."""
+    from torch import nn
+
+    from qwen3core import Implementation, hookimpl
+
+    class AllExperts(nn.Module):
+        def __init__(self, ctx):
+            super().__init__()
+            self.gate = ctx.linear(ctx.spec.hidden_size, ctx.spec.num_experts)
+            self.experts = nn.ModuleList(
+                ctx.mlp(ctx.spec.hidden_size, ctx.spec.moe_intermediate_size)
+                for _ in range(ctx.spec.num_experts))
+
+    class Plugin:
+        @hookimpl
+        def qwen3core_moe(self):
+            return Implementation("moe", "all-experts", AllExperts)
+
+    selection = select_backends({**EAGER, "moe": "all-experts"}, device=torch.device("cpu"),
+                                dtype=torch.float32, plugins=[Plugin()])
+    build_random(MOE, selection, dtype=torch.float32, device=torch.device("cpu"))  # one process
+    with pytest.raises(ParallelError, match="'all-experts' does not keep its experts"):
+        build_random(MOE, selection, dtype=torch.float32, device=torch.device("cpu"),
+                     parallel=ParallelLayout(0, 2))
