@@ -23,7 +23,7 @@ from qwen3core import Implementation, hookimpl
 from qwen3core.dtypes import dtype_name
 
 from .attention import cpu_attention
-from .build import unavailable_reason
+from .build import load_kernels, unavailable_reason
 from .linear import KERNEL_DTYPES, CpuLinear
 from .mlp import CpuSwiGLU
 from .norm import CpuRMSNorm
@@ -70,8 +70,15 @@ def qwen3core_mlp():
                           priority=50, check=_check)
 
 
+def _attention_factory(ctx):
+    # The operators must be registered even when no other cpu implementation (whose modules
+    # load them in prepare_weights) is selected.
+    load_kernels()
+    return cpu_attention
+
+
 @hookimpl
 def qwen3core_attention():
-    return Implementation("attention", "cpu", lambda ctx: cpu_attention,
+    return Implementation("attention", "cpu", _attention_factory,
                           summary="decode rows in one loop, SDPA for prompts",
                           priority=50, check=_check)

@@ -67,13 +67,16 @@ def test_the_error_names_the_shard_that_holds_a_bad_key(good, ref):
 
 def test_many_missing_keys_are_listed_briefly(single, ref):
     path = single / "model.safetensors"
-    tensors = {k: v for k, v in load_file(path).items() if ".layers." not in k}
+    # Every layer keeps its norms, so the outline (layer count) still fits and the key-by-key
+    # check is what reports the rest.
+    tensors = {k: v for k, v in load_file(path).items()
+               if ".self_attn." not in k and ".mlp." not in k}
     save_file(tensors, path, metadata={"format": "pt"})
     with pytest.raises(CheckpointError) as info:
         _load(single, ref)
     message = str(info.value)
-    assert "missing from the checkpoint (33): " in message  # 3 layers x 11 tensors
-    assert "... and 21 more" in message
+    assert "missing from the checkpoint (27): " in message  # 3 layers x 9 tensors
+    assert "... and 15 more" in message
     assert len(message) < 2500
 
 
