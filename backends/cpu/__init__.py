@@ -59,7 +59,8 @@ def qwen3core_norm():
 def qwen3core_rope():
     return Implementation(
         "rope", "cpu",
-        lambda ctx: CpuRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device),
+        lambda ctx: CpuRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device,
+                              scaling=ctx.spec.rope_scaling),
         summary="q and k rotated in one operator", priority=50, check=_check)
 
 
@@ -70,15 +71,15 @@ def qwen3core_mlp():
                           priority=50, check=_check)
 
 
-def _attention_factory(ctx):
-    # The operators must be registered even when no other cpu implementation (whose modules
-    # load them in prepare_weights) is selected.
+def _attention(ctx):
+    # Loading here, not on first call: selected alone, attention is the only cpu component,
+    # and no other component's constructor would have registered torch.ops.qwen3core_cpu.
     load_kernels()
     return cpu_attention
 
 
 @hookimpl
 def qwen3core_attention():
-    return Implementation("attention", "cpu", _attention_factory,
+    return Implementation("attention", "cpu", _attention,
                           summary="decode rows in one loop, SDPA for prompts",
                           priority=50, check=_check)

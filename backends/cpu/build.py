@@ -167,8 +167,8 @@ def _register_fake() -> None:
         return x.new_empty(x.shape)
 
     @torch.library.register_fake("qwen3core_cpu::rotary")
-    def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
+          scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.empty_like(q), torch.empty_like(k)
 
     @torch.library.register_fake("qwen3core_cpu::attention")

@@ -38,7 +38,8 @@ def qwen3core_norm():
 @hookimpl
 def qwen3core_rope():
     return Implementation("rope", "eager",
-                          lambda ctx: EagerRotary(ctx.spec.head_dim, ctx.spec.rope_theta),
+                          lambda ctx: EagerRotary(ctx.spec.head_dim, ctx.spec.rope_theta,
+                                                  ctx.spec.rope_scaling),
                           summary="rotate-half RoPE, cos/sin in float32", supports_autograd=True)
 
 

@@ -129,8 +129,8 @@ def test_config_that_is_not_a_qwen3_causal_lm(single, ref, model_type, architect
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}},
-     r"rope scaling 'yarn'"),
+    ({"rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 1e6}},
+     r"rope_parameters\.rope_type='dynamic' asks for rope scaling qwen3core does not"),
     ({"quantization_config": {"quant_method": "fp8"}}, r"quantised weights \(fp8\)"),
     ({"use_sliding_window": True}, r"sliding-window attention"),
     ({"hidden_act": "gelu"}, r"activation 'gelu'"),
