@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="this torch build has no torch.distributed")
 
 # Each example costs a model build and a greedy run on every rank plus one process's run.
-EXAMPLES = settings(max_examples=10, deadline=None,
+EXAMPLES = settings(max_examples=8, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -48,14 +48,14 @@ def test_two_ranks_equal_one_process_in_float64(two_ranks, example):
     assert_parallel_equal(two_ranks, spec, torch.float64, workload, backends)
 
 
-@settings(EXAMPLES, max_examples=8)
+@settings(EXAMPLES, max_examples=6)
 @given(example=parallel_examples(2, torch.float32))
 def test_two_ranks_equal_one_process_in_float32(two_ranks, example):
     spec, workload, backends = example
     assert_parallel_equal(two_ranks, spec, torch.float32, workload, backends)
 
 
-@settings(EXAMPLES, max_examples=4)
+@settings(EXAMPLES, max_examples=3)
 @given(example=parallel_examples(2, torch.bfloat16))
 def test_two_ranks_equal_one_process_in_bfloat16(two_ranks, example):
     """bfloat16 partial sums are rounded once more than one process's single product (then
@@ -64,7 +64,7 @@ def test_two_ranks_equal_one_process_in_bfloat16(two_ranks, example):
     assert_parallel_equal(two_ranks, spec, torch.bfloat16, workload, backends)
 
 
-@settings(EXAMPLES, max_examples=5)
+@settings(EXAMPLES, max_examples=4)
 @given(example=parallel_examples(4, torch.float64))
 def test_four_ranks_equal_one_process_in_float64(four_ranks, example):
     spec, workload, backends = example
