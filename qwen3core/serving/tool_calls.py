@@ -1,8 +1,8 @@
 """Qwen3's tool calls: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` in the
 answer text, turned into the OpenAI API's ``tool_calls``.
 
-While streaming, answer text is released up to the first ``<tool_call>`` (a partial tag at the
-end of a piece is held back); from there on the text is kept and parsed when the choice ends.
+While streaming, answer text is released up to the first ``<tool_call>`` (a partial tag and
+newlines at the end of a piece are held back); from there on the text is kept and parsed when the choice ends.
 Text that does not parse as tool calls is returned as ordinary content, never dropped.
 """
 
@@ -58,10 +58,12 @@ class ToolCallStream:
         self._held += text
         start = self._held.find(OPEN)
         if start >= 0:
-            out, self._held, self._in_call = self._held[:start], self._held[start:], True
+            out = self._held[:start].rstrip("\n")  # the newline before a call is not content
+            self._held, self._in_call = self._held[start:], True
         else:
+            # Hold back a possible start of "<tool_call>" and the newlines before it.
             keep = _partial_tag_suffix(self._held, OPEN)
-            out = self._held[:len(self._held) - keep]
+            out = self._held[:len(self._held) - keep].rstrip("\n")
             self._held = self._held[len(out):]
         self._released += out
         return out
