@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise Qwen3CoreError(f"qwen3 serve needs FastAPI and uvicorn ({exc.name} is missing): "
                              "pip install 'qwen3core[serve]'") from None
-    from qwen3core.serving.defaults import generation_defaults
     from qwen3core.serving.engine import Engine
     from qwen3core.serving.scheduler import Scheduler
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(model_name=args.served_model_name or args.model,
                           api_key=args.api_key or None, max_body_bytes=args.max_body_bytes,
                           max_prompt_tokens=args.max_prompt_tokens,
-                          defaults=generation_defaults(args.model))
+                          generation_config=dict(loaded.generation_config))
     app = create_app(Engine(scheduler), loaded.tokenizer, config)
     print(f"qwen3 serve: {loaded.source} ({loaded.dtype}, {loaded.device}) as "
           f"{config.model_name!r} on http://{args.host}:{args.port}/v1"

@@ -25,7 +25,7 @@ from qwen3core.serving.chat_output import ChatOutput
 from qwen3core.serving.choices import Choice, ChoiceRun, api_finish_reason
 from qwen3core.serving.engine import Engine
 from qwen3core.serving.errors import ApiError, bad_request
-from qwen3core.serving.params import OutputParams, parse_output_params
+from qwen3core.serving.params import OutputParams, parse_output_params, server_defaults
 from qwen3core.serving.responses import (
     chat_logprobs,
     completion_logprobs,
@@ -42,8 +42,8 @@ class ServerConfig:
     api_key: str | None = None
     max_body_bytes: int = 1 << 20
     max_prompt_tokens: int | None = None  # None: the scheduler's context
-    #: generation_config.json sampling defaults (temperature, top_p, top_k, ...).
-    defaults: dict[str, Any] = field(default_factory=dict)
+    #: The checkpoint's generation_config.json: sampling defaults (see params.server_defaults).
+    generation_config: dict[str, Any] = field(default_factory=dict)
 
 
 def create_app(engine: Engine, tokenizer: Any, config: ServerConfig) -> FastAPI:
@@ -152,7 +152,8 @@ def create_app(engine: Engine, tokenizer: Any, config: ServerConfig) -> FastAPI:
     async def completions(request: Request):
         body = await read_body(request)
         prompt = _completion_prompt(body.get("prompt"), tokenizer)
-        params = parse_output_params(body, chat=False, defaults=config.defaults)
+        params = parse_output_params(body, chat=False, defaults=server_defaults(
+            config.generation_config, enable_thinking=True))
         max_tokens = budget(prompt, params)
         rid = new_id("cmpl")
         run = ChoiceRun(engine, tokenizer, prompt, params, max_tokens, request.is_disconnected)
@@ -195,7 +196,8 @@ def create_app(engine: Engine, tokenizer: Any, config: ServerConfig) -> FastAPI:
             raise bad_request(f"the chat template rejected the messages: {exc}",
                               "messages") from None
         prompt = tokenizer.encode(text)
-        params = parse_output_params(body, chat=True, defaults=config.defaults)
+        params = parse_output_params(body, chat=True, defaults=server_defaults(
+            config.generation_config, enable_thinking=bool(thinking)))
         max_tokens = budget(prompt, params)
         in_thinking = prompt_opens_thinking(text)
         outputs = [ChatOutput(in_thinking=in_thinking, tools=bool(tools))

@@ -1,9 +1,11 @@
 """The sampling and output parameters of a completion request, checked once.
 
 Field names and meanings follow the OpenAI API (``max_tokens``/``max_completion_tokens``,
-``temperature``, ``top_p``, ``seed``, ``stop``, ``n``, ``logprobs``...) plus the extensions
-other open servers accept (``top_k``). Unset values fall back to the checkpoint's
-``generation_config.json`` (``defaults``), then to the API's own defaults.
+``temperature``, ``top_p``, ``presence_penalty``, ``frequency_penalty``, ``seed``, ``stop``,
+``n``, ``logprobs``...) plus the extensions other open servers accept (``top_k``, ``min_p``,
+``repetition_penalty``). Unset sampling values come from ``defaults``: the checkpoint's
+``generation_config.json`` through the one sampler's
+:func:`~qwen3core.generation.sampling.default_sampling` (see :func:`server_defaults`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwen3core.errors import GenerationError
-from qwen3core.generation.sampling import SamplingParams
+from qwen3core.generation.sampling import SEED_LIMIT, SamplingParams, default_sampling
 from qwen3core.serving.errors import bad_request
 from qwen3core.serving.logprobs import MAX_TOP_LOGPROBS
 
@@ -32,6 +34,23 @@ class OutputParams:
     top_logprobs: int | None  # None: no logprobs
 
 
+#: Request fields that are sampling options, with the range the API accepts.
+SAMPLING_FIELDS: dict[str, tuple[type, float | None, float | None]] = {
+    "temperature": (float, 0, 2), "top_p": (float, 0, 1), "top_k": (int, -1, None),
+    "min_p": (float, 0, 1), "repetition_penalty": (float, 0, None),
+    "presence_penalty": (float, -2, 2), "frequency_penalty": (float, -2, 2),
+    "seed": (int, 0, SEED_LIMIT - 1)}
+
+
+def server_defaults(generation_config: Mapping[str, Any] | None, *,
+                    enable_thinking: bool) -> SamplingParams:
+    """The checkpoint's recommended sampling when it ships a generation_config.json; without
+    one (random models), the OpenAI API's own default, temperature 1."""
+    if not generation_config:
+        return SamplingParams(temperature=1.0)
+    return default_sampling(dict(generation_config), enable_thinking=enable_thinking)
+
+
 def _number(body: Mapping, name: str, default: Any, kind: type, low: float | None = None,
             high: float | None = None) -> Any:
     value = body.get(name)
@@ -46,22 +65,18 @@ def _number(body: Mapping, name: str, default: Any, kind: type, low: float | Non
 
 
 def parse_output_params(body: Mapping, *, chat: bool,
-                        defaults: Mapping[str, Any] | None = None) -> OutputParams:
-    defaults = defaults or {}
+                        defaults: SamplingParams | None = None) -> OutputParams:
     max_tokens = _number(body, "max_tokens", None, int, 1)
     if chat:
         max_tokens = _number(body, "max_completion_tokens", max_tokens, int, 1)
     elif max_tokens is None:
         max_tokens = 16  # the completions API's documented default
-    temperature = _number(body, "temperature", defaults.get("temperature", 1.0), float, 0, 2)
-    top_p = _number(body, "top_p", defaults.get("top_p", 1.0), float, 0, 1)
-    if top_p == 0:
-        raise bad_request("top_p must be greater than 0", "top_p")
-    top_k = _number(body, "top_k", defaults.get("top_k", 0), int, -1)
-    seed = _number(body, "seed", None, int, 0)
+    overrides = {name: _number(body, name, None, kind, low, high)
+                 for name, (kind, low, high) in SAMPLING_FIELDS.items()}
+    if overrides["top_k"] == -1:
+        overrides["top_k"] = 0  # vLLM's spelling of "off"
     try:
-        sampling = SamplingParams(temperature=temperature, top_k=max(top_k, 0), top_p=top_p,
-                                  seed=seed)
+        sampling = (defaults or SamplingParams(temperature=1.0)).with_overrides(**overrides)
     except GenerationError as exc:
         raise bad_request(str(exc)) from None
     stop = body.get("stop")

@@ -8,6 +8,7 @@ import torch
 
 from qwen3core.cache import Cache
 from qwen3core.generation.rows import RowState, RowText
+from qwen3core.generation.sampling import TokenHistory
 from qwen3core.serving.request import ServeRequest
 
 
@@ -15,7 +16,7 @@ class ServeRow:
     """Prefill progress (``prefilled`` prompt tokens are in ``cache``), the row's own sampling
     generator, and its :class:`~qwen3core.generation.rows.RowState` (stopping and text)."""
 
-    def __init__(self, request: ServeRequest, device: torch.device):
+    def __init__(self, request: ServeRequest, device: torch.device, vocab_size: int):
         self.request = request
         self.cache: Cache | None = None  # own cache until the row joins the running batch
         self.prefilled = 0
@@ -26,8 +27,16 @@ class ServeRow:
         sampling = request.sampling
         self.generator = None
         if not sampling.greedy:
-            # seed + offset, as row ``offset`` of an offline batch is seeded.
+            # Seeded as row ``seed_offset`` of an offline batch is.
             self.generator = sampling.generators(request.seed_offset + 1, device)[-1]
+        self.history = None  # what the penalties count, only when they are on
+        if sampling.has_penalties:
+            self.history = TokenHistory([request.prompt], vocab_size, device)
+
+    @property
+    def plain_greedy(self) -> bool:
+        """Argmax of the logits as they are (no sampling, no penalty)."""
+        return self.generator is None and self.history is None
 
     @property
     def finished(self) -> bool:

@@ -77,7 +77,7 @@ class Scheduler:
         vocab = self.model.spec.vocab_size
         if any(not 0 <= t < vocab for t in request.prompt):
             raise GenerationError(f"the prompt has token ids outside 0..{vocab - 1}")
-        row = ServeRow(request, self.model.device)
+        row = ServeRow(request, self.model.device, vocab)
         with self._lock:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFullError(f"{len(self._waiting)} requests are waiting already; "
@@ -168,11 +168,14 @@ class Scheduler:
 
     def _accept(self, rows: list[ServeRow], logits: torch.Tensor) -> torch.Tensor:
         """Sample one token per row from logits [B, vocab], hand out the events; -> ids [B]."""
-        picked = logits.argmax(dim=-1)  # greedy rows keep these
+        picked = logits.argmax(dim=-1)  # plain greedy rows keep these
         for i, row in enumerate(rows):
-            if row.generator is not None:
-                picked[i] = sample_next(logits[i:i + 1], row.request.sampling,
-                                        [row.generator])[0]
+            if not row.plain_greedy:  # the one sampler, per row with its own state
+                generators = None if row.generator is None else [row.generator]
+                picked[i] = sample_next(logits[i:i + 1], row.request.sampling, generators,
+                                        row.history)[0]
+            if row.history is not None:
+                row.history.add(picked[i:i + 1])
         ids = picked.tolist()  # waits for the device: stopping needs the ids
         now = time.perf_counter()
         for i, (row, token) in enumerate(zip(rows, ids, strict=True)):

@@ -59,6 +59,23 @@ def test_greedy_completion_equals_offline_generate(client, offline):
     assert got.usage.completion_tokens == 12
 
 
+def test_penalties_and_min_p_go_through_the_shared_sampler(client, offline):
+    options = {"repetition_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.7}
+    got = client.completions.create(model=MODEL, prompt="the the the", max_tokens=12,
+                                    temperature=0, presence_penalty=0.5,
+                                    frequency_penalty=0.7,
+                                    extra_body={"repetition_penalty": 1.3})
+    want = offline.generate("the the the", max_new_tokens=12, temperature=0, **options)
+    plain = offline.generate("the the the", max_new_tokens=12, temperature=0)
+    assert got.choices[0].text == want.text != plain.text
+    sampled = client.completions.create(model=MODEL, prompt="x y", max_tokens=10,
+                                        temperature=0.9, seed=11,
+                                        extra_body={"min_p": 0.05, "top_k": 40})
+    alone = offline.generate("x y", max_new_tokens=10, temperature=0.9, seed=11, min_p=0.05,
+                             top_k=40)
+    assert sampled.choices[0].text == alone.text
+
+
 def test_concurrent_greedy_requests_each_equal_their_offline_run(client, offline):
     prompts = ["one", "two three four five six seven", "eight nine", "ten " * 30, "x"]
     budgets = [9, 4, 14, 6, 11]
