@@ -5,9 +5,10 @@ One :meth:`Scheduler.step` is a step boundary:
 1. cancelled rows leave (the running batch's cache drops them with ``Cache.reorder``);
 2. waiting requests are admitted while the batch has room (``max_batch`` rows, counting the
    one being prefilled);
-3. the request at the head of the prefill line runs one chunk of at most ``prefill_chunk``
-   prompt tokens in a cache of its own; after its last chunk it samples its first token and
-   joins the running batch (``Cache.extend``: it keeps its own cache positions);
+3. requests in the prefill line run up to ``prefill_chunk`` prompt tokens in all, each in a
+   cache of its own (a long prompt takes several steps); after its last chunk a request
+   samples its first token and joins the running batch (``Cache.extend``: it keeps its own
+   cache positions);
 4. every running row decodes one token; finished rows leave at once.
 
 A long prompt is thus prefilled a chunk per step while the running streams keep producing a
@@ -104,8 +105,9 @@ class Scheduler:
     def step(self) -> None:
         self._drop_cancelled()
         self._admit()
-        if self._prefilling:
-            self._prefill_chunk(self._prefilling[0])
+        budget = self.prefill_chunk  # prompt tokens this step may prefill, over all rows
+        while self._prefilling and budget > 0:
+            budget -= self._prefill_chunk(self._prefilling[0], budget)
         if self._running:
             logits = self.steps.decode_one(self._next_ids[:, None], self._cache)  # [B, vocab]
             self._next_ids = self._accept(self._running, logits)
@@ -143,21 +145,22 @@ class Scheduler:
             while self._waiting and self.running < self.max_batch:
                 self._prefilling.append(self._waiting.popleft())
 
-    def _prefill_chunk(self, row: ServeRow) -> None:
+    def _prefill_chunk(self, row: ServeRow, budget: int) -> int:
+        """Prefill up to ``budget`` more prompt tokens of ``row``; -> how many it ran."""
         prompt = row.request.prompt
         if row.cache is None:
             row.cache = self.model.new_cache(1, self.max_context)
-        end = min(row.prefilled + self.prefill_chunk, len(prompt))
-        ids = torch.tensor([prompt[row.prefilled:end]], dtype=torch.int64,
-                           device=self.model.device)
+        begin = row.prefilled
+        end = min(begin + budget, len(prompt))
+        ids = torch.tensor([prompt[begin:end]], dtype=torch.int64, device=self.model.device)
         logits = self.steps.prefill(ids, None, row.cache)  # [1, vocab]
         row.prefilled = end
         if end < len(prompt):
-            return
+            return end - begin
         self._prefilling.popleft()
         first = self._accept([row], logits)
         if row.finished:
-            return
+            return end - begin
         if self._cache is None:
             self._cache = row.cache
         else:
@@ -165,6 +168,7 @@ class Scheduler:
         row.cache = None
         self._running.append(row)
         self._next_ids = torch.cat((self._next_ids, first))
+        return end - begin
 
     def _accept(self, rows: list[ServeRow], logits: torch.Tensor) -> torch.Tensor:
         """Sample one token per row from logits [B, vocab], hand out the events; -> ids [B]."""
@@ -194,7 +198,8 @@ class Scheduler:
         """Rows ``rows`` (indices into the running batch) leave it."""
         if not rows:
             return
-        keep = [i for i in range(len(self._running)) if i not in set(rows)]
+        leaving = set(rows)
+        keep = [i for i in range(len(self._running)) if i not in leaving]
         self._running = [self._running[i] for i in keep]
         if not keep:
             self._cache = None
