@@ -49,11 +49,13 @@ class AttentionBatch:
     positions: torch.Tensor  # [B, S] int64 rotary positions of the new tokens
     mask: torch.Tensor  # [B, 1, S, T] bool
     start: torch.Tensor  # [B] int64: cache slot of each row's first new token (see above)
-    length: int | None = None  # T for growing storages, None for full-capacity ones
     #: True when ``mask`` is exactly the plain causal mask: no padding, every row at the same
     #: slots and T == start + S, so a kernel may use its built-in causal path (``is_causal``)
     #: instead of the tensor.
     plain_causal: bool = False
+    #: T for growing storages, None for full-capacity ones (last, so that positional
+    #: construction keeps its old meaning).
+    length: int | None = None
 
 
 class AttentionFn(Protocol):
