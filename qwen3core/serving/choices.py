@@ -92,12 +92,18 @@ class ChoiceRun:
         pending = len(self.choices)
         started = time.perf_counter()
         last = [started] * pending
+        checked = started
         while pending:
             try:
                 index, event = await asyncio.wait_for(self.queue.get(), timeout=0.25)
             except asyncio.TimeoutError:
-                if self.disconnected is not None and await self.disconnected():
+                event = None
+            now = time.perf_counter()
+            if self.disconnected is not None and now - checked >= 0.25:
+                checked = now  # polled at most every 0.25 s, busy or not
+                if await self.disconnected():
                     return
+            if event is None:
                 continue
             choice = self.choices[index]
             if event.finish_reason == "error":

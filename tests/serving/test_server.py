@@ -213,6 +213,19 @@ def test_a_disconnected_stream_leaves_the_batch(server, client):
     assert metric(server, "qwen3core_steps_total") == steps  # idle: nothing left to run
 
 
+def test_a_client_that_gives_up_on_a_whole_response_cancels_it(server):
+    steps = metric(server, "qwen3core_steps_total")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server}/v1/completions", timeout=httpx.Timeout(60, read=1.0),
+                   headers={"Authorization": f"Bearer {API_KEY}"},
+                   json={"model": MODEL, "prompt": "go", "max_tokens": 500, "temperature": 0})
+    deadline = time.monotonic() + 10
+    while metric(server, "qwen3core_batch_size") != 0:
+        assert time.monotonic() < deadline, "the abandoned request kept running"
+        time.sleep(0.05)
+    assert metric(server, "qwen3core_steps_total") - steps < 500  # stopped well short
+
+
 def test_a_full_queue_answers_429():
     proc, base = start_server("--max-batch", "1", "--max-waiting", "1", api_key=None)
     try:
