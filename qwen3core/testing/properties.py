@@ -12,6 +12,11 @@ implementations, the reference's weights) must reproduce the reference's greedy 
 * joining: the prompts arriving one step apart, each prefilled on its own (in the workload's
   chunks), joining the running decode batch and leaving it when done, as a continuously
   batching server runs them (rows at different cache positions), against each alone.
+
+A failure names where (row, step, prefill or decode, position, padding) and by how much. When
+the selection holds more than one implementation other than the reference's, the failing
+example is rerun with each of them alone beside the reference, and the message names those
+that diverge on their own: a bug is blamed on its implementation, not on its neighbours.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from functools import lru_cache
 
 import torch
 
-from qwen3core.registry import Registry
+from qwen3core.registry import Registry, get_registry
 from qwen3core.spec import Qwen3Spec
 from qwen3core.testing import report
 from qwen3core.testing.compare import assert_greedy_equivalent
 from qwen3core.testing.harness import GreedyRun, greedy
 from qwen3core.testing.joining import greedy_joining, staggered_arrivals
-from qwen3core.testing.models import candidate_model, reference_model
+from qwen3core.testing.models import candidate_model, reference_model, reference_names
 from qwen3core.testing.strategies import Workload
 from qwen3core.testing.tolerances import tolerance_for
 
@@ -70,12 +75,45 @@ def one_cpu_thread() -> Iterator[None]:
 
 def check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
                   dtype: torch.dtype, *, device: str = "cpu", registry: Registry | None = None,
-                  alone: bool = True) -> int:
+                  alone: bool = True, blame: bool = True) -> int:
     """Run every scenario; raise AssertionError on the first disagreement, return the number
     of tokens compared. ``alone=False`` skips the single-prompt scenarios (for compiled runners
-    each new batch size is another compilation)."""
+    each new batch size is another compilation). ``blame=False`` leaves out the reruns that
+    name the implementation at fault (``check_backend``, whose hypothesis run calls this many
+    times while shrinking, calls :func:`blame_message` once at the end instead)."""
     with one_cpu_thread():
-        return _check_example(spec, workload, selection, dtype, device, registry, alone)
+        try:
+            return _check_example(spec, workload, selection, dtype, device, registry, alone)
+        except AssertionError as failure:
+            if not blame:
+                raise
+            raise AssertionError(blame_message(failure, spec, workload, selection, dtype,
+                                               device=device, registry=registry,
+                                               alone=alone)) from None
+
+
+def blame_message(failure: AssertionError, spec: Qwen3Spec, workload: Workload,
+                  selection: Mapping[str, str], dtype: torch.dtype, *, device: str = "cpu",
+                  registry: Registry | None = None, alone: bool = True) -> str:
+    """The failure's message, prefixed by the implementations that diverge on their own."""
+    reference = reference_names(registry or get_registry())
+    suspects = {c: n for c, n in selection.items() if reference.get(c) != n}
+    if len(suspects) <= 1:
+        named = ", ".join(f"{c}={n}" for c, n in suspects.items()) or "the reference itself"
+        return f"{named} diverges from the eager reference: {failure}"
+    guilty = []
+    for component, name in suspects.items():
+        try:
+            with one_cpu_thread():
+                _check_example(spec, workload, {**reference, component: name}, dtype, device,
+                               registry, alone)
+        except AssertionError:
+            guilty.append(f"{component}={name}")
+    if guilty:
+        return (f"{', '.join(guilty)} diverge(s) from the eager reference on its own (every "
+                f"other component the reference's); in the selection drawn: {failure}")
+    return (f"no implementation of {', '.join(f'{c}={n}' for c, n in suspects.items())} "
+            f"diverges on its own; together they do: {failure}")
 
 
 def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
@@ -102,12 +140,13 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
         ref_batch, reused, tolerance,
         f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}", exact_batch)
     if not alone:
-        report.record_example(selection, dtype_name(dtype), device, compared)
+        _record(spec, selection, dtype, device, compared, workload)
         return compared
     batched = cold if workload.reorder is None else greedy(candidate, prompts, new)
     for row, prompt in enumerate(workload.prompts):
         ref_alone, exact_alone = expected((prompt,))
-        row_run = GreedyRun([batched.tokens[row]], [batched.logits[row]], (0,))
+        row_run = GreedyRun([batched.tokens[row]], [batched.logits[row]], (0,),
+                            prompt_lengths=(len(prompt),), width=batched.width)
         compared += assert_greedy_equivalent(
             ref_alone, row_run, tolerance, f"row {row} of a batch of {len(prompts)} vs alone, "
             f"{label}", exact_alone)
@@ -119,12 +158,26 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
                             prefill_chunks=workload.prefill_chunks)
     for row, prompt in enumerate(workload.prompts):
         ref_alone, exact_alone = expected((prompt,))
-        row_run = GreedyRun([joined.tokens[row]], [joined.logits[row]], (0,))
+        row_run = GreedyRun([joined.tokens[row]], [joined.logits[row]], (0,),
+                            prompt_lengths=(len(prompt),), width=len(prompt))
         compared += assert_greedy_equivalent(
             ref_alone, row_run, tolerance, f"row {row} joining a running batch at step {row} "
             f"vs alone, {label}", exact_alone)
-    report.record_example(selection, dtype_name(dtype), device, compared)
+    _record(spec, selection, dtype, device, compared, workload)
     return compared
+
+
+def _record(spec: Qwen3Spec, selection: Mapping[str, str], dtype: torch.dtype, device: str,
+            compared: int, workload: Workload) -> None:
+    longest = max(len(p) for p in workload.prompts)
+    # The last token whose logits were compared: the longest prompt's last decode step.
+    deepest = longest - 1 + workload.max_new_tokens - 1
+    scaling = spec.rope_scaling
+    past_yarn = (scaling is not None and scaling.rope_type == "yarn"
+                 and deepest >= scaling.original_max_position_embeddings)
+    report.record_example(selection, dtype_name(dtype), device, compared,
+                          longest_prompt=longest, deepest_position=deepest,
+                          past_yarn_original=past_yarn)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
