@@ -29,7 +29,7 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
          tokenizer: str | Path | None = None, revision: str | None = None,
-         training: bool = False) -> LoadedModel:
+         training: bool = False, tensor_parallel: int | None = None) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -43,6 +43,10 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     ``training=True`` selects only implementations that support autograd and leaves the
     parameters requiring gradients; by default they do not (inference builds no graph), and a
     selection without autograd refuses a forward pass that needs gradients (qwen3core.autograd).
+    ``tensor_parallel=N`` loads this process's shard of the model split over N processes (one
+    per rank, e.g. ``torchrun --nproc-per-node N``; the default process group is initialised
+    from torchrun's environment if it is not yet): every rank calls ``load`` and then runs the
+    same calls, and gets the same logits. See docs/parallel.md.
     """
     source = check_source(source)
     backends = check_backends(backends)
@@ -59,7 +63,8 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
             check_tokenizer_fits(own_tokenizer, parse_random(source, seed).spec, source,
                                  str(tokenizer))
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins, revision=revision, training=training)
+                         plugins=plugins, revision=revision, training=training,
+                         tensor_parallel=tensor_parallel)
     set_training(loaded.model, training)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
@@ -83,22 +88,28 @@ def check_tokenizer_fits(tokenizer, spec, source: str, where: str) -> None:
 
 
 def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
-                revision, training) -> LoadedModel:
+                revision, training, tensor_parallel) -> LoadedModel:
+    from qwen3core.parallel import group
+
     started = time.perf_counter()
     torch_device = resolve_device(device)
+    parallel = group.join(tensor_parallel, torch_device)
+    torch_device = group.rank_device(torch_device, parallel)
     if isinstance(source, str) and source.startswith(RANDOM_PREFIX):
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
-        # Training selects only autograd implementations (not the cpu kernels): float32 there.
+        # Training selects only autograd implementations (not the cpu kernels), and tensor
+        # parallelism keeps the float32 it was proven in: there the default is float32.
+        plain = not training and parallel.world_size == 1
         torch_dtype = parse_dtype(dtype) or (
-            torch.float32 if training else default_random_dtype(torch_device, plugins))
-        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd))
+            default_random_dtype(torch_device, plugins) if plain else torch.float32)
+        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size)
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins, training=training)
         with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):
             model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                                 seed=rnd.seed)
+                                 seed=rnd.seed, parallel=parallel)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
@@ -106,4 +117,4 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
     with phase(f"loading {source}"):
         return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                                backends=backends, plugins=plugins, started=started,
-                               revision=revision, training=training)
+                               revision=revision, training=training, parallel=parallel)

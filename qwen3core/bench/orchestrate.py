@@ -23,10 +23,14 @@ def run_job(job: Job, timeout: float | None = None,
     env = dict(os.environ)
     if job.threads:
         env.setdefault("OMP_NUM_THREADS", str(job.threads))
+    command = [sys.executable, "-m", "qwen3core.bench.worker", json.dumps(job.to_dict())]
+    if job.tensor_parallel > 1 and job.engine == "qwen3core":
+        from qwen3core.parallel.launch import torchrun_command
+
+        command = torchrun_command(job.tensor_parallel, command[2], command[3:])
     with tempfile.TemporaryFile("w+") as errors:  # a file: a full stderr pipe cannot block it
-        proc = subprocess.Popen([sys.executable, "-m", "qwen3core.bench.worker",
-                                 json.dumps(job.to_dict())],
-                                stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                env=env)
         timer = threading.Timer(timeout, proc.kill) if timeout else None
         if timer:
             timer.start()
@@ -46,8 +50,17 @@ def run_job(job: Job, timeout: float | None = None,
     for line in reversed(lines):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    tail = (stderr or "".join(lines)).strip().splitlines()[-8:]
+    tail = _before_launcher_summary((stderr or "".join(lines)).strip().splitlines())[-8:]
     return {"error": "\n".join(tail) or f"worker exited with status {proc.returncode}"}
+
+
+def _before_launcher_summary(lines: list[str]) -> list[str]:
+    """A tensor-parallel job's stderr ends with torch.distributed.run's own report of which
+    rank failed; the rank's error is just before it."""
+    for i, line in enumerate(lines):
+        if "torch/distributed/elastic" in line and i > 0:
+            return lines[:i]
+    return lines
 
 
 def run_all(base: Job, combos: list[Combo], *, compare_transformers: bool) -> list[dict]:

@@ -24,7 +24,7 @@ def run_qwen3core(job: Job) -> dict:
     report_phase("loading the model")
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
-                            backends=job.selection)
+                            backends=job.selection, tensor_parallel=job.tensor_parallel)
     load_seconds = time.perf_counter() - started
     device, model = loaded.device, loaded.model
     steps = Steps(model)
@@ -58,6 +58,7 @@ def run_qwen3core(job: Job) -> dict:
         return found
 
     header = {"load_seconds": load_seconds, "backends": loaded.backends,
+              "tensor_parallel": job.tensor_parallel,
               "dtype": str(loaded.dtype).replace("torch.", ""), "device": str(device)}
     return measure(job, one_run, device, header, margins)
 
@@ -71,7 +72,11 @@ def main(argv: list[str]) -> int:
         result = run_transformers(job)
     else:
         result = run_qwen3core(job)
-    print("RESULT " + json.dumps(result), flush=True)
+    from qwen3core.parallel import launch
+
+    if launch.rank() == 0:  # with tensor parallelism every rank measured the same steps
+        print("RESULT " + json.dumps(result), flush=True)
+    launch.finish()
     return 0
 
 

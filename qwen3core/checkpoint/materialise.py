@@ -19,19 +19,26 @@ from qwen3core.checkpoint.tensors import CheckpointTensors
 from qwen3core.contracts import Selection
 from qwen3core.errors import CheckpointError
 from qwen3core.model import Qwen3Model
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.spec import Qwen3Spec
 
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
-               dtype: torch.dtype, device: torch.device, where: str) -> Qwen3Model:
+               dtype: torch.dtype, device: torch.device, where: str,
+               parallel: ParallelLayout = SINGLE_PROCESS) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
-    from ``weights``; raise :class:`CheckpointError` if they do not fit."""
-    model = build_skeleton(spec, selection, dtype)
+    from ``weights``; raise :class:`CheckpointError` if they do not fit. With ``parallel``,
+    this rank's shard, reading only its slices of the files."""
+    from qwen3core.parallel.checkpoint import shard_weights
+
+    model = build_skeleton(spec, selection, dtype, parallel)
+    weights, slices = shard_weights(weights, spec, parallel)
     keys = keys_to_load(model, weights)
     check_checkpoint(model, weights, keys, dtype, where)  # a dry run on meta: nothing is read
     total = sum(weights.tensors[k].nbytes for k in keys)
     with load_bar(total, f"Loading {where}") as bar:
-        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar)
+        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar,
+                                    slices=slices)
         model.load_state_dict(tensors, strict=False, assign=True)
         tensors.close()
     model.tie_weights()  # the assigned embedding replaced the tensor lm_head was tied to

@@ -20,6 +20,7 @@ COMMANDS = [
     "qwen3core.cli.bench_cmd",
     "qwen3core.cli.generate_cmd",
     "qwen3core.cli.chat_cmd",
+    "qwen3core.cli.serve_cmd",
 ]
 
 
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     progress.enable()  # the library is quiet; a command shows what it is waiting for
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run as parallel ranks
     try:
         return int(args.run(args) or 0)
     except Qwen3CoreError as exc:

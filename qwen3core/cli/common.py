@@ -70,7 +70,8 @@ def load_from_args(args: argparse.Namespace):
     apply_threads(getattr(args, "threads", None))
     return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
                           backends=parse_backend_options(args.backend),
-                          tokenizer=getattr(args, "tokenizer", None))
+                          tokenizer=getattr(args, "tokenizer", None),
+                          tensor_parallel=getattr(args, "tensor_parallel", None))
 
 
 def parse_backend_options(values: list[str]) -> dict[str, str]:

@@ -49,7 +49,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON object (token_ids, text, finish_reason, timings, ...)")
     p.add_argument("--verbose", action="store_true",
                    help="print the model, backends, sampling settings and timings to stderr")
+    add_tensor_parallel_option(p)
     p.set_defaults(run=run)
+
+
+def add_tensor_parallel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="split the model over N processes on this machine (one per GPU with "
+                        "--device cuda; gloo on CPU), launched through torch.distributed.run; "
+                        "see docs/parallel.md")
 
 
 def read_prompt_text(args: argparse.Namespace) -> str:
@@ -110,10 +118,27 @@ def print_model(loaded, *, file) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qwen3core.parallel import launch
+
+    check_sampling_flags(args)  # bad input is refused before the model loads (or ranks start)
+    if args.tensor_parallel > 1 and not launch.in_worker():
+        parse_token_ids(args.prompt_ids) if args.prompt_ids is not None else None
+        launch.check_splits(args.model, args.tensor_parallel)
+        return launch.relaunch(args.tensor_parallel, "qwen3core.cli", args.argv)
     tolerate_unencodable_output()
-    check_sampling_flags(args)  # bad input is refused before the model loads
     prompt = parse_prompt(args)
     loaded = load_from_args(args)
+    if args.tensor_parallel > 1:  # every rank runs the same steps; rank 0 writes
+        launch.silence_other_ranks()
+        args.verbose = args.verbose and launch.rank() == 0
+        args.seed = launch.shared_seed(args.seed)
+    try:
+        return _generate(args, loaded, prompt)
+    finally:
+        launch.finish()
+
+
+def _generate(args: argparse.Namespace, loaded, prompt) -> int:
     options = generation_options(args, loaded)
     if args.verbose:
         print_model(loaded, file=sys.stderr)

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter)
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="also show the weight bytes each of N tensor-parallel ranks holds")
     p.set_defaults(run=run)
 
 
@@ -33,7 +35,7 @@ def resolve_spec(source: str) -> tuple[Qwen3Spec, torch.dtype | None]:
 
 
 def describe(source: str, dtype: torch.dtype | None, device: torch.device,
-             backends: dict[str, str]) -> dict:
+             backends: dict[str, str], tensor_parallel: int = 1) -> dict:
     from qwen3core.registry import get_registry
 
     spec, stored_dtype = resolve_spec(source)
@@ -43,6 +45,15 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
     unique = spec.parameter_count(count_tied_twice=False)
     kv_per_token = (2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim
                     * bytes_per_element(run_dtype))
+    parallel = {}
+    if tensor_parallel != 1:
+        from qwen3core.errors import ParallelError
+        from qwen3core.parallel.memory import weight_bytes_per_rank
+
+        if tensor_parallel < 1:
+            raise ParallelError(f"--tensor-parallel must be >= 1, got {tensor_parallel}")
+        parallel = {"tensor_parallel": tensor_parallel, "weights_bytes_per_rank":
+                    weight_bytes_per_rank(spec, selection, run_dtype, tensor_parallel)}
     return {
         "source": source,
         "spec": spec.to_dict(),
@@ -60,13 +71,14 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
         "device": str(device),
         "dtype": dtype_name(run_dtype),
         "backends": selection.names(),
+        **parallel,
     }
 
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     info = describe(args.model, parse_dtype(args.dtype), device,
-                    parse_backend_options(args.backend))
+                    parse_backend_options(args.backend), args.tensor_parallel)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -98,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"kv cache   {format_bytes(info['kv_cache_bytes_per_token'])} per token, "
           f"{format_bytes(info['kv_cache_bytes_full_context'])} for the full context of "
           f"{spec['max_position_embeddings']:,} tokens ({info['dtype']}, per sequence)")
+    if "weights_bytes_per_rank" in info:
+        per_rank = info["weights_bytes_per_rank"]
+        whole = info["parameters_unique"] * torch.empty(
+            (), dtype=parse_dtype(info["dtype"])).element_size()
+        print(f"per rank   {info['tensor_parallel']} ranks in {info['dtype']}: " +
+              ", ".join(format_bytes(n) for n in per_rank) +
+              f" ({max(per_rank) / whole:.3f} of one process's {format_bytes(whole)})")
     print(f"backends   on {info['device']} with {info['dtype']}: " +
           ", ".join(f"{c}={n}" for c, n in info["backends"].items()))
     return 0
