@@ -51,6 +51,12 @@ def quantized_targets(model: nn.Module, spec: Qwen3Spec, head: bool) -> dict[str
         found[HEAD] = model.lm_head
     refusing = sorted({type(m).__name__ for m in found.values()
                        if not isinstance(m, QuantizedLinearModule)})
+    if any(".experts." in name and not isinstance(m, QuantizedLinearModule)
+           for name, m in found.items()):
+        raise QuantizationError(
+            f"the selected moe implementation ({model.selection['moe'].name}) keeps its "
+            "experts in a layout that cannot hold quantized weights; select "
+            "backends={'moe': 'eager'}")
     if refusing:
         raise QuantizationError(
             f"the selected linear implementation ({model.selection['linear'].name}: "
