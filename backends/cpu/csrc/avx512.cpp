@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include "tile_kernels.h"
+#include "quant_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -35,6 +36,20 @@ struct Avx512 {
     const __m512i raw = _mm512_loadu_si512(p);
     even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
     odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(int(0xffff0000u))));
+  }
+  static reg fnma(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }
+  static reg load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static void nibbles(const uint8_t* p, reg& lo, reg& hi) {
+    const __m512i b =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)));
+    hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+  }
+  static reg load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
 };
 
@@ -88,6 +103,12 @@ void bf16_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
 void f32_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
   run_tiles<Avx512, F32Kernel, kAvx512MaxGroup, float, float>(a, t0, t1);
 }
+void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx512, 8, kAvx512MaxGroup>(a, t0, t1);
+}
+void q4_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx512, 4, kAvx512MaxGroup>(a, t0, t1);
+}
 
 }  // namespace
 }  // namespace qwen3core_cpu
@@ -103,8 +124,9 @@ namespace qwen3core_cpu {
 // Compiled for the baseline target: it must run on any x86-64 to say no.
 const KernelSet* avx512_kernels() {
   static const KernelSet with_bf16{"avx512bf16", XFormat::Bf16PairsKMajor, dpbf16_tiles,
-                                   f32_tiles};
-  static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles};
+                                   f32_tiles, q8_tiles, q4_tiles};
+  static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles,
+                               q8_tiles, q4_tiles};
   if (!__builtin_cpu_supports("avx512f")) return nullptr;
   return __builtin_cpu_supports("avx512bf16") ? &with_bf16 : &plain;
 }
