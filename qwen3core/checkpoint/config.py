@@ -97,7 +97,8 @@ def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
     unsupported = []
     if config.get("quantization_config"):
         method = config["quantization_config"].get("quant_method", "unknown")
-        unsupported.append(f"quantised weights ({method}); use the unquantised repository")
+        if method != "qwen3core":  # what `qwen3 quantize` writes (qwen3core.quant.writer)
+            unsupported.append(f"quantised weights ({method}); use the unquantised repository")
     rope_type = _rope_parameters(config).get("rope_type", _rope_parameters(config).get("type"))
     if rope_type not in (None, "default"):
         unsupported.append(f"rope scaling {rope_type!r}; remove rope_scaling from the config "
