@@ -44,6 +44,9 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
         from qwen3core.quant import resolve_scheme
 
         scheme = resolve_scheme(quantize, plugins=plugins)
+        # The stacked (grouped) experts take no quantized weights; the eager block runs each
+        # chosen expert through the selected (quantized) linear, so it is the default here.
+        backends = {"moe": "eager", **(backends or {})}
     elif quantize_head:
         raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,

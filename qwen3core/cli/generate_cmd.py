@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
-from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.cli.common import (
+    add_model_options,
+    add_quantize_options,
+    parse_backend_options,
+)
 from qwen3core.errors import Qwen3CoreError
 
 
@@ -16,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "produce gibberish at real speed; they have no tokenizer, so "
                                    "pass --tokenizer DIR for text prompts or use --prompt-ids.")
     add_model_options(p)
+    add_quantize_options(p)
     add_tokenizer_option(p)
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt text")
@@ -64,7 +69,8 @@ def load_from_args(args: argparse.Namespace):
 
     return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
                           backends=parse_backend_options(args.backend),
-                          tokenizer=args.tokenizer)
+                          tokenizer=args.tokenizer, quantize=getattr(args, "quantize", None),
+                          quantize_head=getattr(args, "quantize_head", False))
 
 
 def parse_prompt(args: argparse.Namespace):

@@ -93,3 +93,21 @@ def test_a_swapped_nibble_order_is_caught():
     with pytest.raises(AssertionError):
         check_backend("linear", "swapped-nibbles", plugins=[_SwappedPlugin()],
                       dtypes=[torch.float32], max_examples=3, quantize="int4", shrink=False)
+
+
+def test_quantized_moe_runs_only_the_chosen_experts():
+    """With quantize= the MoE block defaults to the eager one (the grouped one stacks experts),
+    and a one-token step runs exactly the k chosen experts of each sparse layer."""
+    loaded = qwen3core.load("random:tiny-moe", quantize="int4", backends={"linear": "eager"})
+    spec = loaded.spec
+    assert loaded.backends["moe"] == "eager"
+    calls = []
+    for layer in loaded.model.model.layers:
+        if layer.is_sparse:
+            for expert in layer.mlp.experts:
+                assert expert.down_proj.quantized_weight() is not None
+                expert.register_forward_hook(lambda m, i, o: calls.append(m))
+    with torch.no_grad():
+        loaded.model(torch.tensor([[7]]))
+    sparse = sum(spec.is_sparse_layer(i) for i in range(spec.num_hidden_layers))
+    assert len(calls) == spec.num_experts_per_tok * sparse < spec.num_experts * sparse
