@@ -66,8 +66,10 @@ at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
   for (int64_t kp = 0; kp < pairs; ++kp)
     for (int64_t r = 0; r < rows; ++r) {
       const uint16_t* row = src + r * row_stride;
+      // Zero past K (qlinear pads K to whole groups, more than one input).
+      const uint32_t lo = 2 * kp < k ? row[2 * kp] : 0;
       const uint32_t hi = 2 * kp + 1 < k ? row[2 * kp + 1] : 0;
-      dst[kp * rows + r] = row[2 * kp] | (hi << 16);
+      dst[kp * rows + r] = lo | (hi << 16);
     }
   return xp;
 }
@@ -179,21 +181,27 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   at::Tensor out = at::empty({rows, out_features}, x.options());
   if (rows == 0 || out_features == 0) return out.view(out_shape);
 
-  const at::Tensor xk = float32_k_major(x2, k_padded);
-  at::Tensor xsum = at::zeros({groups, rows}, x.options().dtype(at::kFloat));
-  const float* xp = xk.data_ptr<float>();
-  float* sp = xsum.data_ptr<float>();
-  for (int64_t g = 0; g < groups; ++g)
-    for (int64_t i = g * group_size; i < (g + 1) * group_size; ++i)
-      for (int64_t r = 0; r < rows; ++r) sp[g * rows + r] += xp[i * rows + r];
-
   const KernelSet& ks = kernels();
+  const bool pairs = bits == 4 && x.scalar_type() == at::kBFloat16 && ks.q4_bf16 != nullptr;
+  // Each row's sum of x over each group (for the zero points), in the input order.
+  at::Tensor xsum = at::zeros({groups, rows}, x.options().dtype(at::kFloat));
+  float* sp = xsum.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xsum", [&] {
+    const scalar_t* src = x2.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < k; ++i)
+        sp[(i / group_size) * rows + r] += static_cast<float>(src[r * x2.stride(0) + i]);
+  });
+  at::Tensor xk = pairs ? bf16_pairs_k_major(x2, k_padded) : float32_k_major(x2, k_padded);
   const QGemvArgs args{levels.data_ptr(),
                        reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
                        has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
-                       static_cast<float>(zero_const), xp, sp, rows, groups, group_size,
+                       static_cast<float>(zero_const),
+                       pairs ? nullptr : xk.data_ptr<float>(),
+                       pairs ? reinterpret_cast<const uint32_t*>(xk.data_ptr<int32_t>()) : nullptr,
+                       sp, rows, groups, group_size,
                        out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
-  const QTileFn fn = bits == 8 ? ks.q8 : ks.q4;
+  const QTileFn fn = pairs ? ks.q4_bf16 : (bits == 8 ? ks.q8 : ks.q4);
   const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
   // Same chunking as linear(): the tile function has its own argument type.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
