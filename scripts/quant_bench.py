@@ -9,6 +9,9 @@ tensor a decode step reads (the packed weights and their scales; ``stream_read``
 kernels, a read-only loop) to get this run's read rate. The floor is bytes per token / read
 rate: no batch-1 kernel can decode faster. Also prints the resident weight bytes and, for
 quantized schemes, the logit error against the unquantized model on the same weights.
+
+``--cpu-time`` (with ``--threads 1``) times by the process's CPU time: on a machine other jobs
+load, it measures what one core achieves, for the decode steps and the read rate alike.
 """
 
 from __future__ import annotations
@@ -51,15 +54,18 @@ def read_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
     return list(found.values())
 
 
+CLOCK = time.perf_counter
+
+
 def decode_seconds(model, steps: Steps, batch: int, new_tokens: int, vocab: int) -> float:
     ids = torch.randint(0, vocab, (1, 16), generator=torch.Generator().manual_seed(0))
     ids = ids.expand(batch, -1).contiguous()
     cache = model.new_cache(batch, 16 + new_tokens)
     token = steps.prefill(ids, None, cache).argmax(-1, keepdim=True)
-    start = time.perf_counter()
+    start = CLOCK()
     for _ in range(new_tokens):
         token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def main() -> None:
@@ -71,13 +77,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--head", action="store_true", help="quantize the LM head too")
+    parser.add_argument("--cpu-time", action="store_true")
     args = parser.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
     ops = None
     dense_logits = None
     ids = torch.randint(0, 1000, (1, 24), generator=torch.Generator().manual_seed(1))
     print(f"{args.model} {args.dtype}, {args.threads} threads, {args.new_tokens} new tokens, "
-          f"best of {args.rounds} rounds; head {'quantized' if args.head else 'as stored'}")
+          f"best of {args.rounds} rounds; head {'quantized' if args.head else 'as stored'}"
+          f"{'; CPU time' if args.cpu_time else ''}")
     for scheme in args.schemes.split(","):
         quantize = None if scheme == "none" else scheme
         started = time.perf_counter()
@@ -101,10 +112,10 @@ def main() -> None:
                 b1.append(args.new_tokens / decode_seconds(model, steps, 1, args.new_tokens, vocab))
                 b8.append(8 * args.new_tokens / decode_seconds(model, steps, 8, args.new_tokens,
                                                               vocab))
-                t0 = time.perf_counter()
+                t0 = CLOCK()
                 for t in tensors:
                     ops.stream_read(t)
-                read.append(per_token / (time.perf_counter() - t0))
+                read.append(per_token / (CLOCK() - t0))
         floor = max(read) / per_token
         line = (f"{scheme:6s} load {load_s:5.1f} s  bytes/token {per_token / 1e9:.3f} GB  "
                 f"resident weights {resident / 2**30:.2f} GiB  read {max(read) / 1e9:.1f} GB/s  "
