@@ -113,3 +113,12 @@ def test_avx2_path_when_forced():
                           check=False,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_cpu_quantized_under_the_drawn_suite(scheme):
+    """The public entry point: hypothesis draws specs, workloads, dtypes and the other
+    components; linear=cpu holds the scheme's weights, the reference the same levels."""
+    from qwen3core.testing import check_backend
+
+    assert check_backend("linear", "cpu", quantize=scheme, max_examples=4) > 0
