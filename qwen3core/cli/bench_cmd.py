@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_all(base, combos, compare_transformers=args.compare_transformers,
                       progress=sys.stderr.isatty())
     table = rows(results, batch_sizes)
-    print(f"qwen3 bench: {args.model}, {args.dtype}, {device}, prompt {args.prompt_len}, "
+    quantized = f", qwen3core quantized {args.quantize}" if args.quantize else ""
+    print(f"qwen3 bench: {args.model}, {args.dtype}{quantized}, {device}, prompt {args.prompt_len}, "
           f"{args.new_tokens} new tokens, median of {args.repeats} (range)")
     print(format_table(table, batch_sizes))
     for r in results:
