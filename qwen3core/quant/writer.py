@@ -106,7 +106,11 @@ def _from_random(source: str, scheme: QuantScheme, head: bool):
             continue
         tensors[name] = param
     spec = loaded.spec
-    config = spec.to_dict()
+    config = {k: v for k, v in spec.to_dict().items() if v is not None}
+    if not spec.is_moe:  # a dense config.json has no MoE fields (0 is not a valid value)
+        for key in ("num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                    "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers"):
+            config.pop(key, None)
     config.update(model_type="qwen3_moe" if spec.is_moe else "qwen3",
                   architectures=["Qwen3MoeForCausalLM" if spec.is_moe else "Qwen3ForCausalLM"],
                   torch_dtype="bfloat16")
