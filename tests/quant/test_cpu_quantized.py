@@ -19,7 +19,7 @@ from qwen3core_backends import cpu as cpu_backend
 import qwen3core
 from qwen3core.quant import QuantizedWeight, resolve_scheme
 from qwen3core.spec import Qwen3Spec
-from qwen3core.testing import Workload, check_example
+from qwen3core.testing import BackendConformance, Workload, check_example
 
 CPU = torch.device("cpu")
 _missing = cpu_backend._check(CPU, torch.float32)
@@ -122,3 +122,10 @@ def test_cpu_quantized_under_the_drawn_suite(scheme):
     from qwen3core.testing import check_backend
 
     assert check_backend("linear", "cpu", quantize=scheme, max_examples=4) > 0
+
+
+class TestCpuLinearInt4(BackendConformance):
+    """The class form, as a plugin author would write it: reference components around it."""
+
+    component, name, quantize = "linear", "cpu", "int4:g64"
+    max_examples, long_examples = 3, 1
