@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
+from qwen3core.parallel.layout import SINGLE_PROCESS, ParallelLayout
+
 if TYPE_CHECKING:
     from qwen3core.spec import Qwen3Spec
 
@@ -115,12 +117,27 @@ class Runner(Protocol):
 @dataclass
 class BuildContext:
     """Handed to every factory: the spec, the runtime dtype/device and the selection, so that
-    one component can build another with whatever implementation the user selected."""
+    one component can build another with whatever implementation the user selected.
+
+    Under tensor parallelism ``parallel`` says which part of the model this process holds, and
+    the factories receive :meth:`shard`'s context: its ``spec`` has this rank's query heads,
+    KV heads and MLP width (see :meth:`ParallelLayout.local_spec`), so an implementation builds
+    its shard from the sizes it is given, unaware of the split. MoE blocks take their experts
+    from :func:`qwen3core.parallel.experts.local_experts`.
+    """
 
     spec: Qwen3Spec
     dtype: torch.dtype
     device: torch.device
     selection: Selection
+    parallel: ParallelLayout = SINGLE_PROCESS
+
+    def shard(self) -> BuildContext:
+        """This context with the spec of the part this rank holds (itself for one process)."""
+        local = self.parallel.local_spec(self.spec)
+        if local is self.spec:
+            return self
+        return BuildContext(local, self.dtype, self.device, self.selection, self.parallel)
 
     def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
         from qwen3core.errors import PluginError, Qwen3CoreError

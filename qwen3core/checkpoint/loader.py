@@ -27,6 +27,7 @@ from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
 from qwen3core.memory import check_fits
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.spec import Qwen3Spec
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -75,11 +76,13 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
                     started: float | None = None, revision: str | None = None,
                     training: bool = False,
-                    scheme: Any = None, quantize_head: bool = False) -> LoadedModel:
+                    parallel: ParallelLayout = SINGLE_PROCESS, scheme: Any = None,
+                    quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
     models). On CPU in that dtype the weights stay memory-mapped from the files.
+    ``parallel``: load this rank's shard only (see :func:`qwen3core.load`'s tensor_parallel).
     """
     started = time.perf_counter() if started is None else started
     device = resolve_device(device)
@@ -96,11 +99,12 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
         from qwen3core.quant.sizes import weight_bytes as quantized_bytes
 
         needed = quantized_bytes(spec, run_dtype, scheme, quantize_head).resident
-    check_fits(spec, run_dtype, device, found.name, needed=needed)
+    check_fits(spec, run_dtype, device, found.name, ranks=parallel.world_size, needed=needed)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
                                 training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name, scheme=scheme, quantize_head=quantize_head,
+                       where=found.name, parallel=parallel, scheme=scheme,
+                       quantize_head=quantize_head,
                        quantization_config=config.get("quantization_config"))
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,

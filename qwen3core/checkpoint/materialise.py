@@ -19,24 +19,31 @@ from qwen3core.checkpoint.tensors import CheckpointTensors
 from qwen3core.contracts import Selection
 from qwen3core.errors import CheckpointError
 from qwen3core.model import Qwen3Model
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.spec import Qwen3Spec
 
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
-               dtype: torch.dtype, device: torch.device, where: str, scheme=None,
+               dtype: torch.dtype, device: torch.device, where: str,
+               parallel: ParallelLayout = SINGLE_PROCESS, scheme=None,
                quantize_head: bool = False, quantization_config=None) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
-    from ``weights``; raise :class:`CheckpointError` if they do not fit. Quantized projections
-    (a ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
-    one at a time (:mod:`qwen3core.quant.apply`)."""
-    model = build_skeleton(spec, selection, dtype)
+    from ``weights``; raise :class:`CheckpointError` if they do not fit. With ``parallel``,
+    this rank's shard, reading only its slices of the files. Quantized projections (a
+    ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
+    one at a time (:mod:`qwen3core.quant.apply`; one process only)."""
+    from qwen3core.parallel.checkpoint import shard_weights
+
+    model = build_skeleton(spec, selection, dtype, parallel)
+    weights, slices = shard_weights(weights, spec, parallel)
     consumed = _load_quantized(model, spec, weights, scheme, quantize_head,
                                quantization_config, device, where)
     keys = [k for k in keys_to_load(model, weights) if k not in consumed]
     check_checkpoint(model, weights, keys, dtype, where)  # a dry run on meta: nothing is read
     total = sum(weights.tensors[k].nbytes for k in keys)
     with load_bar(total, f"Loading {where}") as bar:
-        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar)
+        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar,
+                                    slices=slices)
         model.load_state_dict(tensors, strict=False, assign=True)
         tensors.close()
     model.tie_weights()  # the assigned embedding replaced the tensor lm_head was tied to

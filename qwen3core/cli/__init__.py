@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from qwen3core.errors import Qwen3CoreError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run as parallel ranks
     try:
         return int(args.run(args) or 0)
     except Qwen3CoreError as exc:

@@ -75,7 +75,7 @@ def test_layer_keeps_one_packed_copy_and_fuses_by_views():
 SPEC = Qwen3Spec(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                  max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=None)
-MOE = Qwen3Spec(vocab_size=97, hidden_size=66, intermediate_size=40, num_hidden_layers=2,
+MOE = Qwen3Spec(vocab_size=97, hidden_size=72, intermediate_size=40, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                 max_position_embeddings=512, tie_word_embeddings=False, num_experts=4,
                 num_experts_per_tok=2, moe_intermediate_size=34, norm_topk_prob=True,
