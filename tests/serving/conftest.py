@@ -40,7 +40,7 @@ def start_server(*extra: str, api_key: str | None = API_KEY):
                     f"QWEN3CORE_TEST_TOKENIZER)")
     port = free_port()
     args = [sys.executable, "-c", LAUNCH, "serve", "--model", MODEL, "--tokenizer",
-            str(TOKENIZER), "--port", str(port), "--max-context", "512", *extra]
+            str(TOKENIZER), "--port", str(port), "--max-context", "4096", *extra]
     if api_key:
         args += ["--api-key", api_key]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
