@@ -58,7 +58,7 @@ class Attention(nn.Module):
         k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
         v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
         q, k = self.rotary(q, k, batch.positions)
-        k, v = storage.update(self.layer_idx, batch.start, k, v)  # [B, H_kv, T, D]
+        k, v = storage.update(self.layer_idx, batch.start, k, v, batch.length)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]
         return self.reduce(self.o_proj(out.transpose(1, 2).reshape(b, s, -1)))
 
