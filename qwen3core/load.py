@@ -29,7 +29,8 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
          tokenizer: str | Path | None = None, revision: str | None = None,
-         training: bool = False, tensor_parallel: int | None = None) -> LoadedModel:
+         training: bool = False, tensor_parallel: int | None = None,
+         quantize: str | None = None, quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -47,6 +48,9 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     per rank, e.g. ``torchrun --nproc-per-node N``; the default process group is initialised
     from torchrun's environment if it is not yet): every rank calls ``load`` and then runs the
     same calls, and gets the same logits. See docs/parallel.md.
+    ``quantize`` ("int8", "int4", or with options such as "int4:g64", see
+    :mod:`qwen3core.quant.registry`) quantizes the projections while loading, one at a time;
+    ``quantize_head`` quantizes the LM head too. See docs/quantization.md.
     """
     source = check_source(source)
     backends = check_backends(backends)
@@ -54,6 +58,7 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     check_optional_text("revision", revision)
     check_optional_text("tokenizer", tokenizer, paths=True)
     check_flag("training", training)
+    check_flag("quantize_head", quantize_head)
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
         from qwen3core.tokenizer import Tokenizer
@@ -62,9 +67,26 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
         if isinstance(source, str) and source.startswith(RANDOM_PREFIX):  # before building
             check_tokenizer_fits(own_tokenizer, parse_random(source, seed).spec, source,
                                  str(tokenizer))
+    scheme = None
+    if quantize is not None:
+        from qwen3core.quant import resolve_scheme
+
+        scheme = resolve_scheme(quantize, plugins=plugins)
+        # The stacked (grouped) experts take no quantized weights; the eager block runs each
+        # chosen expert through the selected (quantized) linear, so it is the default here.
+        backends = {"moe": "eager", **(backends or {})}
+    elif quantize_head:
+        raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
+    if scheme is not None and tensor_parallel not in (None, 1):
+        raise Qwen3CoreError("quantize= with tensor_parallel > 1 is not supported yet: quantize "
+                             "in one process, or split the unquantized model")
+    if scheme is not None and training:
+        raise Qwen3CoreError("quantized weights are for inference: load with training=False, "
+                             "or without quantize=")
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
                          plugins=plugins, revision=revision, training=training,
-                         tensor_parallel=tensor_parallel)
+                         tensor_parallel=tensor_parallel, scheme=scheme,
+                         quantize_head=quantize_head)
     set_training(loaded.model, training)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
@@ -88,7 +110,8 @@ def check_tokenizer_fits(tokenizer, spec, source: str, where: str) -> None:
 
 
 def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
-                revision, training, tensor_parallel) -> LoadedModel:
+                revision, training, tensor_parallel, scheme=None,
+                quantize_head=False) -> LoadedModel:
     from qwen3core.parallel import group
 
     started = time.perf_counter()
@@ -110,6 +133,20 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
         with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):
             model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
                                  seed=rnd.seed, parallel=parallel)
+        torch_dtype = parse_dtype(dtype) or torch.float32
+        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size,
+                   needed=_quantized_bytes(rnd.spec, torch_dtype, scheme, quantize_head))
+        selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
+                                    plugins=plugins, training=training)
+        if scheme is None:
+            model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
+                                 seed=rnd.seed, parallel=parallel)
+        else:
+            from qwen3core.quant.apply import build_random_quantized
+
+            model = build_random_quantized(rnd.spec, selection, dtype=torch_dtype,
+                                           device=torch_device, seed=rnd.seed, scheme=scheme,
+                                           quantize_head=quantize_head)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
@@ -118,3 +155,16 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
         return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                                backends=backends, plugins=plugins, started=started,
                                revision=revision, training=training, parallel=parallel)
+    return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
+                           backends=backends, plugins=plugins, started=started,
+                           revision=revision, training=training, parallel=parallel,
+                           scheme=scheme, quantize_head=quantize_head)
+
+
+def _quantized_bytes(spec, dtype: torch.dtype, scheme, quantize_head: bool) -> int | None:
+    """Resident weight bytes with ``scheme`` (None without one: the dense size applies)."""
+    if scheme is None:
+        return None
+    from qwen3core.quant.sizes import weight_bytes
+
+    return weight_bytes(spec, dtype, scheme, quantize_head).resident

@@ -12,7 +12,7 @@ reports. ``--launch "ARGS"`` starts ``qwen3 serve ARGS`` on a free loopback port
 stops it at the end.
 
     python scripts/load_test.py --launch "--model random:0.6B --dtype bfloat16 \\
-        --tokenizer /work/shared/qwen3-tokenizer --max-batch 8" --clients 16 --requests 4
+        --tokenizer ../shared/qwen3-tokenizer --max-batch 8" --clients 16 --requests 4
 """
 
 from __future__ import annotations

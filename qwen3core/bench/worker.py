@@ -24,7 +24,8 @@ def run_qwen3core(job: Job) -> dict:
     report_phase("loading the model")
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
-                            backends=job.selection, tensor_parallel=job.tensor_parallel)
+                            backends=job.selection, tensor_parallel=job.tensor_parallel,
+                            quantize=job.quantize)
     load_seconds = time.perf_counter() - started
     device, model = loaded.device, loaded.model
     steps = Steps(model)

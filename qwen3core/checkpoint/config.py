@@ -106,7 +106,8 @@ def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
         quantization = config["quantization_config"]
         method = (quantization.get("quant_method", "unknown") if isinstance(quantization, dict)
                   else "unknown")
-        unsupported.append(f"quantised weights ({method}); use the unquantised repository")
+        if method != "qwen3core":  # what `qwen3 quantize` writes (qwen3core.quant.writer)
+            unsupported.append(f"quantised weights ({method}); use the unquantised repository")
     if config.get("use_sliding_window"):
         unsupported.append("sliding-window attention (use_sliding_window=true)")
     if config.get("hidden_act") not in (None, "silu"):

@@ -78,7 +78,8 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
                     started: float | None = None, revision: str | None = None,
                     training: bool = False,
-                    parallel: ParallelLayout = SINGLE_PROCESS) -> LoadedModel:
+                    parallel: ParallelLayout = SINGLE_PROCESS, scheme: Any = None,
+                    quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
@@ -95,11 +96,18 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                  or torch.float32)
     check_dtype_on_device(run_dtype, device)
     check_outline(spec, weights, found.name)  # before the skeleton, whose cost config decides
-    check_fits(spec, run_dtype, device, found.name, ranks=parallel.world_size)
+    needed = None
+    if scheme is not None:
+        from qwen3core.quant.sizes import weight_bytes as quantized_bytes
+
+        needed = quantized_bytes(spec, run_dtype, scheme, quantize_head).resident
+    check_fits(spec, run_dtype, device, found.name, ranks=parallel.world_size, needed=needed)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
                                 training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name, parallel=parallel)
+                       where=found.name, parallel=parallel, scheme=scheme,
+                       quantize_head=quantize_head,
+                       quantization_config=config.get("quantization_config"))
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,
                        load_seconds=time.perf_counter() - started,

@@ -25,15 +25,20 @@ from qwen3core.spec import Qwen3Spec
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
                dtype: torch.dtype, device: torch.device, where: str,
-               parallel: ParallelLayout = SINGLE_PROCESS) -> Qwen3Model:
+               parallel: ParallelLayout = SINGLE_PROCESS, scheme=None,
+               quantize_head: bool = False, quantization_config=None) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
     from ``weights``; raise :class:`CheckpointError` if they do not fit. With ``parallel``,
-    this rank's shard, reading only its slices of the files."""
+    this rank's shard, reading only its slices of the files. Quantized projections (a
+    ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
+    one at a time (:mod:`qwen3core.quant.apply`; one process only)."""
     from qwen3core.parallel.checkpoint import shard_weights
 
     model = build_skeleton(spec, selection, dtype, parallel)
     weights, slices = shard_weights(weights, spec, parallel)
-    keys = keys_to_load(model, weights)
+    consumed = _load_quantized(model, spec, weights, scheme, quantize_head,
+                               quantization_config, device, where)
+    keys = [k for k in keys_to_load(model, weights) if k not in consumed]
     check_checkpoint(model, weights, keys, dtype, where)  # a dry run on meta: nothing is read
     total = sum(weights.tensors[k].nbytes for k in keys)
     with load_bar(total, f"Loading {where}") as bar:
@@ -46,6 +51,24 @@ def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
     model.prepare_weights()
     _check_materialised(model, where)
     return model.eval()
+
+
+def _load_quantized(model, spec, weights, scheme, quantize_head, quantization_config, device,
+                    where) -> set[str]:
+    from qwen3core.quant import apply
+
+    if quantization_config and quantization_config.get("quant_method") == apply.QUANT_METHOD:
+        if scheme is not None:
+            raise CheckpointError(f"{where} is quantized already "
+                                  f"({quantization_config.get('scheme')}); load it without "
+                                  "quantize=")
+        return apply.load_prequantized_linears(model, spec, weights, quantization_config,
+                                               device=device, where=where)
+    if scheme is not None:
+        return apply.quantize_checkpoint_linears(model, spec, weights, scheme=scheme,
+                                                 quantize_head=quantize_head, device=device,
+                                                 where=where)
+    return set()
 
 
 def _allocate_unloaded_buffers(model: nn.Module, device: torch.device) -> None:

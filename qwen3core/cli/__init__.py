@@ -21,6 +21,7 @@ COMMANDS = [
     "qwen3core.cli.generate_cmd",
     "qwen3core.cli.chat_cmd",
     "qwen3core.cli.serve_cmd",
+    "qwen3core.cli.quantize_cmd",
 ]
 
 

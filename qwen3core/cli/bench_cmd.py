@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "are reported")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads per worker on CPU (default: torch's choice)")
+    p.add_argument("--quantize", default=None, metavar="SCHEME",
+                   help="quantize qwen3core's projections on load: int8, int4, int4:g64 ...")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also measure Hugging Face transformers on the same weights")
     p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
@@ -93,13 +95,14 @@ def run(args: argparse.Namespace) -> int:
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads,
-               tensor_parallel=args.tensor_parallel)
+               tensor_parallel=args.tensor_parallel, quantize=args.quantize)
     results = run_all(base, combos, compare_transformers=args.compare_transformers)
     table = rows(results, batch_sizes)
     runs = "one run each" if args.repeats == 1 else f"median of {args.repeats} runs (range)"
-    print(f"qwen3 bench: {args.model}, {args.dtype}, {device}, prompt {args.prompt_len}, "
-          f"{args.new_tokens} new tokens, {runs}; batch > 1 decode speeds are totals over "
-          f"the rows")
+    quantized = f", qwen3core quantized {args.quantize}" if args.quantize else ""
+    print(f"qwen3 bench: {args.model}, {args.dtype}{quantized}, {device}, prompt "
+          f"{args.prompt_len}, {args.new_tokens} new tokens, {runs}; batch > 1 decode speeds "
+          f"are totals over the rows")
     print(format_table(table, batch_sizes))
     for r in results:
         if "error" not in r:

@@ -71,7 +71,15 @@ def load_from_args(args: argparse.Namespace):
     return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
                           backends=parse_backend_options(args.backend),
                           tokenizer=getattr(args, "tokenizer", None),
-                          tensor_parallel=getattr(args, "tensor_parallel", None))
+                          tensor_parallel=getattr(args, "tensor_parallel", None),
+                          quantize=getattr(args, "quantize", None),
+                          quantize_head=getattr(args, "quantize_head", False))
+def add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quantize", default=None, metavar="SCHEME",
+                        help="quantize the projections while loading: int8, int4, or with "
+                             "options such as int4:g64 (see docs/quantization.md)")
+    parser.add_argument("--quantize-head", action="store_true",
+                        help="with --quantize, quantize the LM head too")
 
 
 def parse_backend_options(values: list[str]) -> dict[str, str]:

@@ -9,6 +9,7 @@ import sys
 from qwen3core.cli.common import (
     HelpFormatter,
     add_model_options,
+    add_quantize_options,
     add_threads_option,
     add_tokenizer_option,
     load_from_args,
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "fits Qwen3's tokenizer) or use --prompt-ids.",
                        formatter_class=HelpFormatter)
     add_model_options(p)
+    add_quantize_options(p)
     add_tokenizer_option(p)
     add_threads_option(p)
     prompt = p.add_mutually_exclusive_group(required=True)

@@ -68,6 +68,7 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
         # keys and values of every layer, in the run dtype
         "kv_cache_bytes_per_token": kv_per_token,
         "kv_cache_bytes_full_context": kv_per_token * spec.max_position_embeddings,
+        "schemes": _scheme_sizes(spec, run_dtype),
         "device": str(device),
         "dtype": dtype_name(run_dtype),
         "backends": selection.names(),
@@ -110,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"kv cache   {format_bytes(info['kv_cache_bytes_per_token'])} per token, "
           f"{format_bytes(info['kv_cache_bytes_full_context'])} for the full context of "
           f"{spec['max_position_embeddings']:,} tokens ({info['dtype']}, per sequence)")
+    for name, sizes in info["schemes"].items():
+        print(f"  {name:22s} resident {_gib(sizes['resident_bytes'])}, "
+              f"{sizes['bytes_per_token'] / 1e9:.3f} GB read per decoded token")
     if "weights_bytes_per_rank" in info:
         per_rank = info["weights_bytes_per_rank"]
         whole = info["parameters_unique"] * torch.empty(
@@ -128,3 +132,22 @@ def format_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n} B"
+def _scheme_sizes(spec: Qwen3Spec, dtype: torch.dtype) -> dict[str, dict[str, int]]:
+    """Resident and per-token weight bytes in ``dtype`` and each installed scheme (default
+    options), with the LM head as stored and quantized."""
+    from qwen3core.quant import scheme_families
+    from qwen3core.quant.sizes import weight_bytes
+
+    out = {}
+    variants = [(dtype_name(dtype), None, False)]
+    for family in scheme_families().values():
+        scheme = family.make()
+        variants += [(scheme.name, scheme, False), (f"{scheme.name} + head", scheme, True)]
+    for name, scheme, head in variants:
+        sizes = weight_bytes(spec, dtype, scheme, head)
+        out[name] = {"resident_bytes": sizes.resident, "bytes_per_token": sizes.per_token}
+    return out
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"

@@ -9,7 +9,6 @@ Nothing a request sends can stop the server.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from qwen3core.serving.chat_output import ChatOutput
 from qwen3core.serving.choices import Choice, ChoiceRun, api_finish_reason
 from qwen3core.serving.engine import Engine
 from qwen3core.serving.errors import ApiError, bad_request
+from qwen3core.serving.guard import Guard
 from qwen3core.serving.params import OutputParams, parse_output_params, server_defaults
 from qwen3core.serving.responses import (
     chat_logprobs,
@@ -75,29 +75,10 @@ def create_app(engine: Engine, tokenizer: Any, config: ServerConfig) -> FastAPI:
         error = ApiError(500, f"internal error: {type(exc).__name__}", type="server_error")
         return JSONResponse(error.body(), status_code=500)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        response = None
-        if path.startswith("/v1/") and config.api_key is not None:
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {config.api_key}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                error = ApiError(401, "missing or wrong api key: send "
-                                      "'Authorization: Bearer <key>'", type="authentication_error",
-                                 code="invalid_api_key")
-                response = JSONResponse(error.body(), status_code=401)
-        length = request.headers.get("content-length")
-        if response is None and length is not None and (
-                not length.isdigit() or int(length) > config.max_body_bytes):
-            error = ApiError(413, f"the request body is larger than {config.max_body_bytes} "
-                                  f"bytes", code="request_too_large")
-            response = JSONResponse(error.body(), status_code=413)
-        if response is None:
-            response = await call_next(request)
-        engine.metrics.count_request(path if path in _KNOWN else "other",
-                                     response.status_code)
-        return response
+    app.add_middleware(
+        Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes,
+        count_request=lambda path, status: engine.metrics.count_request(
+            path if path in _KNOWN else "other", status))
 
     async def read_body(request: Request) -> dict:
         raw = await request.body()

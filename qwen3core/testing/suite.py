@@ -51,7 +51,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                   spec_strategy: st.SearchStrategy | None = None,
                   workload_strategy: Callable[[int], st.SearchStrategy] = workloads,
                   alone: bool = True, shrink: bool = True, others: str = "drawn",
-                  long_examples: int | None = None) -> int:
+                  long_examples: int | None = None, quantize: str | None = None) -> int:
     """Check that implementation ``name`` of ``component`` matches the eager reference.
 
     Hypothesis draws a tiny spec, a batch of prompts and a dtype, and a selection with
@@ -73,6 +73,10 @@ def check_backend(component: str | None = None, name: str | None = None, *,
     context of a yarn spec); both default to the profile-scaled counts, and
     ``long_examples=0`` leaves the long ones out.
 
+    ``quantize`` names a quantization scheme both models hold (see :func:`check_example`);
+    MoE blocks are then pinned to ``eager`` unless ``pinned`` says otherwise (the stacked
+    ``moe_grouped`` experts take no quantized weights).
+
     Returns the number of examples run; raises AssertionError (with hypothesis's minimal
     failing example, and the implementations that diverge on their own) on a disagreement,
     BackendSelectionError for an unknown name, and ValueError when the implementation is
@@ -93,6 +97,8 @@ def check_backend(component: str | None = None, name: str | None = None, *,
     if others == "reference" and component is not None:
         fixed = {**reference_names(registry), **fixed}
     pinned = {**fixed, **({component: name} if component is not None else {})}
+    if quantize is not None:
+        pinned.setdefault("moe", "eager")
     runners = None if component == "runner" else runners
     spaces = {d: combinations(registry, device, d, pinned=pinned, runners=runners)
               for d in usable}
@@ -119,7 +125,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
             selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
             try:
                 check_example(spec, workload, selection, dtype, device=device,
-                              registry=registry, alone=alone, blame=False)
+                              registry=registry, alone=alone, blame=False, quantize=quantize)
             except AssertionError:
                 last_failure[:] = [spec, workload, selection, dtype]
                 raise
@@ -133,7 +139,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
             spec, workload, selection, dtype = last_failure
             blamed = AssertionError(blame_message(failure, spec, workload, selection, dtype,
                                                   device=device, registry=registry,
-                                                  alone=alone))
+                                                  alone=alone, quantize=quantize))
             blamed.__notes__ = list(getattr(failure, "__notes__", []))  # hypothesis's example
             raise blamed from None
 

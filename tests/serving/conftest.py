@@ -2,7 +2,7 @@
 
 The model is the ``tiny`` preset with the real Qwen3 vocabulary (151936), so that the official
 tokenizer's ids fit, with random weights; the tokenizer is the official one from
-/work/shared/qwen3-tokenizer (the tests skip where it is absent).
+../shared/qwen3-tokenizer beside the checkout (the tests skip where it is absent).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-TOKENIZER = Path(os.environ.get("QWEN3CORE_TEST_TOKENIZER", "/work/shared/qwen3-tokenizer"))
+# As tests/conftest.py finds it: QWEN3CORE_TOKENIZER_DIR, else ../shared beside the checkout.
+TOKENIZER = Path(os.environ.get("QWEN3CORE_TOKENIZER_DIR")
+                 or Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer")
 API_KEY = "test-key-123"
 MODEL = "random:tiny-vocab"
 
@@ -37,10 +39,10 @@ def free_port() -> int:
 def start_server(*extra: str, api_key: str | None = API_KEY):
     if not (TOKENIZER / "tokenizer.json").is_file():
         pytest.skip(f"the official Qwen3 tokenizer is not at {TOKENIZER} (set "
-                    f"QWEN3CORE_TEST_TOKENIZER)")
+                    f"QWEN3CORE_TOKENIZER_DIR)")
     port = free_port()
     args = [sys.executable, "-c", LAUNCH, "serve", "--model", MODEL, "--tokenizer",
-            str(TOKENIZER), "--port", str(port), "--max-context", "512", *extra]
+            str(TOKENIZER), "--port", str(port), "--max-context", "4096", *extra]
     if api_key:
         args += ["--api-key", api_key]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
