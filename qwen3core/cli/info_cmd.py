@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
           f"{format_bytes(info['kv_cache_bytes_full_context'])} for the full context of "
           f"{spec['max_position_embeddings']:,} tokens ({info['dtype']}, per sequence)")
     for name, sizes in info["schemes"].items():
-        print(f"  {name:22s} resident {_gib(sizes['resident_bytes'])}, "
+        print(f"  {name:22s} resident {format_bytes(sizes['resident_bytes'])}, "
               f"{sizes['bytes_per_token'] / 1e9:.3f} GB read per decoded token")
     if "weights_bytes_per_rank" in info:
         per_rank = info["weights_bytes_per_rank"]

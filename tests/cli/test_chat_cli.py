@@ -105,7 +105,9 @@ def terminal_chat(tokenizer_dir, tmp_path):
 
 
 def test_keys_typed_during_a_reply_do_not_land_in_it(terminal_chat):
-    proc, terminal, stderr = terminal_chat("--max-new-tokens", "120", "--no-think")
+    # Long enough that the reply is still streaming when the keys are typed, even on a fast
+    # machine (tiny-chat decodes hundreds of tokens a second).
+    proc, terminal, stderr = terminal_chat("--max-new-tokens", "1500", "--no-think")
     terminal.wait_for("you> ", 1)
     terminal.write("Tell me a story\n")
     time.sleep(0.3)  # the reply is being generated now
