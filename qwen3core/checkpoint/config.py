@@ -4,7 +4,8 @@ The checkpoint's config always wins: every architecture field comes from it. Con
 transformers 4.x and 5.x name a few things differently (``rope_theta`` at the top level or under
 ``rope_parameters``; ``num_experts`` or ``num_local_experts``), so those are normalised here. A
 config that asks for something this framework does not implement (another architecture, rope
-scaling, sliding windows, quantised weights) is rejected instead of being run wrongly.
+scaling, sliding windows, a quantization format not in ``quantized.py``) is rejected instead
+of being run wrongly.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def read_generation_config(directory: Path) -> dict[str, Any]:
 def spec_from_config(config: dict[str, Any], where: str) -> Qwen3Spec:
     """The spec ``config`` describes; ``where`` (a path or hub id) is named in errors."""
     _check_is_qwen3(config, where)
+    from qwen3core.checkpoint.quantized import checkpoint_format
+
+    checkpoint_format(config, where)  # an unsupported quantization_config fails here, by name
     values = dict(config)
     rope = _rope_parameters(config)
     if "rope_theta" not in values and "rope_theta" in rope:
@@ -95,9 +99,6 @@ def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
             f"{where}/{CONFIG_FILE} has model_type {model_type!r} but architectures "
             f"{architectures}; a Qwen3 causal LM checkpoint lists {expected!r}")
     unsupported = []
-    if config.get("quantization_config"):
-        method = config["quantization_config"].get("quant_method", "unknown")
-        unsupported.append(f"quantised weights ({method}); use the unquantised repository")
     rope_type = _rope_parameters(config).get("rope_type", _rope_parameters(config).get("type"))
     if rope_type not in (None, "default"):
         unsupported.append(f"rope scaling {rope_type!r}; remove rope_scaling from the config "

@@ -22,6 +22,7 @@ from qwen3core.checkpoint.config import (
 from qwen3core.checkpoint.device import check_dtype_on_device
 from qwen3core.checkpoint.files import WeightFiles, find_weight_files
 from qwen3core.checkpoint.materialise import load_model
+from qwen3core.checkpoint.quantized import checkpoint_format
 from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
@@ -88,7 +89,7 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     check_dtype_on_device(run_dtype, device)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name)
+                       where=found.name, quantized=checkpoint_format(config, found.name))
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,
                        load_seconds=time.perf_counter() - started,

@@ -3,7 +3,9 @@
 Each parameter is *assigned* (``load_state_dict(assign=True)``): the tensor read from the file
 becomes the parameter, so no second, initialised copy of the model ever exists. Loading goes
 through every module's own ``_load_from_state_dict``; a backend that stacks or fuses weights
-converts checkpoint keys there or in ``prepare_weights()``.
+converts checkpoint keys there or in ``prepare_weights()``. A quantized checkpoint
+(``quantized.py``) is checked as the dense one it stands for; its linears are handed to
+``load_quantized`` where the module takes them, and dequantized otherwise.
 """
 
 from __future__ import annotations
@@ -14,25 +16,38 @@ from torch import nn
 from qwen3core.build import build_skeleton
 from qwen3core.checkpoint.files import WeightFiles
 from qwen3core.checkpoint.progress import load_bar
+from qwen3core.checkpoint.quantized import QuantizedCheckpoint
 from qwen3core.checkpoint.strict import check_checkpoint, keys_to_load
 from qwen3core.checkpoint.tensors import CheckpointTensors
 from qwen3core.contracts import Selection
 from qwen3core.errors import CheckpointError
 from qwen3core.model import Qwen3Model
+from qwen3core.quant.formats import CheckpointFormat
 from qwen3core.spec import Qwen3Spec
 
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
-               dtype: torch.dtype, device: torch.device, where: str) -> Qwen3Model:
+               dtype: torch.dtype, device: torch.device, where: str,
+               quantized: CheckpointFormat | None = None) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
-    from ``weights``; raise :class:`CheckpointError` if they do not fit."""
+    from ``weights`` (stored in the ``quantized`` format, if given); raise
+    :class:`CheckpointError` if they do not fit."""
     model = build_skeleton(spec, selection, dtype)
-    keys = keys_to_load(model, weights)
-    check_checkpoint(model, weights, keys, dtype, where)  # a dry run on meta: nothing is read
-    total = sum(weights.tensors[k].nbytes for k in keys)
+    packed = QuantizedCheckpoint(weights, quantized, where) if quantized else None
+    files = packed.dense_files if packed else weights
+    keys = keys_to_load(model, files)
+    check_checkpoint(model, files, keys, dtype, where)  # a dry run on meta: nothing is read
+    stored_keys = packed.real_keys(keys) if packed else keys
+    total = sum(weights.tensors[k].nbytes for k in stored_keys)
     with load_bar(total, f"Loading {where}") as bar:
-        tensors = CheckpointTensors(weights, keys, dtype=dtype, device=device, progress=bar)
-        model.load_state_dict(tensors, strict=False, assign=True)
+        tensors = CheckpointTensors(weights, stored_keys, dtype=dtype, device=device,
+                                    progress=bar)
+        if packed:
+            taken = packed.adopt_quantized(model, keys, tensors)
+            state = packed.dense_state([k for k in keys if k not in taken], tensors)
+        else:
+            state = tensors
+        model.load_state_dict(state, strict=False, assign=True)
         tensors.close()
     model.tie_weights()  # the assigned embedding replaced the tensor lm_head was tied to
     _allocate_unloaded_buffers(model, device)
