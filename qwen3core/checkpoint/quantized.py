@@ -128,7 +128,9 @@ class QuantizedCheckpoint:
                         tensors: CheckpointTensors) -> set[str]:
         """Call ``load_quantized`` on every module that takes its weight quantized; return the
         dense keys so handled (the rest are dequantized by :meth:`dense_state`)."""
-        handled = set()
+        handled: set[str] = set()
+        if not self.format.has_levels:
+            return handled  # FP8: dense for now
         for key in dense_keys:
             linear = self.linears.get(key)
             if linear is None:
@@ -136,10 +138,7 @@ class QuantizedCheckpoint:
             module = _submodule(model, linear.prefix)
             if not isinstance(module, QuantizedLinearModule):
                 continue
-            weight = self.unpack(linear, tensors)
-            if not isinstance(weight, QuantizedWeight):
-                continue  # FP8: dense for now
-            module.load_quantized(weight)
+            module.load_quantized(self.unpack(linear, tensors))
             handled.add(key)
         return handled
 

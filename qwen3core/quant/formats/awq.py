@@ -74,6 +74,7 @@ class AwqFormat:
     name = "awq"
     marker = "qweight"  # a key ``<linear>.qweight`` marks a quantized linear
     parts = ("qweight", "qzeros", "scales")
+    has_levels = True  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ()
 
     @classmethod

@@ -55,6 +55,7 @@ class Fp8Format:
     name = "fp8"
     marker = "weight_scale_inv"
     parts = ("weight", "weight_scale_inv")
+    has_levels = False  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ()
 
     @classmethod

@@ -105,6 +105,7 @@ class GptqFormat:
     name = "gptq"
     marker = "qweight"
     parts = ("qweight", "qzeros", "scales")
+    has_levels = True  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ("g_idx",)
 
     @classmethod
