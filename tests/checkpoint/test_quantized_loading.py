@@ -78,6 +78,20 @@ def test_quantized_checkpoint_loads_as_the_dense_model_it_stands_for(case, tmp_p
         assert not torch.equal(source.model(_ids()), want)
 
 
+def test_stacked_experts_take_the_dequantized_weights(tmp_path, ref):
+    """moe_grouped stacks the experts itself (no linear module per expert), so its experts
+    load the dequantized weights through the ordinary per-expert keys."""
+    quantized, dense = _write(tmp_path, ref, "moe30b-gptq4-sharded")
+    backends = {**ref.EAGER, "moe": "grouped"}
+    ours = qwen3core.load(str(quantized), device="cpu", backends=backends)
+    reference = qwen3core.load(str(dense), device="cpu", backends=backends)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.model(_ids()), reference.model(_ids()),
+                                   rtol=1e-5, atol=1e-5)
+        eager = qwen3core.load(str(dense), device="cpu", backends=ref.EAGER).model(_ids())
+    torch.testing.assert_close(ours.model(_ids()), eager, rtol=1e-4, atol=1e-4)
+
+
 def _config(directory):
     return json.loads((directory / "config.json").read_text())
 
@@ -103,6 +117,7 @@ def awq_dir(tmp_path_factory, ref):
     ({"zero_point": False}, r"zero_point false"),
     ({"quant_method": "gptq", "bits": 2}, r"unsupported GPTQ quantization_config \(bits 2\)"),
     ({"quant_method": "gptq", "checkpoint_format": "marlin"}, r"checkpoint_format 'marlin'"),
+    ({"quant_method": "gptq", "pack_dtype": "int16"}, r"pack_dtype 'int16'"),
     ({"quant_method": "fp8", "activation_scheme": "static"}, r"activation_scheme 'static'"),
     ({"quant_method": "fp8"}, r"weight_block_size None \(per-tensor FP8 has none\)"),
 ])

@@ -30,7 +30,7 @@ from qwen3core.quant.weight import QuantizedWeight
 BITS = (4, 8)
 ZERO_OFFSET = {"gptq": 1, "gptq_v2": 0}  # added to the stored zero points
 SUPPORTED = ("GPTQ: bits 4 or 8, group_size -1 or positive, desc_act true or false, sym true "
-             "or false, checkpoint_format 'gptq' or 'gptq_v2'")
+             "or false, checkpoint_format 'gptq' or 'gptq_v2', pack_dtype int32")
 
 
 def unpack_gptq(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor,
@@ -120,6 +120,9 @@ class GptqFormat:
         layout = str(config.get("checkpoint_format", config.get("format", "gptq"))).lower()
         if layout not in ZERO_OFFSET:
             problems.append(f"checkpoint_format {layout!r} (a kernel-specific repacking)")
+        pack_dtype = str(config.get("pack_dtype", "int32")).removeprefix("torch.")
+        if pack_dtype != "int32":
+            problems.append(f"pack_dtype {pack_dtype!r} (levels packed in other than int32)")
         for flag in ("desc_act", "sym"):
             if not isinstance(config.get(flag, False), bool):
                 problems.append(f"{flag} {config.get(flag)!r}")
