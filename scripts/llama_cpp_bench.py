@@ -15,7 +15,8 @@
    package) to f32 and bf16, and quantizes the f32 file to q8_0 and q4_0 with ``llama-quantize``
    (its default mix: some tensors stay at higher precision, counted in the bytes below).
 4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
-   16-token prompt.
+   16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
+   on the same checkpoint in bfloat16 and float32 (``--qwen3core``), side by side.
 5. Measures the read bandwidth in the same run (the cpu backend's ``stream_read`` over a
    0.6B-sized set of weights, as ``scripts/step_bandwidth.py``), and reports each decode rate
    as a share of its floor: bandwidth / bytes read per token (every weight tensor of the GGUF,
@@ -186,6 +187,39 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
     return out
 
 
+# ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
+
+def bench_qwen3core(checkpoint: Path, dtype: str, threads: int, reps: int) -> dict[str, float]:
+    """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
+               "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
+               "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
+               "--json", out.name])
+        row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
+    decode = row["decode_tokens_per_s"]
+    return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
+            "prompt": row["prefill_tokens_per_s"]["median"]}
+
+
+def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
+    """Bytes of weights a decode step reads at ``element_size`` bytes per value: every tensor,
+    the embedding only when it doubles as the (tied) head."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as handle:
+        shapes = {k: handle.get_slice(k).get_shape() for k in handle.keys()}  # noqa: SIM118
+    if "lm_head.weight" in shapes:
+        shapes.pop("model.embed_tokens.weight")
+    total = 0
+    for shape in shapes.values():
+        count = 1
+        for n in shape:
+            count *= n
+        total += count * element_size
+    return total
+
+
 # ---- 5. bandwidth ------------------------------------------------------------------------------
 
 def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
@@ -215,10 +249,12 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
            ) -> str:
     best, median = bandwidth
     machine = platform.processor() or platform.machine()
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         (f"llama.cpp ({sources.parents[1].name}, native CPU build), random {args.preset} "
          f"weights, {args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}; "
-         f"{machine}, {os.cpu_count()} CPUs."),
+         f"{machine}, {os.cpu_count()} CPUs; load average at the end {load} (other work "
+         "on the machine slows both engines and the bandwidth alike, not equally)."),
         (f"Read bandwidth (stream_read, same run): best {best:.1f} GB/s, median {median:.1f} "
          "GB/s. Floor = best bandwidth / bytes per token."),
         "",
@@ -227,6 +263,7 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
         "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
         floor = best * 1e9 / r["bytes"]
         lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
                      f"{r['decode_sd']:.1f} | {floor:.1f} | {r['decode'] / floor:.0%} | "
@@ -240,6 +277,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--types", default="f32,bf16,q8_0,q4_0")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--qwen3core", default="bfloat16,float32",
+                        help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
+                             "these dtypes ('' to skip)")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -252,6 +292,8 @@ def main() -> None:
     unknown = set(types) - {"f32", "bf16", *QUANTIZED}
     if unknown:
         sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, q8_0, q4_0")
+    if set(filter(None, args.qwen3core.split(","))) - {"bfloat16", "float32"}:
+        sys.exit("--qwen3core takes bfloat16 and/or float32")
     sources, tools = llama_cpp(args.cache, args.jobs)
     if args.build_only:
         print(tools)
@@ -262,6 +304,12 @@ def main() -> None:
         log(f"writing a random {args.preset} checkpoint")
         write_checkpoint(args.preset, checkpoint, args.tokenizer, args.seed)
         files = convert(sources, tools, checkpoint, Path(tmp), types)
+        for dtype in filter(None, args.qwen3core.split(",")):
+            name = f"qwen3core {dtype}"
+            results[name] = {**bench_qwen3core(checkpoint, dtype, args.threads, args.reps),
+                             "bytes": checkpoint_bytes_per_token(
+                                 checkpoint, 2 if dtype == "bfloat16" else 4)}
+            log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         shutil.rmtree(checkpoint)
         for name in types:
             results[name] = {**bench(tools, files[name], args.threads, args.reps),
