@@ -138,7 +138,7 @@ class QuantizedCheckpoint:
             module = _submodule(model, linear.prefix)
             if not isinstance(module, QuantizedLinearModule):
                 continue
-            module.load_quantized(self.unpack(linear, tensors))
+            module.load_quantized(_to_device(self.unpack(linear, tensors), tensors.device))
             handled.add(key)
         return handled
 
@@ -174,6 +174,14 @@ class DenseState(Mapping[str, torch.Tensor]):
         if isinstance(weight, QuantizedWeight):
             weight = weight.dequantize(self._tensors.dtype)
         return weight.to(device=self._tensors.device, dtype=self._tensors.dtype)
+
+
+def _to_device(weight: QuantizedWeight, device: torch.device) -> QuantizedWeight:
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device)
+
+    return QuantizedWeight(move(weight.qweight), move(weight.scales), move(weight.zeros),
+                           weight.group_size, weight.bits, move(weight.g_idx))
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module | None:
