@@ -91,6 +91,13 @@ class QuantizedCheckpoint:
                     f"{', '.join(fmt.parts)}. The checkpoint is incomplete, re-download it")
             parts = {p: f"{prefix}.{p}" for p in (*fmt.parts, *fmt.optional)
                      if f"{prefix}.{p}" in tensors}
+            odd = [f"{k} is {tensors[k].dtype}" for p, k in parts.items()
+                   if p in fmt.stored_dtypes and tensors[k].dtype not in fmt.stored_dtypes[p]]
+            if odd:
+                raise CheckpointError(
+                    f"{self.where}: {'; '.join(odd)}, but {fmt.name} stores "
+                    + ", ".join(f"{p} as {'/'.join(str(d).split('.')[-1] for d in ds)}"
+                                for p, ds in fmt.stored_dtypes.items()))
             shapes = {p: tensors[k].shape for p, k in parts.items()}
             linear = QuantizedLinear(prefix, parts, fmt.dense_shape(shapes, prefix))
             found[linear.dense_key] = linear

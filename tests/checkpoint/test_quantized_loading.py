@@ -161,6 +161,21 @@ def test_a_quantized_layer_missing_a_part(awq_dir, tmp_path, ref):
         qwen3core.load(str(copy), device="cpu", backends=ref.EAGER)
 
 
+def test_a_quantized_layer_stored_in_the_wrong_dtype(awq_dir, tmp_path, ref):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = shutil.copytree(awq_dir, tmp_path / "c")
+    tensors = load_file(str(copy / "model.safetensors"))
+    key = "model.layers.0.self_attn.o_proj.qweight"
+    tensors[key] = tensors[key].float()
+    save_file(tensors, str(copy / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"o_proj\.qweight is torch\.float32, but awq "
+                                              r"stores qweight as int32"):
+        qwen3core.load(str(copy), device="cpu", backends=ref.EAGER)
+
+
 def test_a_quantized_layer_of_the_wrong_shape_is_a_mismatch(awq_dir, tmp_path, ref):
     import shutil
 

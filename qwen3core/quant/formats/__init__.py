@@ -24,6 +24,7 @@ class CheckpointFormat(Protocol):
     marker: str
     parts: tuple[str, ...]
     optional: tuple[str, ...]
+    stored_dtypes: dict[str, tuple[torch.dtype, ...]]  # part -> the dtypes it may be stored in
     has_levels: bool  # unpack gives a QuantizedWeight; False: a dense float32 weight (FP8)
 
     def dense_shape(self, shapes: dict[str, tuple[int, ...]], name: str) -> tuple[int, int]:

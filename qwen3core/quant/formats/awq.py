@@ -15,12 +15,12 @@ order 0, 2, 4, 6, 1, 3, 5, 7 to suit its CUDA dequantiser). The weight is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from qwen3core.errors import CheckpointError
-from qwen3core.quant.formats.bits import unpack_int32
+from qwen3core.quant.formats.bits import Dtypes, unpack_int32
 from qwen3core.quant.weight import QuantizedWeight
 
 BITS = 4
@@ -74,6 +74,7 @@ class AwqFormat:
     name = "awq"
     marker = "qweight"  # a key ``<linear>.qweight`` marks a quantized linear
     parts = ("qweight", "qzeros", "scales")
+    stored_dtypes: ClassVar[Dtypes] = {"qweight": (torch.int32,), "qzeros": (torch.int32,)}
     has_levels = True  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+Dtypes = dict[str, tuple[torch.dtype, ...]]  # part -> the dtypes it may be stored in
+
 
 def unpack_int32(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     """Levels [..., n * 32/bits, ...] (int32, 0..2^bits-1) from words packed along ``dim``:

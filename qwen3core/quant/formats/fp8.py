@@ -18,11 +18,12 @@ runs dense at that dtype. An FP8 kernel would take ``weight`` and the block scal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from qwen3core.errors import CheckpointError
+from qwen3core.quant.formats.bits import Dtypes
 
 SUPPORTED = ("FP8: fmt 'e4m3', activation_scheme 'dynamic', weight_block_size [bo, bi] "
              "(block-wise scales)")
@@ -55,6 +56,7 @@ class Fp8Format:
     name = "fp8"
     marker = "weight_scale_inv"
     parts = ("weight", "weight_scale_inv")
+    stored_dtypes: ClassVar[Dtypes] = {"weight": (torch.float8_e4m3fn,)}
     has_levels = False  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ()
 

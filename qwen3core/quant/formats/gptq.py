@@ -19,12 +19,12 @@ therefore stores 7 for its zero of 8); GPTQModel's "gptq_v2" stores the zero its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from qwen3core.errors import CheckpointError
-from qwen3core.quant.formats.bits import unpack_int32
+from qwen3core.quant.formats.bits import Dtypes, unpack_int32
 from qwen3core.quant.weight import QuantizedWeight
 
 BITS = (4, 8)
@@ -105,6 +105,8 @@ class GptqFormat:
     name = "gptq"
     marker = "qweight"
     parts = ("qweight", "qzeros", "scales")
+    stored_dtypes: ClassVar[Dtypes] = {"qweight": (torch.int32,), "qzeros": (torch.int32,),
+                     "g_idx": (torch.int32, torch.int64)}
     has_levels = True  # unpack gives a QuantizedWeight (else a dense tensor)
     optional: tuple[str, ...] = ("g_idx",)
 
