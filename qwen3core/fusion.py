@@ -20,6 +20,12 @@ def fuse_linears(*layers: nn.Module) -> FusedLinear | None:
     fuse = getattr(kind, "fuse", None)
     if fuse is None or any(type(layer) is not kind for layer in layers):
         return None
-    if len({layer.weight.shape[1] for layer in layers}) != 1:
+    if len({_in_features(layer) for layer in layers}) != 1:
         return None
     return fuse(layers)
+
+
+def _in_features(layer: nn.Module) -> int:
+    # A layer holding a quantized weight (load_quantized) has no dense ``weight``.
+    found = getattr(layer, "in_features", None)
+    return found if isinstance(found, int) else layer.weight.shape[1]

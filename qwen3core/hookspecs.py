@@ -113,3 +113,13 @@ HOOK_FOR_COMPONENT = {
     "moe": "qwen3core_moe",
     "runner": "qwen3core_runner",
 }
+
+
+@hookspec
+def qwen3core_quant_scheme():
+    """Quantization schemes: a :class:`~qwen3core.quant.schemes.SchemeFamily` or a list.
+
+    Not a model component: a scheme says how weights are quantized and stored, and every
+    ``linear`` implementation with ``load_quantized`` (see
+    :class:`~qwen3core.quant.weight.QuantizedLinearModule`) runs it. See docs/hooks.md.
+    """

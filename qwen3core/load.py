@@ -18,7 +18,8 @@ from qwen3core.sources import RANDOM_PREFIX, parse_random
 def load(source: str, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
-         tokenizer: str | Path | None = None, revision: str | None = None) -> LoadedModel:
+         tokenizer: str | Path | None = None, revision: str | None = None,
+         quantize: str | None = None, quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -29,21 +30,35 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
     ``revision`` picks a hub branch, tag or commit (same as ``owner/name@revision``).
     ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
     models have none).
+    ``quantize`` ("int8", "int4", or with options such as "int4:g64", see
+    :mod:`qwen3core.quant.registry`) quantizes the projections while loading, one at a time;
+    ``quantize_head`` quantizes the LM head too. See docs/quantization.md.
     """
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
         from qwen3core.tokenizer import Tokenizer
 
         own_tokenizer = Tokenizer.from_dir(tokenizer)
+    scheme = None
+    if quantize is not None:
+        from qwen3core.quant import resolve_scheme
+
+        scheme = resolve_scheme(quantize, plugins=plugins)
+        # The stacked (grouped) experts take no quantized weights; the eager block runs each
+        # chosen expert through the selected (quantized) linear, so it is the default here.
+        backends = {"moe": "eager", **(backends or {})}
+    elif quantize_head:
+        raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins, revision=revision)
+                         plugins=plugins, revision=revision, scheme=scheme,
+                         quantize_head=quantize_head)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
     return loaded
 
 
 def _load_model(source: str, *, dtype, device, backends, seed, plugins,
-                revision) -> LoadedModel:
+                revision, scheme=None, quantize_head=False) -> LoadedModel:
     started = time.perf_counter()
     torch_device = resolve_device(device)
     if source.startswith(RANDOM_PREFIX):
@@ -53,12 +68,19 @@ def _load_model(source: str, *, dtype, device, backends, seed, plugins,
         torch_dtype = parse_dtype(dtype) or torch.float32
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins)
-        model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                             seed=rnd.seed)
+        if scheme is None:
+            model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
+                                 seed=rnd.seed)
+        else:
+            from qwen3core.quant.apply import build_random_quantized
+
+            model = build_random_quantized(rnd.spec, selection, dtype=torch_dtype,
+                                           device=torch_device, seed=rnd.seed, scheme=scheme,
+                                           quantize_head=quantize_head)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                            backends=backends, plugins=plugins, started=started,
-                           revision=revision)
+                           revision=revision, scheme=scheme, quantize_head=quantize_head)

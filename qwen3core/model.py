@@ -100,7 +100,8 @@ class Qwen3Model(nn.Module):
         self.tie_weights()
 
     def tie_weights(self) -> None:
-        if self.spec.tie_word_embeddings:
+        # A head that took a quantized weight (load_quantized) has no ``weight`` to tie.
+        if self.spec.tie_word_embeddings and "weight" in self.lm_head._parameters:
             self.lm_head.weight = self.model.embed_tokens.weight
 
     @property

@@ -1,11 +1,13 @@
 """Fixtures shared across the test tree: the official tokenizer, loaded once per session."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 #: ../shared/qwen3-tokenizer beside the checkout (never copied into the repository).
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer"
+TOKENIZER_DIR = Path(os.environ.get("QWEN3CORE_TOKENIZER_DIR")
+                     or Path(__file__).resolve().parents[2] / "shared" / "qwen3-tokenizer")
 
 
 def _require_tokenizer_files() -> None:

@@ -28,7 +28,7 @@ NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp", "pointwise_ops.cpp",
            "attention_op.cpp")
-HEADERS = ("kernels.h", "tile_kernels.h")
+HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -153,6 +153,11 @@ def _register_fake() -> None:
     # Shapes without running the kernels, so torch.compile can trace through the operators.
     @torch.library.register_fake("qwen3core_cpu::linear")
     def _(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
+        return x.new_empty((*x.shape[:-1], out_features))
+
+    @torch.library.register_fake("qwen3core_cpu::qlinear")
+    def _(x: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+          bits: int, group_size: int, zero_const: float, out_features: int) -> torch.Tensor:
         return x.new_empty((*x.shape[:-1], out_features))
 
     @torch.library.register_fake("qwen3core_cpu::rms_norm")

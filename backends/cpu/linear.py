@@ -15,10 +15,13 @@ import math
 from collections.abc import Sequence
 
 import torch
-from qwen3core_backends.eager.linear import Linear
+from qwen3core_backends.eager.linear import Linear, check_quantized_shape
 from torch.nn import functional as F
 
+from qwen3core.quant.weight import QuantizedWeight
+
 from .build import cpu_has_native_bf16, load_kernels
+from .quant_linear import PackedQuant, concat_packed, pack_quantized
 
 TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
@@ -117,26 +120,39 @@ class CpuLinear(Linear):
         # False once the layer is part of a fused group, whose packed copy serves it: packing
         # it on its own too would hold its weights a third time (it still packs if called).
         self.packs_on_prepare = True
+        self.quant: PackedQuant | None = None  # set by load_quantized; not a buffer
         load_kernels()  # build the extension while the model is built, not mid-forward
+
+    def load_quantized(self, weight: QuantizedWeight) -> None:
+        """Pack ``weight`` for the int8/int4 kernel (see :mod:`.quant_linear`) and drop the
+        dense ``weight``: the packed levels are the only copy."""
+        check_quantized_shape(self, weight)
+        self.quant = pack_quantized(weight)
+        del self.weight
+        self.packs_on_prepare = False
 
     @property
     def packed(self) -> torch.Tensor | None:
         return self.kernel_weights.packed
 
     def prepare_weights(self) -> None:
-        if (self.packs_on_prepare and self.weight.device.type == "cpu"
+        if (self.packs_on_prepare and self.quant is None and self.weight.device.type == "cpu"
                 and self.weight.dtype in KERNEL_DTYPES):
             self.kernel_weights.pack(self.weight)
 
     @classmethod
-    def fuse(cls, layers: Sequence[CpuLinear]) -> FusedCpuLinear:
+    def fuse(cls, layers: Sequence[CpuLinear]) -> FusedCpuLinear | FusedQuantLinear | None:
         """One packed weight for ``layers`` (see :class:`~qwen3core.contracts.FusedLinear`)."""
+        if any(layer.quant is not None for layer in layers):
+            return FusedQuantLinear.fuse(layers)
         for layer in layers:
             layer.packs_on_prepare = False
             layer.kernel_weights = PackedWeights()  # drop a copy packed before the fusion
         return FusedCpuLinear(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quant is not None:
+            return self.quant(x, self.out_features)
         if kernel_takes(x, self.weight, self.max_kernel_rows):
             packed = self.kernel_weights.current(self.weight)
             if packed is not None:
@@ -167,3 +183,30 @@ class FusedCpuLinear:
             if packed is not None:
                 return packed_linear(x, packed, self.out_features)
         return torch.cat([F.linear(x, w) for w in weights], dim=-1)
+
+
+class FusedQuantLinear:
+    """Quantized layers that read one input, their packed levels stacked into one weight (one
+    kernel call for q/k/v or gate/up). Each layer's own packed weight becomes a view into the
+    stack, so the levels are still held once."""
+
+    def __init__(self, packed: PackedQuant, out_features: int):
+        self.packed, self.out_features = packed, out_features
+
+    @classmethod
+    def fuse(cls, layers: Sequence[CpuLinear]) -> FusedQuantLinear | None:
+        if any(layer.quant is None for layer in layers):
+            return None  # dense and quantized layers do not stack
+        outs = [layer.out_features for layer in layers]
+        stacked = concat_packed([layer.quant for layer in layers], outs)
+        if stacked is None:
+            return None
+        start = 0
+        for layer in layers:
+            tiles = -(-layer.out_features // TILE)
+            layer.quant = stacked.tiles(start, start + tiles)
+            start += tiles
+        return cls(stacked, sum(outs))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.packed(x, self.out_features)

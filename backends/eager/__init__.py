@@ -72,3 +72,11 @@ def qwen3core_moe():
 def qwen3core_runner():
     return Implementation("runner", "eager", lambda ctx: _run_as_is,
                           summary="runs steps as plain Python")
+
+
+@hookimpl
+def qwen3core_quant_scheme():
+    # The first-party schemes; their numerics are the eager linear's load_quantized path.
+    from qwen3core.quant.schemes import INT4, INT8
+
+    return [INT8, INT4]

@@ -1,6 +1,7 @@
 """The Mixture-of-Experts block, written for reading: route, run each expert, mix.
 
-Router: softmax over all experts in float32, top-k, renormalise the k weights iff the spec's
+Only the experts some token chose are run, so a decode step's cost follows the active
+experts. Router: softmax over all experts in float32, top-k, renormalise the k weights iff the spec's
 ``norm_topk_prob``, cast to the activation dtype. Each token's expert outputs are summed in
 ascending expert order starting from zero (the reference model's order), into a per-slot buffer
 rather than with ``index_add_``, whose atomics make CUDA results non-deterministic.
@@ -38,11 +39,11 @@ class EagerMoE(nn.Module):
         tokens = x.reshape(-1, shape[-1])  # [N, E]
         weights, experts = route(self.gate(tokens), self.top_k, self.norm_topk_prob, x.dtype)
         contributions = tokens.new_zeros(tokens.shape[0], self.top_k, shape[-1])  # [N, k, E]
-        for e, expert in enumerate(self.experts):
+        # Only the experts some token chose: at batch 1 the cost follows the k active experts,
+        # not all of them (one host read of the chosen ids per block).
+        for e in torch.unique(experts).tolist():
             rows, slots = torch.where(experts == e)
-            if rows.numel() == 0:
-                continue
-            out = expert(tokens[rows]) * weights[rows, slots, None]
+            out = self.experts[e](tokens[rows]) * weights[rows, slots, None]
             contributions[rows, slots] = out
         # Sum each token's k contributions in ascending expert order.
         order = torch.argsort(experts, dim=-1)

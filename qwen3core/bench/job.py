@@ -21,6 +21,7 @@ class Job:
     seed: int = 0
     label: str = ""
     engine: str = "qwen3core"  # or "transformers", the reference it is compared with
+    quantize: str | None = None  # a scheme qwen3core quantizes the projections with
 
     def to_dict(self) -> dict:
         return asdict(self)

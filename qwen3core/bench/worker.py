@@ -23,7 +23,7 @@ def run_qwen3core(job: Job) -> dict:
 
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
-                            backends=job.selection)
+                            backends=job.selection, quantize=job.quantize)
     load_seconds = time.perf_counter() - started
     device, model = loaded.device, loaded.model
     steps = Steps(model)

@@ -72,7 +72,8 @@ def read_spec(source: str | Path, revision: str | None = None
 def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     device: torch.device | str | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
-                    started: float | None = None, revision: str | None = None) -> LoadedModel:
+                    started: float | None = None, revision: str | None = None,
+                    scheme: Any = None, quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
@@ -89,7 +90,9 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     check_dtype_on_device(run_dtype, device)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name, quantized=checkpoint_format(config, found.name))
+                       where=found.name, scheme=scheme, quantize_head=quantize_head,
+                       quantization_config=config.get("quantization_config"),
+                       quantized=checkpoint_format(config, found.name))
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,
                        load_seconds=time.perf_counter() - started,

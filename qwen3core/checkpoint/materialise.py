@@ -27,15 +27,24 @@ from qwen3core.spec import Qwen3Spec
 
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
-               dtype: torch.dtype, device: torch.device, where: str,
+               dtype: torch.dtype, device: torch.device, where: str, scheme=None,
+               quantize_head: bool = False, quantization_config=None,
                quantized: CheckpointFormat | None = None) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
-    from ``weights`` (stored in the ``quantized`` format, if given); raise
-    :class:`CheckpointError` if they do not fit."""
+    from ``weights``; raise :class:`CheckpointError` if they do not fit. Quantized projections
+    (a ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
+    one at a time (:mod:`qwen3core.quant.apply`); a checkpoint in a published ``quantized``
+    format (AWQ, GPTQ, FP8) is checked as the dense one it stands for and its layers go to
+    ``load_quantized`` or are dequantized (:mod:`qwen3core.checkpoint.quantized`)."""
     model = build_skeleton(spec, selection, dtype)
     packed = QuantizedCheckpoint(weights, quantized, where) if quantized else None
+    if packed is not None and scheme is not None:
+        raise CheckpointError(f"{where} is quantized already ({quantized.name}); load it "
+                              "without quantize=")
+    consumed = _load_quantized(model, spec, weights, scheme, quantize_head,
+                               quantization_config, device, where)
     files = packed.dense_files if packed else weights
-    keys = keys_to_load(model, files)
+    keys = [k for k in keys_to_load(model, files) if k not in consumed]
     check_checkpoint(model, files, keys, dtype, where)  # a dry run on meta: nothing is read
     stored_keys = packed.real_keys(keys) if packed else keys
     total = sum(weights.tensors[k].nbytes for k in stored_keys)
@@ -54,6 +63,24 @@ def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
     model.prepare_weights()
     _check_materialised(model, where)
     return model.eval()
+
+
+def _load_quantized(model, spec, weights, scheme, quantize_head, quantization_config, device,
+                    where) -> set[str]:
+    from qwen3core.quant import apply
+
+    if quantization_config and quantization_config.get("quant_method") == apply.QUANT_METHOD:
+        if scheme is not None:
+            raise CheckpointError(f"{where} is quantized already "
+                                  f"({quantization_config.get('scheme')}); load it without "
+                                  "quantize=")
+        return apply.load_prequantized_linears(model, spec, weights, quantization_config,
+                                               device=device, where=where)
+    if scheme is not None:
+        return apply.quantize_checkpoint_linears(model, spec, weights, scheme=scheme,
+                                                 quantize_head=quantize_head, device=device,
+                                                 where=where)
+    return set()
 
 
 def _allocate_unloaded_buffers(model: nn.Module, device: torch.device) -> None:

@@ -32,13 +32,15 @@ from qwen3core.checkpoint.files import TensorInfo, WeightFiles
 from qwen3core.checkpoint.tensors import CheckpointTensors
 from qwen3core.errors import CheckpointError
 from qwen3core.quant.formats import FORMATS, CheckpointFormat, awq, fp8, gptq
+from qwen3core.quant.schemes import QUANT_METHOD
 from qwen3core.quant.weight import QuantizedLinearModule, QuantizedWeight
 
 SUPPORTED = f"{awq.SUPPORTED}; {gptq.SUPPORTED}; {fp8.SUPPORTED}"
 
 
 def checkpoint_format(config: dict[str, Any], where: str) -> CheckpointFormat | None:
-    """The format of a config's ``quantization_config`` (None when it has none)."""
+    """The published format of a config's ``quantization_config`` (None when it has none, or
+    when it is qwen3core's own)."""
     quant = config.get("quantization_config")
     if not quant:
         return None
@@ -46,11 +48,14 @@ def checkpoint_format(config: dict[str, Any], where: str) -> CheckpointFormat | 
         raise CheckpointError(f"{where}/config.json: quantization_config must be an object, "
                               f"got {type(quant).__name__}")
     method = str(quant.get("quant_method", "")).lower()
+    if method == QUANT_METHOD:
+        return None  # what `qwen3 quantize` writes: read by qwen3core.quant.apply
     if method not in FORMATS:
         raise CheckpointError(
             f"{where}/config.json: quantization method {quant.get('quant_method')!r} is not "
-            f"supported. qwen3core reads {', '.join(FORMATS)} checkpoints ({SUPPORTED}); "
-            "otherwise use the unquantised repository")
+            f"supported. qwen3core reads {', '.join(FORMATS)} checkpoints ({SUPPORTED}) and "
+            f"its own ({QUANT_METHOD!r}, written by `qwen3 quantize`); otherwise use the "
+            "unquantised repository")
     return FORMATS[method].from_config(quant, f"{where}/config.json")
 
 

@@ -18,6 +18,7 @@ COMMANDS = [
     "qwen3core.cli.bench_cmd",
     "qwen3core.cli.generate_cmd",
     "qwen3core.cli.chat_cmd",
+    "qwen3core.cli.quantize_cmd",
 ]
 
 

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median "
                                                           "and the range are reported")
     p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    p.add_argument("--quantize", default=None, metavar="SCHEME",
+                   help="quantize qwen3core's projections on load: int8, int4, int4:g64 ...")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also measure Hugging Face transformers on the same weights")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     device = str(resolve_device(args.device))  # fail here, not in every worker
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
-               batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads)
+               batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads,
+               quantize=args.quantize)
     results = run_all(base, combos, compare_transformers=args.compare_transformers,
                       progress=sys.stderr.isatty())
     table = rows(results, batch_sizes)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise Qwen3CoreError(f"{loaded.source} has no tokenizer; chat needs one: pass "
                              f"--tokenizer DIR (a directory with tokenizer.json and "
                              f"tokenizer_config.json)")
-    options = generation_options(args)
+    options = generation_options(args, loaded)
     session = ChatSession(loaded.model, loaded.tokenizer, system=args.system,
                           enable_thinking=options.pop("enable_thinking"), **options)
     interactive = sys.stdin.isatty()
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Chatting with {loaded.source}. {RESET_COMMAND} clears the history, "
               f"{EXIT_COMMANDS[0]} or Ctrl-D quits.", file=sys.stderr)
     if args.verbose:
+        print(f"sampling {options['sampling'].describe()}", file=sys.stderr)
         print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()),
               file=sys.stderr)
     turns = 0

@@ -23,6 +23,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, default_model: str | N
                              "(repeatable; see `qwen3 backends`)")
 
 
+def add_quantize_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quantize", default=None, metavar="SCHEME",
+                        help="quantize the projections while loading: int8, int4, or with "
+                             "options such as int4:g64 (see docs/quantization.md)")
+    parser.add_argument("--quantize-head", action="store_true",
+                        help="with --quantize, quantize the LM head too")
+
+
 def parse_backend_options(values: list[str]) -> dict[str, str]:
     selection: dict[str, str] = {}
     for value in values:

@@ -6,8 +6,13 @@ import argparse
 import json
 import sys
 
-from qwen3core.cli.common import add_model_options, parse_backend_options
+from qwen3core.cli.common import (
+    add_model_options,
+    add_quantize_options,
+    parse_backend_options,
+)
 from qwen3core.errors import Qwen3CoreError
+from qwen3core.generation.sampling import SamplingParams
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "produce gibberish at real speed; they have no tokenizer, so "
                                    "pass --tokenizer DIR for text prompts or use --prompt-ids.")
     add_model_options(p)
+    add_quantize_options(p)
     add_tokenizer_option(p)
     prompt = p.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", metavar="TEXT", help="the prompt text")
@@ -42,21 +48,46 @@ def add_generation_options(p: argparse.ArgumentParser, *, default_max_new_tokens
     p.add_argument("--no-think", dest="enable_thinking", action="store_false",
                    help="ask the chat template for an empty thinking block (thinking off)")
     p.add_argument("--max-new-tokens", type=int, default=default_max_new_tokens, metavar="N",
-                   help=f"most tokens to generate (default {default_max_new_tokens})")
-    p.add_argument("--temperature", type=float, default=0.0, metavar="T",
-                   help="0 is greedy (default); higher samples more freely")
-    p.add_argument("--top-k", type=int, default=0, metavar="K",
+                   help=f"most tokens to generate (default: {default_max_new_tokens})")
+    s = p.add_argument_group(
+        "sampling", "Unset options take the checkpoint's generation_config.json (Qwen3: "
+                    "temperature 0.6, top-p 0.95, top-k 20; with --no-think 0.7, 0.8, 20); "
+                    "a model without one (random:<preset>) decodes greedily. --verbose shows "
+                    "the settings in use.")
+    s.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="0 is greedy; higher samples more freely")
+    s.add_argument("--top-k", type=int, default=None, metavar="K",
                    help="sample among the K most likely tokens (0: off)")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+    s.add_argument("--top-p", type=float, default=None, metavar="P",
                    help="sample among the fewest tokens whose probability reaches P (1: off)")
-    p.add_argument("--seed", type=int, default=None, metavar="S",
-                   help="seed for sampling (same seed, same output)")
+    s.add_argument("--min-p", type=float, default=None, metavar="P",
+                   help="drop tokens less likely than P times the most likely one (0: off)")
+    s.add_argument("--repetition-penalty", type=float, default=None, metavar="R",
+                   help="divide the logits of tokens already seen (prompt included) by R "
+                        "(1: off)")
+    s.add_argument("--presence-penalty", type=float, default=None, metavar="X",
+                   help="subtract X from tokens already generated, in [-2, 2] (0: off)")
+    s.add_argument("--frequency-penalty", type=float, default=None, metavar="X",
+                   help="subtract X per earlier occurrence of a generated token, in [-2, 2] "
+                        "(0: off)")
+    s.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed for sampling, 0 <= S < 2**64 (same seed, same output; "
+                        "default: a fresh one)")
 
 
-def generation_options(args: argparse.Namespace) -> dict:
-    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
-                "enable_thinking": args.enable_thinking}
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+                  "presence_penalty", "frequency_penalty", "seed")
+
+
+def sampling_from_args(args: argparse.Namespace, loaded) -> SamplingParams:
+    """The checkpoint's defaults (for the thinking mode asked for) with the flags given."""
+    defaults = loaded.default_sampling(enable_thinking=args.enable_thinking)
+    return defaults.with_overrides(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
+
+
+def generation_options(args: argparse.Namespace, loaded) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "sampling": sampling_from_args(args, loaded),
+            "enable_thinking": args.enable_thinking}
 
 
 def load_from_args(args: argparse.Namespace):
@@ -64,7 +95,8 @@ def load_from_args(args: argparse.Namespace):
 
     return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
                           backends=parse_backend_options(args.backend),
-                          tokenizer=args.tokenizer)
+                          tokenizer=args.tokenizer, quantize=getattr(args, "quantize", None),
+                          quantize_head=getattr(args, "quantize_head", False))
 
 
 def parse_prompt(args: argparse.Namespace):
@@ -98,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
               f"{loaded.load_seconds:.2f} s)", file=sys.stderr)
         print("backends " + ", ".join(f"{c}={n}" for c, n in loaded.backends.items()),
               file=sys.stderr)
-    events = loaded.stream(parse_prompt(args), stop=args.stop or None, **generation_options(args))
+    options = generation_options(args, loaded)
+    if args.verbose:
+        print(f"sampling {options['sampling'].describe()}", file=sys.stderr)
+    events = loaded.stream(parse_prompt(args), stop=args.stop or None, **options)
     has_text = loaded.tokenizer is not None
     for event in events:
         if args.json:

@@ -50,6 +50,7 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
         "stored_dtype": dtype_name(stored_dtype) if stored_dtype else None,
         "weights_bytes": {dtype_name(d): unique * bytes_per_element(d)
                           for d in (torch.float32, torch.bfloat16, torch.float16)},
+        "schemes": _scheme_sizes(spec, run_dtype),
         "device": str(device),
         "dtype": dtype_name(run_dtype),
         "backends": selection.names(),
@@ -79,9 +80,29 @@ def run(args: argparse.Namespace) -> int:
     sizes = ", ".join(f"{name} {_gib(n)}" for name, n in info["weights_bytes"].items())
     print(f"weights    {sizes}" + (f"; stored as {info['stored_dtype']}"
                                    if info["stored_dtype"] else ""))
+    for name, sizes in info["schemes"].items():
+        print(f"  {name:22s} resident {_gib(sizes['resident_bytes'])}, "
+              f"{sizes['bytes_per_token'] / 1e9:.3f} GB read per decoded token")
     print(f"backends   on {info['device']} with {info['dtype']}: " +
           ", ".join(f"{c}={n}" for c, n in info["backends"].items()))
     return 0
+
+
+def _scheme_sizes(spec: Qwen3Spec, dtype: torch.dtype) -> dict[str, dict[str, int]]:
+    """Resident and per-token weight bytes in ``dtype`` and each installed scheme (default
+    options), with the LM head as stored and quantized."""
+    from qwen3core.quant import scheme_families
+    from qwen3core.quant.sizes import weight_bytes
+
+    out = {}
+    variants = [(dtype_name(dtype), None, False)]
+    for family in scheme_families().values():
+        scheme = family.make()
+        variants += [(scheme.name, scheme, False), (f"{scheme.name} + head", scheme, True)]
+    for name, scheme, head in variants:
+        sizes = weight_bytes(spec, dtype, scheme, head)
+        out[name] = {"resident_bytes": sizes.resident, "bytes_per_token": sizes.per_token}
+    return out
 
 
 def _gib(n: int) -> str:

@@ -46,7 +46,7 @@ class ChatSession:
         self.tokenizer = tokenizer
         self.system = system
         self.enable_thinking = enable_thinking
-        self.options = options  # generation options (max_new_tokens, temperature, ...)
+        self.options = options  # generation options (max_new_tokens, sampling, generation_config..)
         self.messages: list[dict[str, str]] = []
         self.reset()
 
@@ -64,8 +64,9 @@ class ChatSession:
         if not user:
             raise GenerationError("the message is empty; type something to send")
         prompt = self.render(user)
+        # The prompt is already rendered; enable_thinking still picks the sampling defaults.
         events = stream(self.model, self.tokenizer, self.tokenizer.encode(prompt),
-                        **self.options)
+                        enable_thinking=self.enable_thinking, **self.options)
         return ChatReply(self, user, prompt, events)
 
     def _record(self, turn: ChatTurn) -> None:

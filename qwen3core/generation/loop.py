@@ -16,7 +16,7 @@ from qwen3core.generation.padding import left_pad
 from qwen3core.generation.request import GenerationRequest
 from qwen3core.generation.results import GenerationResult, StreamEvent
 from qwen3core.generation.rows import RowState, RowText
-from qwen3core.generation.sampling import sample_next
+from qwen3core.generation.sampling import TokenHistory, sample_next
 from qwen3core.generation.steps import steps_for
 from qwen3core.model import Qwen3Model
 
@@ -35,6 +35,8 @@ def run_generation(model: Qwen3Model, tokenizer: Any, request: GenerationRequest
             for i, p in enumerate(request.prompts)]
     live = list(range(batch))  # prompt index of each batch row still generating
     generators = request.sampling.generators(batch, device)
+    history = (TokenHistory(request.prompts, model.spec.vocab_size, device)
+               if request.sampling.has_penalties else None)
 
     input_ids, attention_mask = left_pad(request.prompts, device)  # [B, S]
     cache = model.new_cache(batch, request.capacity)
@@ -42,7 +44,9 @@ def run_generation(model: Qwen3Model, tokenizer: Any, request: GenerationRequest
     logits = steps.prefill(input_ids, attention_mask, cache)  # [B, vocab]
     prefill_s = None
     while live:
-        tokens = sample_next(logits, request.sampling, generators)  # [B']
+        tokens = sample_next(logits, request.sampling, generators, history)  # [B']
+        if history is not None:
+            history.add(tokens)
         sampled = tokens.tolist()  # waits for the device: the loop needs the ids to stop rows
         now = time.perf_counter()
         if prefill_s is None:
@@ -55,6 +59,8 @@ def run_generation(model: Qwen3Model, tokenizer: Any, request: GenerationRequest
             tokens = tokens.index_select(0, index)
             if generators is not None:
                 generators = [generators[i] for i in keep]
+            if history is not None:
+                history.keep(index)
         live = [live[i] for i in keep]
         if live:  # queue the next step before handing out events (overlaps on a GPU)
             logits = steps.decode_one(tokens[:, None], cache)

@@ -8,7 +8,7 @@ from typing import Any
 
 from qwen3core.errors import GenerationError
 from qwen3core.generation.prompts import encode_prompts
-from qwen3core.generation.sampling import SamplingParams
+from qwen3core.generation.sampling import SamplingParams, default_sampling
 from qwen3core.spec import Qwen3Spec
 
 
@@ -28,13 +28,25 @@ class GenerationRequest:
 
 
 def build_request(spec: Qwen3Spec, tokenizer: Any, prompts: Any, *, max_new_tokens: int,
-                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-                  seed: int | None = None, stop: str | Iterable[str] | None = None,
-                  enable_thinking: bool = True,
-                  eos_token_ids: int | Iterable[int] | None = None) -> GenerationRequest:
+                  sampling: SamplingParams | None = None,
+                  generation_config: dict[str, Any] | None = None,
+                  stop: str | Iterable[str] | None = None, enable_thinking: bool = True,
+                  eos_token_ids: int | Iterable[int] | None = None,
+                  **sampling_options: Any) -> GenerationRequest:
     """Validate every argument (raising :class:`GenerationError` that says how to fix it) and
-    encode the prompts. eos ids default to the tokenizer's, else the spec's."""
-    sampling = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    encode the prompts. eos ids default to the tokenizer's, else the spec's.
+
+    Sampling: ``sampling`` if given, else the checkpoint's defaults (:func:`default_sampling`
+    of ``generation_config`` for ``enable_thinking``); ``sampling_options`` (temperature=,
+    top_k=, top_p=, min_p=, the penalties, seed=) that are not None replace single fields.
+    """
+    if sampling is not None and not isinstance(sampling, SamplingParams):
+        raise GenerationError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
+    if not isinstance(enable_thinking, bool):
+        raise GenerationError(f"enable_thinking must be True or False, got {enable_thinking!r}")
+    base = sampling if sampling is not None else default_sampling(
+        generation_config, enable_thinking=enable_thinking)
+    sampling = base.with_overrides(**sampling_options)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) \
             or max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
@@ -63,6 +75,8 @@ def build_request(spec: Qwen3Spec, tokenizer: Any, prompts: Any, *, max_new_toke
 def _stop_strings(stop: str | Iterable[str] | None, tokenizer: Any) -> tuple[str, ...]:
     if stop is None:
         return ()
+    if not isinstance(stop, (str, list, tuple)):
+        raise GenerationError(f"stop must be a string or a list of strings, got {stop!r}")
     stops = (stop,) if isinstance(stop, str) else tuple(stop)
     for s in stops:
         if not isinstance(s, str) or not s:
@@ -79,6 +93,10 @@ def _eos_ids(eos_token_ids: int | Iterable[int] | None, tokenizer: Any,
     if eos_token_ids is None:
         found = tokenizer.eos_token_ids if tokenizer is not None else spec.eos_token_ids
         return frozenset(found)
+    if not isinstance(eos_token_ids, (int, list, tuple, set, frozenset)) \
+            or isinstance(eos_token_ids, bool):
+        raise GenerationError(f"eos_token_ids must be an integer or a list of integers, got "
+                              f"{eos_token_ids!r}")
     ids = (eos_token_ids,) if isinstance(eos_token_ids, int) else tuple(eos_token_ids)
     for t in ids:
         if not isinstance(t, int) or isinstance(t, bool):

@@ -32,22 +32,24 @@ from qwen3core.testing.tolerances import tolerance_for
 @lru_cache(maxsize=256)
 def reference_run(spec: Qwen3Spec, dtype: torch.dtype, device: str,
                   prompts: tuple[tuple[int, ...], ...], max_new_tokens: int,
-                  reorder: tuple[int, tuple[int, ...]] | None = None) -> GreedyRun:
-    model = reference_model(spec, dtype, device)
+                  reorder: tuple[int, tuple[int, ...]] | None = None,
+                  quantize: str | None = None) -> GreedyRun:
+    model = reference_model(spec, dtype, device, quantize=quantize)
     return greedy(model, [list(p) for p in prompts], max_new_tokens, reorder=reorder)
 
 
 @lru_cache(maxsize=256)
 def exact_run(spec: Qwen3Spec, dtype: torch.dtype, device: str,
               prompts: tuple[tuple[int, ...], ...], max_new_tokens: int,
-              reorder: tuple[int, tuple[int, ...]] | None = None) -> GreedyRun | None:
+              reorder: tuple[int, tuple[int, ...]] | None = None,
+              quantize: str | None = None) -> GreedyRun | None:
     """The float64 model's run along the reference's tokens (None for float64 itself): how
     far the reference's own rounding took it, which the tolerance may follow, and the MoE
     routing margins that say where a routing choice was a near-tie."""
     if dtype == torch.float64:
         return None
-    chosen = reference_run(spec, dtype, device, prompts, max_new_tokens, reorder)
-    model = reference_model(spec, torch.float64, device)
+    chosen = reference_run(spec, dtype, device, prompts, max_new_tokens, reorder, quantize)
+    model = reference_model(spec, torch.float64, device, quantize=quantize)
     return greedy(model, [list(p) for p in prompts], max_new_tokens, reorder=reorder,
                   forced=dict(zip(chosen.rows, chosen.tokens)), record_routing=True)
 
@@ -66,27 +68,30 @@ def one_cpu_thread() -> Iterator[None]:
 
 def check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
                   dtype: torch.dtype, *, device: str = "cpu", registry: Registry | None = None,
-                  alone: bool = True) -> int:
+                  alone: bool = True, quantize: str | None = None) -> int:
     """Run every scenario; raise AssertionError on the first disagreement, return the number
     of tokens compared. ``alone=False`` skips the single-prompt scenarios (for compiled runners
-    each new batch size is another compilation)."""
+    each new batch size is another compilation). ``quantize`` names a quantization scheme:
+    reference and candidate then both hold its quantized weights (see
+    :func:`~qwen3core.testing.models.reference_model`)."""
     with one_cpu_thread():
-        return _check_example(spec, workload, selection, dtype, device, registry, alone)
+        return _check_example(spec, workload, selection, dtype, device, registry, alone,
+                              quantize)
 
 
 def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
                    dtype: torch.dtype, device: str, registry: Registry | None,
-                   alone: bool) -> int:
+                   alone: bool, quantize: str | None = None) -> int:
     tolerance = tolerance_for(dtype)
-    reference = reference_model(spec, dtype, device)
+    reference = reference_model(spec, dtype, device, quantize=quantize)
     candidate = candidate_model(reference, selection, registry)
     prompts, new = workload.prompt_lists(), workload.max_new_tokens
-    label = f"{dtype_name(dtype)} {dict(selection)}"
+    label = f"{dtype_name(dtype)} {dict(selection)}" + (f" {quantize}" if quantize else "")
     compared = 0
 
     def expected(batch_prompts, reorder=None):
-        return (reference_run(spec, dtype, device, batch_prompts, new, reorder),
-                exact_run(spec, dtype, device, batch_prompts, new, reorder))
+        return (reference_run(spec, dtype, device, batch_prompts, new, reorder, quantize),
+                exact_run(spec, dtype, device, batch_prompts, new, reorder, quantize))
 
     ref_batch, exact_batch = expected(workload.prompts, workload.reorder)
     cold = greedy(candidate, prompts, new, reorder=workload.reorder)

@@ -39,7 +39,8 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                   pinned: Mapping[str, str] | None = None,
                   spec_strategy: st.SearchStrategy | None = None,
                   workload_strategy: Callable[[int], st.SearchStrategy] = workloads,
-                  alone: bool = True, shrink: bool = True) -> int:
+                  alone: bool = True, shrink: bool = True,
+                  quantize: str | None = None) -> int:
     """Check that implementation ``name`` of ``component`` matches the eager reference.
 
     Hypothesis draws a tiny spec, a batch of prompts and a dtype, and a selection with
@@ -51,6 +52,9 @@ def check_backend(component: str | None = None, name: str | None = None, *,
     ``pinned`` fixes further components; ``spec_strategy`` / ``workload_strategy`` (a function
     of the vocabulary size) replace the default strategies; ``alone=False`` skips the
     single-prompt scenarios; ``shrink=False`` reports the first failure unshrunk (faster).
+    ``quantize`` names a quantization scheme both models hold (see :func:`check_example`);
+    MoE blocks are then pinned to ``eager`` unless ``pinned`` says otherwise (the stacked
+    ``moe_grouped`` experts take no quantized weights).
 
     Returns the number of examples run; raises AssertionError (with hypothesis's minimal
     failing example) on a disagreement, BackendSelectionError for an unknown name, and
@@ -65,6 +69,8 @@ def check_backend(component: str | None = None, name: str | None = None, *,
         raise ValueError(f"{component} implementation {name!r} is unavailable on {device} for "
                          f"every dtype checked: {reasons}")
     pinned = {**(pinned or {}), **({component: name} if component is not None else {})}
+    if quantize is not None:
+        pinned.setdefault("moe", "eager")
     runners = None if component == "runner" else runners
     spaces = {d: combinations(registry, device, d, pinned=pinned, runners=runners)
               for d in usable}
@@ -87,7 +93,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
         workload = data.draw(workload_strategy(spec.vocab_size), label="workload")
         selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
         check_example(spec, workload, selection, dtype, device=device, registry=registry,
-                      alone=alone)
+                      alone=alone, quantize=quantize)
         ran.append(1)
 
     equivalent_to_reference()

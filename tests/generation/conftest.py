@@ -1,5 +1,6 @@
 """Shared fixtures: tiny random models (float64 for exact comparisons) and the real tokenizer."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from qwen3core import PRESETS
 from qwen3core.build import build_random, select_backends
 from qwen3core.loaded import LoadedModel
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer"
+TOKENIZER_DIR = Path(os.environ.get("QWEN3CORE_TOKENIZER_DIR")
+                     or Path(__file__).resolve().parents[3] / "shared" / "qwen3-tokenizer")
 NO_TOKENIZER = "the official Qwen3 tokenizer files are not at ../shared/qwen3-tokenizer"
 
 # Generation logic is what is tested here, so the reference implementations are pinned.

@@ -91,3 +91,34 @@ def test_stop_option_cuts_the_text(run_cli, tiny_vocab_preset):
     _, out, _ = run_cli(*base, "--stop", text[4:8], "never-there")
     data = json.loads(out)
     assert data["finish_reason"] == "stop" and data["text"] == text[:text.find(text[4:8])]
+
+
+def test_sampling_flags_reach_the_sampler_and_verbose_shows_them(run_cli, eager_backends):
+    code, out, err = run_cli("--model", "random:tiny", "--prompt-ids", "1,2,3",
+                             "--max-new-tokens", "6", "--temperature", "0.9", "--top-k", "7",
+                             "--min-p", "0.05", "--repetition-penalty", "1.3",
+                             "--presence-penalty", "0.5", "--frequency-penalty", "0.25",
+                             "--seed", "9", "--verbose")
+    expected = qwen3core.load("random:tiny", backends=eager_backends).generate(
+        [1, 2, 3], max_new_tokens=6, temperature=0.9, top_k=7, min_p=0.05,
+        repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.25, seed=9)
+    assert code == 0
+    assert [int(t) for t in out.split()] == expected.token_ids
+    assert ("sampling temperature 0.9, top-k 7, min-p 0.05, seed 9, repetition penalty 1.3, "
+            "presence penalty 0.5, frequency penalty 0.25") in err
+
+
+def test_a_model_without_generation_config_decodes_greedily_and_says_so(run_cli):
+    code, _, err = run_cli("--model", "random:tiny", "--prompt-ids", "1", "--max-new-tokens",
+                           "2", "--verbose")
+    assert code == 0 and "sampling greedy" in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--temperature", "inf", "temperature must be a finite number"),
+    ("--seed", str(2**64), "seed must be an integer in [0, 2**64)"),
+    ("--min-p", "2", "min_p must be a finite number in [0, 1]"),
+])
+def test_bad_sampling_flags_are_one_line_errors(run_cli, flag, value, message):
+    code, _, err = run_cli("--model", "random:tiny", "--prompt-ids", "1", flag, value)
+    assert code == 2 and message in err and "Traceback" not in err

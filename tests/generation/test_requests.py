@@ -8,9 +8,9 @@ from qwen3core.generation.prompts import encode_prompts
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": -1.0}, "temperature must be a number >= 0"),
-    ({"top_p": 0.0}, "top_p must be in (0, 1]"),
-    ({"top_p": 1.01}, "top_p must be in (0, 1]"),
+    ({"temperature": -1.0}, "temperature must be a finite number in [0, inf)"),
+    ({"top_p": 0.0}, "top_p must be a finite number in (0, 1]"),
+    ({"top_p": 1.01}, "top_p must be a finite number in (0, 1]"),
     ({"top_k": -2}, "top_k must be an integer >= 0"),
     ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
     ({"max_new_tokens": 2.0}, "max_new_tokens must be an integer >= 1"),

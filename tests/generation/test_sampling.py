@@ -112,13 +112,20 @@ def test_rows_draw_from_their_own_generators():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": -0.5}, "temperature must be a number >= 0"),
-    ({"temperature": float("nan")}, "temperature must be a number >= 0"),
-    ({"top_p": 0.0}, "top_p must be in (0, 1]"),
-    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+    ({"temperature": -0.5}, "temperature must be a finite number in [0, inf)"),
+    ({"temperature": float("nan")}, "temperature must be a finite number in [0, inf)"),
+    ({"top_p": 0.0}, "top_p must be a finite number in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be a finite number in (0, 1]"),
     ({"top_k": -1}, "top_k must be an integer >= 0"),
     ({"top_k": 2.5}, "top_k must be an integer >= 0"),
-    ({"seed": -3}, "seed must be a non-negative integer"),
+    ({"seed": -3}, "seed must be an integer in [0, 2**64)"),
+    ({"seed": 2**64}, "seed must be an integer in [0, 2**64)"),
+    ({"seed": True}, "seed must be an integer in [0, 2**64)"),
+    ({"temperature": float("inf")}, "temperature must be a finite number in [0, inf)"),
+    ({"min_p": 1.5}, "min_p must be a finite number in [0, 1]"),
+    ({"repetition_penalty": 0.0}, "repetition_penalty must be a finite number in (0, inf)"),
+    ({"presence_penalty": 2.5}, "presence_penalty must be a finite number in [-2, 2]"),
+    ({"frequency_penalty": float("nan")}, "frequency_penalty must be a finite number"),
 ])
 def test_invalid_sampling_parameters_are_rejected(kwargs, message):
     with pytest.raises(GenerationError) as info:

@@ -4,15 +4,16 @@
 #if defined(__x86_64__) || defined(_M_X64)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #endif
 
 #include <immintrin.h>
 
 #include "tile_kernels.h"
+#include "quant_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -33,6 +34,20 @@ struct Avx2 {
     even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
     odd = _mm256_castsi256_ps(_mm256_and_si256(raw, _mm256_set1_epi32(int(0xffff0000u))));
   }
+  static reg fnma(reg a, reg b, reg c) { return _mm256_fnmadd_ps(a, b, c); }
+  static reg load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static void nibbles(const uint8_t* p, reg& lo, reg& hi) {
+    const __m256i b =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(15)));
+    hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+  }
+  static reg load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
 };
 
 // 4 rows x 2 registers = 8 accumulators: the FMA latency (4) times its throughput (2/cycle),
@@ -44,6 +59,12 @@ void bf16_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
 }
 void f32_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
   run_tiles<Avx2, F32Kernel, kAvx2MaxGroup, float, float>(a, t0, t1);
+}
+void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx2, 8, kAvx2MaxGroup>(a, t0, t1);
+}
+void q4_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx2, 4, kAvx2MaxGroup>(a, t0, t1);
 }
 
 }  // namespace
@@ -59,8 +80,11 @@ namespace qwen3core_cpu {
 
 // Compiled for the baseline target: it must run on any x86-64 to say no.
 const KernelSet* avx2_kernels() {
-  static const KernelSet set{"avx2", XFormat::Float32KMajor, bf16_tiles, f32_tiles};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &set;
+  static const KernelSet set{"avx2", XFormat::Float32KMajor, bf16_tiles, f32_tiles, q8_tiles,
+                             q4_tiles, nullptr};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return &set;
   return nullptr;
 }
 

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include "tile_kernels.h"
+#include "quant_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -35,6 +36,20 @@ struct Avx512 {
     const __m512i raw = _mm512_loadu_si512(p);
     even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
     odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(int(0xffff0000u))));
+  }
+  static reg fnma(reg a, reg b, reg c) { return _mm512_fnmadd_ps(a, b, c); }
+  static reg load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static void nibbles(const uint8_t* p, reg& lo, reg& hi) {
+    const __m512i b =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)));
+    hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+  }
+  static reg load_f16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
 };
 
@@ -88,6 +103,98 @@ void bf16_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
 void f32_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
   run_tiles<Avx512, F32Kernel, kAvx512MaxGroup, float, float>(a, t0, t1);
 }
+void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx512, 8, kAvx512MaxGroup>(a, t0, t1);
+}
+
+// int4 levels with vdpbf16ps: 16 bytes (16 outputs x one input pair) become the bfloat16
+// pairs of 128 + level (bits 0x4300 | u: exact), so one instruction per row does 32
+// multiply-adds; the group's sum then drops (128 + z) * sum(x). Twice the multiply-adds per
+// instruction of the float32 path, which is what several rows are bound by.
+template <int G>
+void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
+                    const int8_t* zeros, const uint32_t* x, const float* xsum, float* out) {
+  constexpr int NC = G <= 2 ? 4 : (G <= 4 ? 2 : 1);
+  const int64_t R = a.rows, pairs = a.group_size / 2;
+  const __m512i nibble_mask = _mm512_set1_epi32(0x000F000F);
+  const __m512i magic = _mm512_set1_epi32(0x43004300);
+  for (int g = 0; g < G; ++g) _mm512_storeu_ps(out + g * kTile, _mm512_setzero_ps());
+  for (int64_t gi = 0; gi < a.groups; ++gi) {
+    __m512 acc[G][NC];
+    for (int g = 0; g < G; ++g)
+      for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_setzero_ps();
+    const uint8_t* wg = w + gi * pairs * kTile;
+    const uint32_t* xg = x + gi * pairs * R;
+    auto step = [&](int64_t kp, int c) {
+      prefetch(wg + kp * kTile);
+      const __m512i b =
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + kp * kTile)));
+      const __m512i u = _mm512_or_si512(b, _mm512_slli_epi32(b, 12));
+      const __m512bh wv = (__m512bh)_mm512_ternarylogic_epi32(u, nibble_mask, magic, 0xEA);
+      for (int g = 0; g < G; ++g) {
+        const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[kp * R + g]));
+        acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
+      }
+    };
+    int64_t kp = 0;
+    for (; kp + NC <= pairs; kp += NC)
+      for (int c = 0; c < NC; ++c) step(kp + c, c);
+    for (; kp < pairs; ++kp) step(kp, 0);
+    const __m512 s = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + gi * kTile)));
+    const __m512 z = _mm512_add_ps(
+        _mm512_set1_ps(128.0f),
+        zeros != nullptr
+            ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(zeros + gi * kTile))))
+            : _mm512_set1_ps(a.zero_const));
+    for (int g = 0; g < G; ++g) {
+      __m512 sum = acc[g][0];
+      for (int c = 1; c < NC; ++c) sum = _mm512_add_ps(sum, acc[g][c]);
+      sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * R + g]), sum);
+      _mm512_storeu_ps(out + g * kTile,
+                       _mm512_fmadd_ps(s, sum, _mm512_loadu_ps(out + g * kTile)));
+    }
+  }
+}
+
+template <int G>
+struct Q4Dp {
+  static void run(int rows, const QGemvArgs& a, const uint8_t* w, const uint16_t* s,
+                  const int8_t* z, const uint32_t* x, const float* xsum, float* out) {
+    if (rows == G) {
+      q4_dpbf16_rows<G>(a, w, s, z, x, xsum, out);
+    } else {
+      Q4Dp<G - 1>::run(rows, a, w, s, z, x, xsum, out);
+    }
+  }
+};
+template <>
+struct Q4Dp<0> {
+  static void run(int, const QGemvArgs&, const uint8_t*, const uint16_t*, const int8_t*,
+                  const uint32_t*, const float*, float*) {}
+};
+
+void q4_bf16_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  const int64_t level_bytes = a.groups * a.group_size / 2 * kTile;
+  const uint8_t* levels = static_cast<const uint8_t*>(a.levels);
+  alignas(64) float sums[kAvx512MaxGroup * kTile];
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint8_t* w = levels + t * level_bytes;
+    const uint16_t* s = a.scales + t * a.groups * kTile;
+    const int8_t* z = a.zeros == nullptr ? nullptr : a.zeros + t * a.groups * kTile;
+    for (int64_t r0 = 0; r0 < a.rows; r0 += kAvx512MaxGroup) {
+      const int rows = static_cast<int>(
+          a.rows - r0 < kAvx512MaxGroup ? a.rows - r0 : kAvx512MaxGroup);
+      Q4Dp<kAvx512MaxGroup>::run(rows, a, w, s, z, a.xpairs + r0, a.xsum + r0, sums);
+      GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
+      write_tile(out_args, t, r0, rows, sums);
+    }
+  }
+}
+void q4_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  run_q_tiles<Avx512, 4, kAvx512MaxGroup>(a, t0, t1);
+}
 
 }  // namespace
 }  // namespace qwen3core_cpu
@@ -103,8 +210,9 @@ namespace qwen3core_cpu {
 // Compiled for the baseline target: it must run on any x86-64 to say no.
 const KernelSet* avx512_kernels() {
   static const KernelSet with_bf16{"avx512bf16", XFormat::Bf16PairsKMajor, dpbf16_tiles,
-                                   f32_tiles};
-  static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles};
+                                   f32_tiles, q8_tiles, q4_tiles, q4_bf16_tiles};
+  static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles,
+                               q8_tiles, q4_tiles, nullptr};
   if (!__builtin_cpu_supports("avx512f")) return nullptr;
   return __builtin_cpu_supports("avx512bf16") ? &with_bf16 : &plain;
 }

@@ -40,11 +40,36 @@ struct GemvArgs {
 // Computes tiles [tile_begin, tile_end) for all rows.
 using TileFn = void (*)(const GemvArgs&, int64_t tile_begin, int64_t tile_end);
 
+// Quantized weights (see quant_kernels.h and backends/cpu/quant_linear.py), per tile t:
+//   int8 levels: int8 w[t][k][j] = q[16t + j][k]                      (K_pad bytes x 16)
+//   int4 levels: uint8 w[t][kp][j] = u[16t + j][2kp] | u[16t + j][2kp + 1] << 4
+//   scales: float16 [t][group][j]; zeros: int8 [t][group][j], or none (then zero_const).
+// K_pad = groups * group_size (group_size even); rows past N and inputs past K are zeros.
+struct QGemvArgs {
+  const void* levels;
+  const uint16_t* scales;
+  const int8_t* zeros;   // nullptr: every zero point is zero_const
+  float zero_const;
+  const float* x;        // float32 [K_pad][R] (nullptr for the bfloat16-pair kernels)
+  const uint32_t* xpairs;  // bfloat16 input pairs [K_pad / 2][R] (for q4_bf16), else nullptr
+  const float* xsum;     // float32 [groups][R]: each row's sum of x over each group
+  int64_t rows;          // R
+  int64_t groups;
+  int64_t group_size;
+  int64_t out_features;  // N
+  void* out;             // [R, N] row-major, bfloat16 or float32
+  bool out_bf16;
+};
+using QTileFn = void (*)(const QGemvArgs&, int64_t tile_begin, int64_t tile_end);
+
 struct KernelSet {
   const char* name;
   XFormat bf16_x_format;
   TileFn bf16;  // bfloat16 weights and activations
   TileFn f32;   // float32 weights and activations
+  QTileFn q8;   // int8 levels, float32 activations
+  QTileFn q4;   // int4 levels, float32 activations
+  QTileFn q4_bf16;  // int4 levels, bfloat16 input pairs (AVX-512 BF16), or nullptr
 };
 
 // Each returns nullptr when the running CPU (and OS) cannot execute it.

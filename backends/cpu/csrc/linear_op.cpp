@@ -66,8 +66,10 @@ at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
   for (int64_t kp = 0; kp < pairs; ++kp)
     for (int64_t r = 0; r < rows; ++r) {
       const uint16_t* row = src + r * row_stride;
+      // Zero past K (qlinear pads K to whole groups, more than one input).
+      const uint32_t lo = 2 * kp < k ? row[2 * kp] : 0;
       const uint32_t hi = 2 * kp + 1 < k ? row[2 * kp + 1] : 0;
-      dst[kp * rows + r] = row[2 * kp] | (hi << 16);
+      dst[kp * rows + r] = lo | (hi << 16);
     }
   return xp;
 }
@@ -134,6 +136,89 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   return out.view(out_shape);
 }
 
+// qlinear(x [..., K], levels, scales, zeros, bits, group_size, zero_const, N) -> [..., N] in
+// x's dtype, for int8/int4 levels packed by backends/cpu/quant_linear.py (layout: kernels.h).
+// ``zeros`` may be empty: every zero point is then ``zero_const``.
+at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tensor& scales,
+                   const at::Tensor& zeros, int64_t bits, int64_t group_size,
+                   double zero_const, int64_t out_features) {
+  TORCH_CHECK(x.device().is_cpu() && levels.device().is_cpu(),
+              "qwen3core_cpu::qlinear runs on CPU tensors");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
+              "qwen3core_cpu::qlinear takes bfloat16 or float32 activations, not ",
+              x.scalar_type());
+  TORCH_CHECK(bits == 4 || bits == 8, "bits must be 4 or 8, got ", bits);
+  TORCH_CHECK(group_size > 0 && group_size % 2 == 0, "group_size must be even, got ",
+              group_size);
+  TORCH_CHECK(levels.is_contiguous() && levels.dim() == 3 && levels.size(2) == kTile &&
+                  levels.element_size() == 1,
+              "levels of shape ", levels.sizes(), " are not [tiles, K or K/2, 16] bytes");
+  const int64_t tiles = levels.size(0);
+  const int64_t k_padded = bits == 8 ? levels.size(1) : levels.size(1) * 2;
+  TORCH_CHECK(k_padded % group_size == 0, "padded K ", k_padded, " is not a multiple of ",
+              group_size);
+  const int64_t groups = k_padded / group_size;
+  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() &&
+                  scales.numel() == tiles * groups * kTile,
+              "scales must be float16 [tiles, groups, 16]");
+  const bool has_zeros = zeros.numel() > 0;
+  TORCH_CHECK(!has_zeros || (zeros.scalar_type() == at::kChar && zeros.is_contiguous() &&
+                             zeros.numel() == tiles * groups * kTile),
+              "zeros must be int8 [tiles, groups, 16] or empty");
+  const int64_t k = x.dim() > 0 ? x.size(-1) : 0;
+  TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k > k_padded - group_size,
+              "x has ", k, " input features but the packed weight has ", k_padded,
+              " (padded to groups of ", group_size, ")");
+  TORCH_CHECK(out_features > (tiles - 1) * kTile && out_features <= tiles * kTile,
+              "out_features ", out_features, " does not match the packed weight's ", tiles,
+              " tiles of ", kTile);
+
+  at::Tensor x2 = x.reshape({-1, k});
+  if (x2.size(0) > 0 && x2.stride(1) != 1) x2 = x2.contiguous();
+  const int64_t rows = x2.size(0);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = out_features;
+  at::Tensor out = at::empty({rows, out_features}, x.options());
+  if (rows == 0 || out_features == 0) return out.view(out_shape);
+
+  const KernelSet& ks = kernels();
+  const bool pairs = bits == 4 && x.scalar_type() == at::kBFloat16 && ks.q4_bf16 != nullptr;
+  // Each row's sum of x over each group (for the zero points), in the input order.
+  at::Tensor xsum = at::zeros({groups, rows}, x.options().dtype(at::kFloat));
+  float* sp = xsum.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xsum", [&] {
+    const scalar_t* src = x2.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < k; ++i)
+        sp[(i / group_size) * rows + r] += static_cast<float>(src[r * x2.stride(0) + i]);
+  });
+  at::Tensor xk = pairs ? bf16_pairs_k_major(x2, k_padded) : float32_k_major(x2, k_padded);
+  const QGemvArgs args{levels.data_ptr(),
+                       reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
+                       has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
+                       static_cast<float>(zero_const),
+                       pairs ? nullptr : xk.data_ptr<float>(),
+                       pairs ? reinterpret_cast<const uint32_t*>(xk.data_ptr<int32_t>()) : nullptr,
+                       sp, rows, groups, group_size,
+                       out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
+  const QTileFn fn = pairs ? ks.q4_bf16 : (bits == 8 ? ks.q8 : ks.q4);
+  const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
+  // Same chunking as linear(): the tile function has its own argument type.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
+  const int64_t chunks = (tiles + chunk - 1) / chunk;
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
+  if (workers <= 1 || tiles * tile_bytes < (int64_t{256} << 10)) {
+    fn(args, 0, tiles);
+  } else {
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+      for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
+        fn(args, c * chunk, std::min(tiles, (c + 1) * chunk));
+    });
+  }
+  return out.view(out_shape);
+}
+
 std::string isa() { return kernels().name; }
 
 }  // namespace
@@ -142,6 +227,11 @@ std::string isa() { return kernels().name; }
 TORCH_LIBRARY(qwen3core_cpu, m) {
   m.def("linear(Tensor x, Tensor packed, int out_features) -> Tensor");
   m.def("isa() -> str", &qwen3core_cpu::isa);
+  m.def("qlinear(Tensor x, Tensor levels, Tensor scales, Tensor zeros, int bits, "
+        "int group_size, float zero_const, int out_features) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) { m.impl("linear", &qwen3core_cpu::linear); }
+TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
+  m.impl("linear", &qwen3core_cpu::linear);
+  m.impl("qlinear", &qwen3core_cpu::qlinear);
+}

@@ -1,0 +1,147 @@
+"""The cpu backend's quantized weights: one packed copy of int8 or int4 levels, and its kernel.
+
+:func:`pack_quantized` turns a :class:`~qwen3core.quant.QuantizedWeight` into the tile layout
+of ``csrc/kernels.h`` (16 outputs per tile, levels input-major; int4 two inputs per byte,
+the even one in the low nibble; float16 scales and int8 zero points per group and output).
+Nothing else of the weight is kept: no dense copy, no unpacked levels. The numbers are the
+scheme's reference (``backends/eager/linear.py``): ``(q - z) * s`` summed in float32.
+
+Activation-ordered groups (GPTQ ``desc_act``: a ``g_idx`` that is not ``i // group_size``)
+are packed with their input columns sorted by group, and each call gathers the activations in
+the same order: the same sum, with contiguous groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from qwen3core.quant.schemes import QuantizationError
+from qwen3core.quant.weight import QuantizedWeight
+
+from .build import load_kernels
+
+TILE = 16
+
+
+@dataclass(frozen=True)
+class PackedQuant:
+    levels: torch.Tensor  # int8 [tiles, K_pad, 16] or uint8 [tiles, K_pad/2, 16]
+    scales: torch.Tensor  # float16 [tiles, groups, 16]
+    zeros: torch.Tensor  # int8 [tiles, groups, 16], or empty (every zero is zero_const)
+    bits: int
+    group_size: int
+    zero_const: float
+    perm: torch.Tensor | None  # int64 [in]: input order of the packed columns, or None
+
+    def __call__(self, x: torch.Tensor, out_features: int) -> torch.Tensor:
+        if self.perm is not None:
+            x = x.index_select(-1, self.perm)
+        return torch.ops.qwen3core_cpu.qlinear(x, self.levels, self.scales, self.zeros,
+                                               self.bits, self.group_size, self.zero_const,
+                                               out_features)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.levels, self.scales, self.zeros))
+
+    def tiles(self, start: int, stop: int) -> PackedQuant:
+        """Tiles [start, stop) as views (the outputs 16*start .. 16*stop)."""
+        zeros = self.zeros[start:stop] if self.zeros.numel() else self.zeros
+        return replace(self, levels=self.levels[start:stop], scales=self.scales[start:stop],
+                       zeros=zeros)
+
+
+def _column_order(weight: QuantizedWeight) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The levels with columns in group order, and the permutation (None when unchanged)."""
+    if weight.g_idx is None:
+        return weight.qweight, None
+    g = weight.g_idx.to(torch.int64)
+    inp, gs = weight.in_features, weight.group_size
+    if torch.equal(g, torch.arange(inp, device=g.device) // gs):
+        return weight.qweight, None
+    counts = torch.bincount(g, minlength=weight.scales.shape[1])
+    if bool((counts[:-1] != gs).any()) or int(counts[-1]) > gs:
+        raise QuantizationError("the cpu kernels need g_idx groups of group_size columns each")
+    perm = torch.argsort(g, stable=True)
+    return weight.qweight.index_select(1, perm), perm
+
+
+@torch.no_grad()
+def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
+    load_kernels()  # build the extension while the model is built, not mid-forward
+    q, perm = _column_order(weight)
+    out, inp = q.shape
+    groups = weight.scales.shape[1]
+    gs = weight.group_size
+    if gs % 2:
+        if groups != 1:
+            raise QuantizationError(f"the cpu kernels need an even group size, got {gs}")
+        gs += 1  # one group per channel over an odd K: pad the group with one zero input
+    scales = weight.scales
+    if scales.dtype != torch.float16:
+        as_half = scales.to(torch.float16)
+        if not torch.equal(as_half.to(scales.dtype), scales):
+            raise QuantizationError(
+                "the cpu kernels hold float16 scales; these are not exactly float16 "
+                f"({scales.dtype}); select backends={{'linear': 'eager'}} for them")
+        scales = as_half
+    levels = q.to(torch.int16)
+    offset = 0
+    if weight.bits == 4 and int(levels.min()) < 0:
+        offset = 8  # signed 4-bit levels -8..7 as 0..15, the zero point moved with them
+    levels = levels + offset
+    lo, hi = (0, 15) if weight.bits == 4 else (-128, 127)
+    if int(levels.min()) < lo or int(levels.max()) > hi:
+        raise QuantizationError(f"{weight.bits}-bit levels outside {lo - offset}.."
+                                f"{hi - offset}")
+    zeros = torch.empty(0, dtype=torch.int8)
+    zero_const = float(offset)
+    if weight.zeros is not None:
+        z = weight.zeros.to(torch.float32) + offset
+        if not torch.equal(z, z.round()) or float(z.min()) < -128 or float(z.max()) > 127:
+            raise QuantizationError("the cpu kernels need integer zero points in -128..127")
+        zeros = _tiles(z.to(torch.int8), out)
+        zero_const = 0.0
+    n_pad, k_pad = -(-out // TILE) * TILE, groups * gs
+    padded = levels.new_zeros(n_pad, k_pad)
+    padded[:out, :inp] = levels
+    if weight.bits == 4:
+        padded = padded[:, 0::2] | (padded[:, 1::2] << 4)
+        packed = padded.to(torch.uint8)
+    else:
+        packed = padded.to(torch.int8)
+    packed = packed.view(n_pad // TILE, TILE, -1).transpose(1, 2).contiguous()
+    return PackedQuant(packed, _tiles(scales, out), zeros, weight.bits, gs, zero_const, perm)
+
+
+def _tiles(per_group: torch.Tensor, out: int) -> torch.Tensor:
+    """[out, groups] -> [tiles, groups, 16], zero rows past ``out``."""
+    n_pad = -(-out // TILE) * TILE
+    padded = per_group.new_zeros(n_pad, per_group.shape[1])
+    padded[:out] = per_group
+    return padded.view(n_pad // TILE, TILE, -1).transpose(1, 2).contiguous()
+
+
+def concat_packed(parts: Sequence[PackedQuant], out_features: Sequence[int]
+                  ) -> PackedQuant | None:
+    """One packed weight with ``parts``' outputs stacked, or None when their layouts differ
+    (bits, groups, zero points, column order) or a part before the last ends mid-tile."""
+    first = parts[0]
+    for part, n in zip(parts[:-1], out_features[:-1]):
+        if n % TILE:
+            return None
+    for part in parts:
+        if (part.bits, part.group_size, part.zero_const, part.levels.shape[1:],
+                part.scales.shape[1:], part.zeros.numel() > 0) != (
+                first.bits, first.group_size, first.zero_const, first.levels.shape[1:],
+                first.scales.shape[1:], first.zeros.numel() > 0):
+            return None
+        if (part.perm is None) != (first.perm is None) or (
+                part.perm is not None and not torch.equal(part.perm, first.perm)):
+            return None
+    zeros = torch.cat([p.zeros for p in parts]) if first.zeros.numel() else first.zeros
+    return PackedQuant(torch.cat([p.levels for p in parts]), torch.cat([p.scales for p in parts]),
+                       zeros, first.bits, first.group_size, first.zero_const, first.perm)
