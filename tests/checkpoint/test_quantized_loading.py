@@ -268,3 +268,9 @@ def test_a_quantized_linear_module_receives_the_levels(case, expect_quantized, t
     with torch.no_grad():
         torch.testing.assert_close(ours.model(_ids()), reference.model(_ids()),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_quantizing_a_published_quantized_checkpoint_again_is_refused(awq_dir, ref):
+    with pytest.raises(CheckpointError, match=r"is quantized already \(awq\); load it without "
+                                              r"quantize="):
+        qwen3core.load(str(awq_dir), device="cpu", backends=ref.EAGER, quantize="int8")
