@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from qwen3core.autograd import install_guard
 from qwen3core.contracts import BuildContext, Selection
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.init import initialize_random
@@ -22,6 +23,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """The device to run on, checked now so that a missing GPU is one clear error."""
     if device is None:
         return default_device()
+    if not isinstance(device, (str, torch.device)):
+        raise Qwen3CoreError(f"device must be a name such as 'cpu' or 'cuda:0' or a "
+                             f"torch.device, got {type(device).__name__} {device!r}")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -36,14 +40,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
                                  f"{torch.cuda.device_count()} CUDA device(s) are visible")
     elif resolved.type == "meta":
         raise Qwen3CoreError("the meta device holds no data; load onto cpu or cuda")
+    elif resolved.type != "cpu":
+        raise Qwen3CoreError(f"device {device!r} ({resolved.type}) is not supported: qwen3core "
+                             f"runs on cpu and cuda; use device='cpu'")
     return resolved
 
 
 def select_backends(backends: Mapping[str, str] | None, *, device: torch.device,
                     dtype: torch.dtype, registry: Registry | None = None,
-                    plugins: Iterable[object] = ()) -> Selection:
+                    plugins: Iterable[object] = (), training: bool = False) -> Selection:
     registry = registry or get_registry(plugins)
-    return registry.select(backends, device=device, dtype=dtype)
+    return registry.select(backends, device=device, dtype=dtype, training=training)
 
 
 def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) -> Qwen3Model:
@@ -53,7 +60,9 @@ def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) ->
     derived state belongs in ``prepare_weights()``, which runs once the weights are real.
     """
     ctx = BuildContext(spec, dtype, torch.device("meta"), selection)
-    return Qwen3Model(ctx)
+    model = Qwen3Model(ctx)
+    install_guard(model, selection, spec)  # refuses gradients it cannot give (qwen3core.autograd)
+    return model
 
 
 def build_random(spec: Qwen3Spec, selection: Selection, *, dtype: torch.dtype,

@@ -2,7 +2,9 @@
 
 Chat templates ship inside a checkpoint and differ between Qwen3 variants (the hybrid-thinking
 template, the 2507 Instruct/Thinking templates, the Coder template), so the model's own template
-is the only correct one to render. Templates are untrusted code, hence jinja2's immutable sandbox.
+is the only correct one to render. Templates are untrusted code, hence jinja2's immutable sandbox,
+with bounds on render time and output size (:mod:`qwen3core.chat_template_limits`); every way a
+template can fail ends as :class:`ChatTemplateError`.
 The environment matches ``transformers.utils.chat_template_utils`` (``trim_blocks``,
 ``lstrip_blocks``, ``loopcontrols``, the ``{% generation %}`` tag, a ``tojson`` that does not
 escape HTML, ``raise_exception``, ``strftime_now``, a namespace that refuses private names), and
@@ -23,8 +25,8 @@ from typing import Any, ClassVar
 import jinja2
 import jinja2.ext
 import jinja2.nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from qwen3core.chat_template_limits import BoundedSandbox, render_bounded
 from qwen3core.errors import Qwen3CoreError
 
 
@@ -53,13 +55,23 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]], *
             f"got {_short(messages)}")
     compiled = compile_chat_template(template)
     context = {**(special_tokens or {}), **template_kwargs}
+    variables = dict(messages=[_prepare_message(m, i) for i, m in enumerate(messages)],
+                     tools=_prepare_tools(tools), documents=None,
+                     add_generation_prompt=add_generation_prompt,
+                     **_plain(context, "template argument"))
     try:
-        return compiled.render(
-            messages=[_prepare_message(m, i) for i, m in enumerate(messages)],
-            tools=_prepare_tools(tools), documents=None,
-            add_generation_prompt=add_generation_prompt, **_plain(context, "template argument"))
+        text = render_bounded(compiled, **variables)
     except jinja2.TemplateError as exc:
         raise ChatTemplateError(f"the chat template rejected this conversation: {exc}") from exc
+    except RecursionError:
+        raise ChatTemplateError("the chat template recursed too deeply") from None
+    except Exception as exc:  # an untrusted program: whatever it raises is the template's fault
+        raise ChatTemplateError(f"the chat template failed: {type(exc).__name__}: "
+                                f"{_short(str(exc))}") from exc
+    if not text:
+        raise ChatTemplateError("the chat template rendered an empty prompt for this "
+                                "conversation; a model needs at least one prompt token")
+    return text
 
 
 @lru_cache(maxsize=16)
@@ -73,16 +85,20 @@ def compile_chat_template(template: str) -> jinja2.Template:
         raise ChatTemplateError(
             f"the chat template is not valid jinja (line {exc.lineno}: {exc.message}); "
             "check the model's tokenizer_config.json or chat_template.jinja") from exc
+    except (jinja2.TemplateError, RecursionError, MemoryError, ValueError) as exc:
+        raise ChatTemplateError(f"the chat template cannot be compiled: {type(exc).__name__}: "
+                                f"{_short(str(exc))}") from exc
 
 
 @lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+def _environment() -> BoundedSandbox:
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True,
+                         extensions=[_GenerationTag, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["namespace"] = _TemplateNamespace
+    env.guard_filters()
     return env
 
 

@@ -123,7 +123,19 @@ class BuildContext:
     selection: Selection
 
     def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
-        return self.selection[component].factory(self, *args, **kwargs)
+        from qwen3core.errors import PluginError, Qwen3CoreError
+
+        impl = self.selection[component]
+        try:
+            return impl.factory(self, *args, **kwargs)
+        except Qwen3CoreError:
+            raise
+        except Exception as exc:  # a plugin's bug: name the plugin, keep the cause chained
+            raise PluginError(
+                f"the {component} implementation {impl.name!r} of plugin {impl.plugin!r} failed "
+                f"to build: {type(exc).__name__}: {exc}. Select another with backends="
+                f"{{'{component}': ...}} or block the plugin with "
+                f"QWEN3CORE_BLOCK_PLUGINS={impl.plugin}") from exc
 
     # Convenience wrappers for the components that build each other.
     def linear(self, in_features: int, out_features: int) -> torch.nn.Module:
@@ -174,6 +186,11 @@ class Implementation:
     #: Higher wins when no selection is given for this component.
     priority: int = 0
     check: AvailabilityCheck | None = None
+    #: True when gradients flow through it to every parameter it owns and agree with the eager
+    #: reference's (``qwen3core.testing.gradients`` holds it to that). False (the safe default)
+    #: makes ``load(..., training=True)`` pass it over, and a forward pass that needs gradients
+    #: through it refuses with an error instead of leaving ``.grad`` silently empty.
+    supports_autograd: bool = False
     #: Provided by the registry: the plugin (entry point) that contributed it.
     plugin: str = field(default="", compare=False)
 
@@ -183,7 +200,8 @@ class Implementation:
         try:
             return self.check(torch.device(device), dtype)
         except Exception as exc:  # noqa: BLE001 - a broken check must not hide the others
-            return f"availability check raised {type(exc).__name__}: {exc}"
+            return (f"availability check of plugin {self.plugin!r} raised "
+                    f"{type(exc).__name__}: {exc}")
 
 
 class Selection(dict):

@@ -16,8 +16,17 @@ _ALIASES = {
 
 
 def parse_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
-    if value is None or isinstance(value, torch.dtype):
+    if value is None:
+        return None
+    if isinstance(value, torch.dtype):
+        if value not in _ALIASES.values():
+            raise Qwen3CoreError(f"dtype {value} is not a float type qwen3core runs in; use one "
+                                 f"of torch.float32, torch.bfloat16, torch.float16, "
+                                 f"torch.float64")
         return value
+    if not isinstance(value, str):
+        raise Qwen3CoreError(f"dtype must be a name such as 'bfloat16' or a torch float dtype, "
+                             f"got {type(value).__name__} {value!r}")
     key = value.lower().replace("torch.", "")
     if key not in _ALIASES:
         raise Qwen3CoreError(

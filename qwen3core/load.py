@@ -8,22 +8,32 @@ from pathlib import Path
 
 import torch
 
+from qwen3core.autograd import set_training
 from qwen3core.build import build_random, resolve_device, select_backends
 from qwen3core.dtypes import parse_dtype
 from qwen3core.errors import Qwen3CoreError
+from qwen3core.load_arguments import (
+    check_backends,
+    check_flag,
+    check_optional_text,
+    check_seed,
+    check_source,
+)
 from qwen3core.loaded import LoadedModel
+from qwen3core.memory import check_fits
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
 
-def load(source: str, *, dtype: str | torch.dtype | None = None,
+def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
          tokenizer: str | Path | None = None, revision: str | None = None,
-         quantize: str | None = None, quantize_head: bool = False) -> LoadedModel:
+         quantize: str | None = None, quantize_head: bool = False,
+         training: bool = False) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
-    a local Hugging Face model directory, or a hub id such as ``Qwen/Qwen3-0.6B``.
+    a local Hugging Face model directory (a str or a path object), or a hub id such as ``Qwen/Qwen3-0.6B``.
     ``backends`` maps components to implementation names (``{"attention": "sdpa"}``); components
     left out get the fastest implementation available for the device and dtype.
     ``plugins`` adds plugin objects for this call only (tests, experiments).
@@ -33,7 +43,16 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
     ``quantize`` ("int8", "int4", or with options such as "int4:g64", see
     :mod:`qwen3core.quant.registry`) quantizes the projections while loading, one at a time;
     ``quantize_head`` quantizes the LM head too. See docs/quantization.md.
+    ``training=True`` selects only implementations that support autograd and leaves the
+    parameters requiring gradients; by default they do not (inference builds no graph), and a
+    selection without autograd refuses a forward pass that needs gradients (qwen3core.autograd).
     """
+    source = check_source(source)
+    backends = check_backends(backends)
+    seed = check_seed(seed)
+    check_optional_text("revision", revision)
+    check_optional_text("tokenizer", tokenizer, paths=True)
+    check_flag("training", training)
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
         from qwen3core.tokenizer import Tokenizer
@@ -51,23 +70,25 @@ def load(source: str, *, dtype: str | torch.dtype | None = None,
         raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
                          plugins=plugins, revision=revision, scheme=scheme,
-                         quantize_head=quantize_head)
+                         quantize_head=quantize_head, training=training)
+    set_training(loaded.model, training)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
     return loaded
 
 
-def _load_model(source: str, *, dtype, device, backends, seed, plugins,
-                revision, scheme=None, quantize_head=False) -> LoadedModel:
+def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
+                revision, training=False, scheme=None, quantize_head=False) -> LoadedModel:
     started = time.perf_counter()
     torch_device = resolve_device(device)
-    if source.startswith(RANDOM_PREFIX):
+    if isinstance(source, str) and source.startswith(RANDOM_PREFIX):
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
         torch_dtype = parse_dtype(dtype) or torch.float32
+        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd))
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
-                                    plugins=plugins)
+                                    plugins=plugins, training=training)
         if scheme is None:
             model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
                                  seed=rnd.seed)
@@ -83,4 +104,5 @@ def _load_model(source: str, *, dtype, device, backends, seed, plugins,
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                            backends=backends, plugins=plugins, started=started,
-                           revision=revision, scheme=scheme, quantize_head=quantize_head)
+                           revision=revision, training=training, scheme=scheme,
+                           quantize_head=quantize_head)

@@ -6,7 +6,12 @@ that group (see pyproject.toml). We read the entry points ourselves instead of c
 win silently; here a clash is an error naming both distributions.
 
 ``QWEN3CORE_BLOCK_PLUGINS`` (comma-separated entry-point names, or ``*`` for all) keeps plugins
-from loading, for debugging a broken installation.
+from loading, for debugging a broken installation. ``QWEN3CORE_PLUGINS`` is the allow-list
+beside it: when set, only the entry points it names load (``QWEN3CORE_PLUGINS=eager,cpu``), so
+one broken or unwanted plugin cannot take part without the user knowing its name first.
+
+A plugin's import runs its code in our process: whatever it raises, ``SystemExit`` included,
+becomes a :class:`PluginError` naming the plugin and how to keep it out.
 """
 
 from __future__ import annotations
@@ -22,11 +27,33 @@ from qwen3core.errors import PluginError
 
 ENTRY_POINT_GROUP = "qwen3core.backends"
 BLOCK_ENV = "QWEN3CORE_BLOCK_PLUGINS"
+ALLOW_ENV = "QWEN3CORE_PLUGINS"
+#: Where the first-party backends live (installed from this repository's ``backends/``).
+FIRST_PARTY_PACKAGE = "qwen3core_backends"
 
 
 def blocked_plugins() -> set[str]:
     raw = os.environ.get(BLOCK_ENV, "")
     return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def allowed_plugins() -> set[str] | None:
+    """The allow-list, or None when ``QWEN3CORE_PLUGINS`` is unset (everything may load)."""
+    raw = os.environ.get(ALLOW_ENV)
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def how_to_exclude(name: str) -> str:
+    """The sentence every plugin error ends with."""
+    return (f"Set {BLOCK_ENV}={name} to skip it, or {ALLOW_ENV}=<names> to load only the "
+            f"plugins you name (`qwen3 backends` lists them)")
+
+
+def is_first_party(plugin: object) -> bool:
+    module = getattr(plugin, "__name__", "") or ""
+    return module == FIRST_PARTY_PACKAGE or module.startswith(FIRST_PARTY_PACKAGE + ".")
 
 
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
@@ -49,9 +76,16 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *,
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
-        blocked = blocked_plugins()
+        blocked, allowed = blocked_plugins(), allowed_plugins()
         seen: dict[str, str] = {}
-        for ep in _entry_points():
+        entry_points = _entry_points()
+        if allowed is not None:
+            unknown = allowed - {ep.name for ep in entry_points}
+            if unknown:
+                raise PluginError(
+                    f"{ALLOW_ENV} names {', '.join(sorted(unknown))}, which no installed plugin "
+                    f"is called; installed: {', '.join(sorted({ep.name for ep in entry_points}))}")
+        for ep in entry_points:
             origin = _distribution_name(ep)
             if ep.name in seen and seen[ep.name] != f"{origin}:{ep.value}":
                 raise PluginError(
@@ -61,14 +95,17 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *,
             if ep.name in seen:
                 continue  # the same distribution seen twice on sys.path
             seen[ep.name] = f"{origin}:{ep.value}"
-            if "*" in blocked or ep.name in blocked:
+            if "*" in blocked or ep.name in blocked or (allowed is not None
+                                                        and ep.name not in allowed):
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: never exit silently
                 raise PluginError(
                     f"plugin {ep.name!r} ({origin}: {ep.value}) failed to import: "
-                    f"{type(exc).__name__}: {exc}. Set {BLOCK_ENV}={ep.name} to skip it.") from exc
+                    f"{type(exc).__name__}: {exc}. {how_to_exclude(ep.name)}") from exc
             _register(pm, plugin, ep.name)
     for plugin in extra_plugins:
         _register(pm, plugin, getattr(plugin, "__name__", None) or repr(plugin))

@@ -32,19 +32,34 @@ class Availability:
 class Registry:
     """component -> name -> Implementation, gathered from a plugin manager's hooks."""
 
-    def __init__(self, implementations: Iterable[Implementation]):
+    def __init__(self, implementations: Iterable[Implementation],
+                 third_party: Iterable[str] = ()):
         self._by_component: dict[str, dict[str, Implementation]] = {c: {} for c in COMPONENTS}
+        #: Names of the plugins not shipped with qwen3core (see ``qwen3 backends``).
+        self.third_party: frozenset[str] = frozenset(third_party)
         for impl in implementations:
             self._add(impl)
 
     @classmethod
     def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
+        from qwen3core.plugins import how_to_exclude, is_first_party
+
         gathered: list[Implementation] = []
+        third_party: set[str] = set()
         for component, hook_name in HOOK_FOR_COMPONENT.items():
             hook = getattr(pm.hook, hook_name)
             for hook_impl in hook.get_hookimpls():
                 plugin_name = pm.get_name(hook_impl.plugin) or repr(hook_impl.plugin)
-                result = hook_impl.function()
+                if not is_first_party(hook_impl.plugin):
+                    third_party.add(plugin_name)
+                try:
+                    result = hook_impl.function()
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # SystemExit too, with a name
+                    raise PluginError(
+                        f"hook {hook_name!r} of plugin {plugin_name!r} raised "
+                        f"{type(exc).__name__}: {exc}. {how_to_exclude(plugin_name)}") from exc
                 for impl in _as_list(result, hook_name, plugin_name):
                     if impl.component != component:
                         raise PluginError(
@@ -52,7 +67,7 @@ class Registry:
                             f"{impl.component!r} from hook {hook_name!r}, which provides "
                             f"{component!r}")
                     gathered.append(replace(impl, plugin=plugin_name))
-        return cls(gathered)
+        return cls(gathered, third_party)
 
     def _add(self, impl: Implementation) -> None:
         if impl.component not in self._by_component:
@@ -98,8 +113,9 @@ class Registry:
     # -- selection --------------------------------------------------------------------------------
     def select(self, requested: Mapping[str, str] | None = None, *,
                device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> Selection:
-        """Resolve one implementation per component; see the module docstring."""
+               dtype: torch.dtype = torch.float32, training: bool = False) -> Selection:
+        """Resolve one implementation per component; see the module docstring. With
+        ``training`` only implementations that support autograd qualify."""
         requested = dict(requested or {})
         device = torch.device(device)
         for component in requested:
@@ -108,7 +124,7 @@ class Registry:
         for component in COMPONENTS:
             if component in requested:
                 impl = self.get(component, requested[component])
-                reason = impl.unavailable_reason(device, dtype)
+                reason = _reason(impl, device, dtype, training)
                 if reason is not None:
                     raise BackendSelectionError(
                         f"{component} implementation {impl.name!r} is unavailable on "
@@ -120,7 +136,7 @@ class Registry:
             # may be expensive (importing a compiler stack) and their answer is not needed.
             rejected = []
             for impl in self.implementations(component):
-                reason = impl.unavailable_reason(device, dtype)
+                reason = _reason(impl, device, dtype, training)
                 if reason is None:
                     selection[component] = impl
                     break
@@ -139,14 +155,30 @@ class Registry:
         return f"Installed {component} implementations: " + ", ".join(parts)
 
 
+def _reason(impl: Implementation, device: torch.device, dtype: torch.dtype,
+            training: bool) -> str | None:
+    if training and not impl.supports_autograd:
+        return "does not support autograd (training=True needs gradients)"
+    return impl.unavailable_reason(device, dtype)
+
+
 def _as_list(result: object, hook_name: str, plugin_name: str) -> list[Implementation]:
+    from qwen3core.plugins import how_to_exclude
+
     if result is None:
         return []
-    items = [result] if isinstance(result, Implementation) else list(result)  # type: ignore
+    if isinstance(result, Implementation):
+        items: list[object] = [result]
+    elif isinstance(result, (list, tuple)):
+        items = list(result)
+    else:
+        items = [result]
     for item in items:
         if not isinstance(item, Implementation):
             raise PluginError(f"hook {hook_name!r} of plugin {plugin_name!r} returned "
-                              f"{type(item).__name__}, expected qwen3core.Implementation")
+                              f"{type(item).__name__} {item!r:.60}, expected a "
+                              f"qwen3core.Implementation, a list of them or None. "
+                              f"{how_to_exclude(plugin_name)}")
     return items
 
 

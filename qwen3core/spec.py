@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwen3core.errors import SpecError
+from qwen3core.rope_scaling import RopeScaling, as_rope_scaling
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ class Qwen3Spec:
     mlp_only_layers: tuple[int, ...] = field(default_factory=tuple)
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = 151645
+    #: RoPE stretched past the trained context (yarn, linear); None is plain RoPE.
+    rope_scaling: RopeScaling | None = None
 
     def __post_init__(self) -> None:
+        # A dict (as config.json spells it) becomes the frozen RopeScaling.
+        object.__setattr__(self, "rope_scaling", as_rope_scaling(self.rope_scaling))
         problems = []
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "head_dim"):
@@ -91,6 +96,7 @@ class Qwen3Spec:
         out["mlp_only_layers"] = list(self.mlp_only_layers)
         if isinstance(self.eos_token_id, tuple):
             out["eos_token_id"] = list(self.eos_token_id)
+        out["rope_scaling"] = None if self.rope_scaling is None else self.rope_scaling.to_dict()
         return out
 
     def replace(self, **changes: Any) -> Qwen3Spec:

@@ -22,9 +22,9 @@ from .runner import CompileRunner
 def qwen3core_runner():
     return [
         Implementation("runner", "compile", lambda ctx: CompileRunner(("decode",)),
-                       priority=-10, check=compile_unavailable,
+                       priority=-10, check=compile_unavailable, supports_autograd=True,
                        summary="torch.compile (inductor) of the decode step"),
         Implementation("runner", "compile-all", lambda ctx: CompileRunner(("prefill", "decode")),
-                       priority=-20, check=compile_unavailable,
+                       priority=-20, check=compile_unavailable, supports_autograd=True,
                        summary="torch.compile (inductor) of prefill and decode steps"),
     ]

@@ -23,7 +23,7 @@ from qwen3core import Implementation, hookimpl
 from qwen3core.dtypes import dtype_name
 
 from .attention import cpu_attention
-from .build import unavailable_reason
+from .build import load_kernels, unavailable_reason
 from .linear import KERNEL_DTYPES, CpuLinear
 from .mlp import CpuSwiGLU
 from .norm import CpuRMSNorm
@@ -59,7 +59,8 @@ def qwen3core_norm():
 def qwen3core_rope():
     return Implementation(
         "rope", "cpu",
-        lambda ctx: CpuRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device),
+        lambda ctx: CpuRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device,
+                              scaling=ctx.spec.rope_scaling),
         summary="q and k rotated in one operator", priority=50, check=_check)
 
 
@@ -70,8 +71,15 @@ def qwen3core_mlp():
                           priority=50, check=_check)
 
 
+def _attention(ctx):
+    # Loading here, not on first call: selected alone, attention is the only cpu component,
+    # and no other component's constructor would have registered torch.ops.qwen3core_cpu.
+    load_kernels()
+    return cpu_attention
+
+
 @hookimpl
 def qwen3core_attention():
-    return Implementation("attention", "cpu", lambda ctx: cpu_attention,
+    return Implementation("attention", "cpu", _attention,
                           summary="decode rows in one loop, SDPA for prompts",
                           priority=50, check=_check)

@@ -4,7 +4,9 @@ The sources in ``csrc/`` are compiled with ``torch.utils.cpp_extension`` on firs
 ``$XDG_CACHE_HOME/qwen3core/cpu-kernels/<digest>/`` (``~/.cache`` when unset), where the digest
 covers the sources, the flags, the compiler and the torch and Python versions, so an upgrade of
 any of them builds afresh instead of loading a stale library. ``QWEN3CORE_CPU_KERNELS_DIR``
-replaces the cache root. A later process loads the finished library without running the build.
+replaces the cache root. A later process loads the finished library without running the build. The build is safe to
+kill: see :mod:`qwen3core.kernel_build` (a lock that dies with its holder, a bounded wait, an
+atomic rename of the finished directory into place).
 
 :func:`unavailable_reason` is the cheap check behind the backend's availability: it looks for
 the instructions and the tools but never compiles.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from qwen3core import kernel_build
 from qwen3core.errors import BackendSelectionError
 
 NAME = "qwen3core_cpu_kernels"
@@ -92,7 +95,7 @@ def unavailable_reason() -> str | None:
     if shutil.which(compiler()) is None:
         return (f"no C++ compiler: {compiler()!r} is not on PATH (install g++ or set CXX) to "
                 f"build the cpu kernels")
-    if shutil.which("ninja") is None:
+    if kernel_build.find_ninja() is None:
         return "torch's extension builder needs ninja: pip install ninja"
     return None
 
@@ -135,10 +138,14 @@ def load_kernels() -> None:
     directory = cache_dir()
     library = directory / f"{NAME}.so"
     try:
-        if (directory / _COMPLETE).exists() and library.exists():
+        # A build loads what it built (from its staging directory); otherwise load the cache.
+        built = (not (kernel_build.is_complete(directory, _COMPLETE) and library.exists())
+                 and kernel_build.install(directory, _COMPLETE, _build, what="cpu kernels"))
+        if not built:
             torch.ops.load_library(str(library))
-        else:
-            _build(directory)
+    except kernel_build.KernelBuildTimeout as exc:
+        raise BackendSelectionError(f"{exc}; or select another linear backend, e.g. "
+                                    f"backends={{'linear': 'eager'}}") from None
     except Exception as exc:
         detail = str(exc).strip().splitlines()
         _failure = (f"building the cpu kernels in {directory} failed "
@@ -165,8 +172,8 @@ def _register_fake() -> None:
         return x.new_empty(x.shape)
 
     @torch.library.register_fake("qwen3core_cpu::rotary")
-    def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
+          scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.empty_like(q), torch.empty_like(k)
 
     @torch.library.register_fake("qwen3core_cpu::attention")
@@ -180,17 +187,18 @@ def _register_fake() -> None:
         return gate_up.new_empty((*gate_up.shape[:-1], gate_up.shape[-1] // 2))
 
 
-def _build(directory: Path) -> None:
+def _build(directory: Path) -> str:
+    """Compile into ``directory`` (a fresh staging directory; see :func:`kernel_build.install`)
+    and return the completion marker's text."""
     from torch.utils import cpp_extension
 
-    directory.mkdir(parents=True, exist_ok=True)
-    print(f"qwen3core: compiling the cpu kernels into {directory} (once per machine, about a "
+    print(f"qwen3core: compiling the cpu kernels into {cache_dir()} (once per machine, about a "
           f"minute)", file=sys.stderr, flush=True)
     cpp_extension.load(
         name=NAME, sources=[str(CSRC / s) for s in SOURCES], extra_cflags=list(CFLAGS),
         extra_ldflags=list(LDFLAGS), extra_include_paths=[str(CSRC)],
         build_directory=str(directory), is_python_module=False, verbose=False)
-    (directory / _COMPLETE).write_text(NAME + "\n")
+    return NAME + "\n"
 
 
 def isa() -> str:

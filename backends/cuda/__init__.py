@@ -38,7 +38,8 @@ def qwen3core_norm():
 def qwen3core_rope():
     return Implementation(
         "rope", "cuda",
-        lambda ctx: CudaRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device),
+        lambda ctx: CudaRotary(ctx.spec.head_dim, ctx.spec.rope_theta, device=ctx.device,
+                               scaling=ctx.spec.rope_scaling),
         summary="CUDA kernel: q and k in one launch, cos/sin in float32", priority=PRIORITY,
         check=kernels_reason)
 

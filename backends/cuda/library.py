@@ -10,7 +10,8 @@ flags and the torch and CUDA versions. A later process loads a finished library 
 running the build, so a machine with the library but without ``nvcc`` can still use it.
 
 To build ahead of time (in a container image, say): ``python -m qwen3core_backends.cuda.build``
-(:mod:`.build`).
+(:mod:`.build`). Building is safe to kill: see :mod:`qwen3core.kernel_build` (a lock that dies
+with its holder, a bounded wait, an atomic rename of the finished directory into place).
 
 :func:`unavailable_reason` is the cheap check behind the backend's availability: it looks for
 the tools and a finished build but never compiles.
@@ -22,13 +23,13 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from qwen3core import kernel_build
 from qwen3core.errors import PluginError
 
 NAME = "qwen3core_cuda_kernels"
@@ -115,7 +116,9 @@ def finished_build_for(capability: Capability) -> Path | None:
     wanted = f"sm_{arch_name(capability)}"
     for directory in sorted(root.iterdir()):
         library = directory / f"{NAME}.so"
-        if (wanted in directory.name.split("+") and (directory / _COMPLETE).exists()
+        if "." in directory.name:  # a staging directory or a lock (qwen3core.kernel_build)
+            continue
+        if (wanted in directory.name.split("+") and kernel_build.is_complete(directory, _COMPLETE)
                 and library.exists()):
             return library
     return None
@@ -137,7 +140,7 @@ def toolchain_reason() -> str | None:
     if toolkit and built_with and toolkit.split(".")[0] != built_with.split(".")[0]:
         return (f"the CUDA toolkit at {cuda_home} is version {toolkit} but torch was built "
                 f"with CUDA {built_with}; install a matching toolkit or set CUDA_HOME")
-    if shutil.which("ninja") is None:
+    if kernel_build.find_ninja() is None:
         return "torch's extension builder needs ninja to compile the kernels: pip install ninja"
     return None
 
@@ -201,19 +204,27 @@ def build(capabilities: Sequence[Capability], *, verbose: bool = False) -> Path:
     from torch.utils import cpp_extension
 
     directory = build_directory(capabilities)
-    directory.mkdir(parents=True, exist_ok=True)
-    print(f"qwen3core: compiling the cuda kernels for "
-          f"{', '.join('sm_' + arch_name(c) for c in capabilities)} into {directory} "
-          f"(once per machine, about a minute)", file=sys.stderr, flush=True)
-    cpp_extension.load(
-        name=NAME,
-        sources=[str(CSRC / s) for s in (BINDING_SOURCE, *KERNEL_SOURCES)],
-        extra_cflags=list(CXX_FLAGS),
-        # Explicit -gencode flags: torch then adds no arch flags of its own.
-        extra_cuda_cflags=[*NVCC_FLAGS, *gencode_flags(capabilities)],
-        extra_include_paths=[str(CSRC)],
-        build_directory=str(directory), is_python_module=False, verbose=verbose)
-    (directory / _COMPLETE).write_text(json.dumps(
-        {"name": NAME, "archs": [arch_name(c) for c in capabilities],
-         "torch": torch.__version__, "cuda": torch.version.cuda}) + "\n")
-    return directory / f"{NAME}.so"
+    names = ", ".join("sm_" + arch_name(c) for c in capabilities)
+
+    def compile_into(staging: Path) -> str:
+        print(f"qwen3core: compiling the cuda kernels for {names} into {directory} (once per "
+              f"machine, about a minute)", file=sys.stderr, flush=True)
+        cpp_extension.load(
+            name=NAME,
+            sources=[str(CSRC / s) for s in (BINDING_SOURCE, *KERNEL_SOURCES)],
+            extra_cflags=list(CXX_FLAGS),
+            # Explicit -gencode flags: torch then adds no arch flags of its own.
+            extra_cuda_cflags=[*NVCC_FLAGS, *gencode_flags(capabilities)],
+            extra_include_paths=[str(CSRC)],
+            build_directory=str(staging), is_python_module=False, verbose=verbose)
+        return json.dumps({"name": NAME, "archs": [arch_name(c) for c in capabilities],
+                           "torch": torch.__version__, "cuda": torch.version.cuda}) + "\n"
+
+    try:
+        built = kernel_build.install(directory, _COMPLETE, compile_into, what="cuda kernels")
+    except kernel_build.KernelBuildTimeout as exc:
+        raise KernelBuildError(str(exc)) from None
+    library = directory / f"{NAME}.so"
+    if not built:  # another process built it while this one waited
+        torch.ops.load_library(str(library))
+    return library

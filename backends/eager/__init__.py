@@ -23,7 +23,8 @@ def _run_as_is(step, phase):
 @hookimpl
 def qwen3core_attention():
     return Implementation("attention", "eager", lambda ctx: eager_attention,
-                          summary="matmul + float32 softmax, the reference")
+                          summary="matmul + float32 softmax, the reference",
+                          supports_autograd=True)
 
 
 @hookimpl
@@ -31,14 +32,15 @@ def qwen3core_norm():
     return Implementation(
         "norm", "eager",
         lambda ctx, dim, eps: RMSNorm(dim, eps, dtype=ctx.dtype, device=ctx.device),
-        summary="RMSNorm in float32, cast, then weight")
+        summary="RMSNorm in float32, cast, then weight", supports_autograd=True)
 
 
 @hookimpl
 def qwen3core_rope():
     return Implementation("rope", "eager",
-                          lambda ctx: EagerRotary(ctx.spec.head_dim, ctx.spec.rope_theta),
-                          summary="rotate-half RoPE, cos/sin in float32")
+                          lambda ctx: EagerRotary(ctx.spec.head_dim, ctx.spec.rope_theta,
+                                                  ctx.spec.rope_scaling),
+                          summary="rotate-half RoPE, cos/sin in float32", supports_autograd=True)
 
 
 @hookimpl
@@ -46,7 +48,8 @@ def qwen3core_kv_cache():
     return Implementation(
         "kv_cache", "dynamic",
         lambda ctx, batch_size, capacity: DynamicKVCache(ctx.spec.num_hidden_layers, capacity),
-        summary="grows in place (doubling buffers), returns the written slots")
+        summary="grows in place (doubling buffers), returns the written slots",
+        supports_autograd=True)
 
 
 @hookimpl
@@ -54,24 +57,26 @@ def qwen3core_linear():
     return Implementation(
         "linear", "eager",
         lambda ctx, i, o: Linear(i, o, dtype=ctx.dtype, device=ctx.device),
-        summary="torch.nn.functional.linear")
+        summary="torch.nn.functional.linear", supports_autograd=True)
 
 
 @hookimpl
 def qwen3core_mlp():
-    return Implementation("mlp", "eager", SwiGLU, summary="down(silu(gate(x)) * up(x))")
+    return Implementation("mlp", "eager", SwiGLU, summary="down(silu(gate(x)) * up(x))",
+                          supports_autograd=True)
 
 
 @hookimpl
 def qwen3core_moe():
     return Implementation("moe", "eager", EagerMoE,
-                          summary="loop over experts, float32 router, ordered sum")
+                          summary="loop over experts, float32 router, ordered sum",
+                          supports_autograd=True)
 
 
 @hookimpl
 def qwen3core_runner():
     return Implementation("runner", "eager", lambda ctx: _run_as_is,
-                          summary="runs steps as plain Python")
+                          summary="runs steps as plain Python", supports_autograd=True)
 
 
 @hookimpl

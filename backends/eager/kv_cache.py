@@ -27,7 +27,11 @@ class DynamicKVCache:
 
     def update(self, layer_idx: int, start: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        stored = self.lengths[layer_idx]
+        # Checked in eager mode only. Read inside a compiled step, each layer's counter is a
+        # separate dynamic int that dynamo guards equal to ``start``; with three or more layers
+        # inductor (torch 2.13) then emits code naming a symbol it never binds ("NameError:
+        # name 's24' is not defined" on the second decode step).
+        stored = start if torch.compiler.is_compiling() else self.lengths[layer_idx]
         if stored != start:
             raise RuntimeError(f"dynamic cache layer {layer_idx} holds {stored} slots but was "
                                f"asked to write at slot {start}")

@@ -14,5 +14,7 @@ from .moe import GroupedMoE
 
 @hookimpl
 def qwen3core_moe():
+    # supports_autograd stays False: the stacked expert copies, not the checkpoint's
+    # parameters, would receive the gradients.
     return Implementation("moe", "grouped", GroupedMoE, priority=10,
                           summary="tokens sorted by expert, stacked weights, grouped matmuls")

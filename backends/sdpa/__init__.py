@@ -34,5 +34,5 @@ def qwen3core_attention():
     native_gqa = _torch_version() >= (2, 5)
     return Implementation(
         "attention", "sdpa", lambda ctx: make_sdpa_attention(native_gqa), priority=10,
-        check=_check,
+        check=_check, supports_autograd=True,
         summary="torch scaled_dot_product_attention" + (", native GQA" if native_gqa else ""))

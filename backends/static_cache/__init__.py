@@ -26,5 +26,6 @@ def _build(ctx, batch_size: int, capacity: int) -> StaticKVCache:
 
 @hookimpl
 def qwen3core_kv_cache():
-    return Implementation("kv_cache", "static", _build, priority=-10,
+    # A forward pass without a cache (training) never touches the storage.
+    return Implementation("kv_cache", "static", _build, priority=-10, supports_autograd=True,
                           summary="preallocated [B, H_kv, capacity, D] buffers, written in place")

@@ -2,10 +2,10 @@
 
 The checkpoint's config always wins: every architecture field comes from it. Configs written by
 transformers 4.x and 5.x name a few things differently (``rope_theta`` at the top level or under
-``rope_parameters``; ``num_experts`` or ``num_local_experts``), so those are normalised here. A
-config that asks for something this framework does not implement (another architecture, rope
-scaling, sliding windows, a quantization format not in ``quantized.py``) is rejected instead
-of being run wrongly.
+``rope_parameters``; ``num_experts`` or ``num_local_experts``), so those are normalised here; rope
+settings are read in :mod:`.rope`, as transformers reads them. A config that asks for something
+this framework does not implement (another architecture, a rope type, sliding windows, a
+quantization format not in :mod:`.quantized`) is rejected instead of being run wrongly.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 
+from qwen3core.checkpoint.config_fields import normalise
 from qwen3core.dtypes import parse_dtype
 from qwen3core.errors import CheckpointError, Qwen3CoreError, SpecError
 from qwen3core.spec import Qwen3Spec
+
+from .rope import RopeConfigError, rope_settings
 
 CONFIG_FILE = "config.json"
 GENERATION_CONFIG_FILE = "generation_config.json"
@@ -58,13 +61,13 @@ def spec_from_config(config: dict[str, Any], where: str) -> Qwen3Spec:
 
     checkpoint_format(config, where)  # an unsupported quantization_config fails here, by name
     values = dict(config)
-    rope = _rope_parameters(config)
-    if "rope_theta" not in values and "rope_theta" in rope:
-        values["rope_theta"] = rope["rope_theta"]
+    try:
+        values["rope_theta"], values["rope_scaling"] = rope_settings(config)
+    except RopeConfigError as exc:
+        raise CheckpointError(f"{where}/{CONFIG_FILE}: {exc}") from None
     if values.get("num_experts") is None and values.get("num_local_experts") is not None:
         values["num_experts"] = values["num_local_experts"]  # transformers 5 spelling
-    if config["model_type"] == "qwen3":
-        values["num_experts"] = 0  # a dense config may carry MoE defaults; they do not apply
+    values = normalise(values, moe=config["model_type"] == "qwen3_moe", where=where)
     try:
         return Qwen3Spec.from_dict(values)
     except (SpecError, TypeError) as exc:
@@ -88,7 +91,10 @@ def stored_dtype(config: dict[str, Any], where: str) -> torch.dtype | None:
 def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
-    if model_type not in QWEN3_MODEL_TYPES:
+    if not (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures)):
+        raise CheckpointError(f"{where}/{CONFIG_FILE}: architectures must be a list of class "
+                              f"names, got {architectures!r}"[:300])
+    if not isinstance(model_type, str) or model_type not in QWEN3_MODEL_TYPES:
         raise CheckpointError(
             f"{where}/{CONFIG_FILE} describes a {model_type or 'model without a model_type'!s} "
             f"model ({', '.join(architectures) or 'no architectures listed'}), not Qwen3; "
@@ -99,23 +105,11 @@ def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
             f"{where}/{CONFIG_FILE} has model_type {model_type!r} but architectures "
             f"{architectures}; a Qwen3 causal LM checkpoint lists {expected!r}")
     unsupported = []
-    rope_type = _rope_parameters(config).get("rope_type", _rope_parameters(config).get("type"))
-    if rope_type not in (None, "default"):
-        unsupported.append(f"rope scaling {rope_type!r}; remove rope_scaling from the config "
-                           "to run at the trained context length")
     if config.get("use_sliding_window"):
         unsupported.append("sliding-window attention (use_sliding_window=true)")
-    if config.get("hidden_act", "silu") != "silu":
+    if config.get("hidden_act") not in (None, "silu"):
         unsupported.append(f"activation {config['hidden_act']!r} (Qwen3 uses silu)")
     if unsupported:
         raise CheckpointError(f"{where}/{CONFIG_FILE} asks for what qwen3core does not "
                               f"implement: {'; '.join(unsupported)}")
 
-
-def _rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
-    """``rope_parameters`` (transformers 5) or ``rope_scaling`` (4.x); {} when neither is set."""
-    for key in ("rope_parameters", "rope_scaling"):
-        value = config.get(key)
-        if isinstance(value, dict):
-            return value
-    return {}

@@ -21,11 +21,13 @@ from qwen3core.checkpoint.config import (
 )
 from qwen3core.checkpoint.device import check_dtype_on_device
 from qwen3core.checkpoint.files import WeightFiles, find_weight_files
+from qwen3core.checkpoint.layout_check import check_outline
 from qwen3core.checkpoint.materialise import load_model
 from qwen3core.checkpoint.quantized import checkpoint_format
 from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
+from qwen3core.memory import check_fits
 from qwen3core.spec import Qwen3Spec
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -73,7 +75,8 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     device: torch.device | str | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
                     started: float | None = None, revision: str | None = None,
-                    scheme: Any = None, quantize_head: bool = False) -> LoadedModel:
+                    scheme: Any = None, quantize_head: bool = False,
+                    training: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
@@ -88,7 +91,10 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     run_dtype = (dtype or stored_dtype(config, found.name) or weights.dominant_dtype()
                  or torch.float32)
     check_dtype_on_device(run_dtype, device)
-    selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins)
+    check_outline(spec, weights, found.name)  # before the skeleton, whose cost config decides
+    check_fits(spec, run_dtype, device, found.name)
+    selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
+                                training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
                        where=found.name, scheme=scheme, quantize_head=quantize_head,
                        quantization_config=config.get("quantization_config"),

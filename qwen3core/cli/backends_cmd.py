@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 
 import torch
 
@@ -26,14 +28,33 @@ def rows(device: str, dtype: torch.dtype) -> list[dict]:
         if _all_components_available(registry, device, dtype) else {}
     out = []
     for component in registry.components():
-        for a in registry.availability(component, device, dtype):
+        availability = registry.availability(component, device, dtype)
+        first_party = [a.implementation.name for a in availability
+                       if a.available and a.implementation.plugin not in registry.third_party]
+        for a in availability:
             impl = a.implementation
+            is_default = default.get(component) == impl.name
+            third_party = impl.plugin in registry.third_party
             out.append({
                 "component": component, "name": impl.name, "plugin": impl.plugin,
                 "priority": impl.priority, "available": a.available, "reason": a.reason,
-                "default": default.get(component) == impl.name, "summary": impl.summary,
+                "default": is_default, "summary": impl.summary, "third_party": third_party,
+                "supports_autograd": impl.supports_autograd,
+                # A plugin from elsewhere that wins the default over qwen3core's own: say so,
+                # since it now runs for everyone who does not name an implementation.
+                "overrides": first_party[0] if is_default and third_party and first_party
+                else None,
             })
     return out
+
+
+def build_tools() -> dict[str, str | None]:
+    """The tools the cpu (and cuda) kernels need to compile on first use: name -> path, or None
+    when missing."""
+    from qwen3core.kernel_build import find_ninja
+
+    compiler = os.environ.get("CXX", "c++")
+    return {compiler: shutil.which(compiler), "ninja": find_ninja()}
 
 
 def _all_components_available(registry, device, dtype) -> bool:
@@ -44,9 +65,10 @@ def _all_components_available(registry, device, dtype) -> bool:
 def run(args: argparse.Namespace) -> int:
     dtype = parse_dtype(args.dtype)
     table = rows(args.device, dtype)
+    tools = build_tools()
     if args.json:
         print(json.dumps({"device": args.device, "dtype": dtype_name(dtype),
-                          "implementations": table}, indent=2))
+                          "implementations": table, "build_tools": tools}, indent=2))
         return 0
     print(f"Backends on {args.device} with {dtype_name(dtype)} ('*' = chosen when not selected)")
     header = ("component", "name", "plugin", "prio", "status")
@@ -58,4 +80,15 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(line[i]) for line in lines) for i in range(4)]
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line[:4], widths)) + "  " + line[4])
+    for r in table:
+        if r["overrides"]:
+            print(f"note: {r['component']} defaults to {r['name']!r} from the third-party plugin "
+                  f"{r['plugin']!r}, over the first-party {r['overrides']!r}; name one with "
+                  f"backends={{'{r['component']}': ...}} or block the plugin with "
+                  f"QWEN3CORE_BLOCK_PLUGINS={r['plugin']}")
+    missing = [name for name, path in tools.items() if path is None]
+    found = ", ".join(f"{name} ({path})" for name, path in tools.items() if path)
+    print(f"build tools: {found or 'none found'}" + (
+        f"; missing: {', '.join(missing)} (the cpu kernels compile on first use and need a C++ "
+        f"compiler and ninja: install g++ or set CXX, and pip install ninja)" if missing else ""))
     return 0

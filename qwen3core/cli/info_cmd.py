@@ -72,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"shape      hidden {spec['hidden_size']}, {spec['num_hidden_layers']} layers, "
           f"{spec['num_attention_heads']} q heads / {spec['num_key_value_heads']} kv heads, "
           f"head_dim {spec['head_dim']}, vocab {spec['vocab_size']}; {kind}")
+    scaling = spec.get("rope_scaling")
+    scaled = (f" ({scaling['rope_type']} rope scaling, factor {scaling['factor']:g}"
+              + (f", original context {scaling['original_max_position_embeddings']}"
+                 if "original_max_position_embeddings" in scaling else "") + ")"
+              if scaling else "")
     print(f"           tied embeddings: {spec['tie_word_embeddings']}, rope theta "
-          f"{spec['rope_theta']:g}, context {spec['max_position_embeddings']}")
+          f"{spec['rope_theta']:g}, context {spec['max_position_embeddings']}{scaled}")
     print(f"parameters {info['parameters']:,} (tied head counted twice), "
           f"{info['parameters_unique']:,} unique, "
           f"{info['parameters_active_per_token']:,} active per token")

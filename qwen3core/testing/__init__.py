@@ -11,7 +11,7 @@ or by subclassing :class:`BackendConformance`. With pytest, the ``qwen3core`` py
 and registers the ``long`` hypothesis profile (``--hypothesis-profile=long``).
 
 Building blocks, public so that other properties can be written the same way:
-:mod:`~qwen3core.testing.strategies` (specs, workloads, selections),
+:mod:`~qwen3core.testing.strategies` (specs, workloads, long_specs, long_workloads, selections),
 :func:`~qwen3core.testing.harness.greedy` (a small greedy decoder on the model's steps),
 :mod:`~qwen3core.testing.models` (reference and candidate models sharing weights),
 :func:`~qwen3core.testing.compare.assert_greedy_equivalent` and the per-dtype tolerances in
@@ -22,8 +22,16 @@ from qwen3core.testing.compare import assert_greedy_equivalent, top_margin
 from qwen3core.testing.conformance import BackendConformance
 from qwen3core.testing.harness import GreedyRun, greedy
 from qwen3core.testing.models import candidate_model, reference_model, reference_names
-from qwen3core.testing.properties import check_example, reference_run
-from qwen3core.testing.strategies import Workload, combinations, selections, specs, workloads
+from qwen3core.testing.properties import blame_message, check_example, reference_run
+from qwen3core.testing.strategies import (
+    Workload,
+    combinations,
+    long_specs,
+    long_workloads,
+    selections,
+    specs,
+    workloads,
+)
 from qwen3core.testing.suite import DTYPES, check_all_combinations, check_backend
 from qwen3core.testing.tolerances import TOLERANCES, Tolerance, tolerance_for
 
@@ -35,12 +43,15 @@ __all__ = [
                                           "Tolerance",
                                           "Workload",
                                           "assert_greedy_equivalent",
+                                          "blame_message",
                                           "candidate_model",
                                           "check_all_combinations",
                                           "check_backend",
                                           "check_example",
                                           "combinations",
                                           "greedy",
+                                          "long_specs",
+                                          "long_workloads",
                                           "reference_model",
                                           "reference_names",
                                           "reference_run",

@@ -39,9 +39,9 @@ def assert_greedy_equivalent(reference: GreedyRun, candidate: GreedyRun, toleran
             diff = float((cand_logits - ref_logits).abs().max())
             if not diff <= allowed:  # also catches NaN
                 raise AssertionError(
-                    f"row {row} step {step}: logits differ from the reference by {diff:.3g} "
-                    f"(allowed {allowed:.3g}); reference tokens {ref_tokens}, candidate "
-                    f"{cand_tokens}{where}")
+                    f"{candidate.where(row, step)}: logits differ from the reference by "
+                    f"{diff:.3g} (allowed {allowed:.3g}); reference tokens "
+                    f"{_short(ref_tokens)}, candidate {_short(cand_tokens)}{where}")
             compared += 1
             margin = top_margin(ref_logits)
             clear_cut = not tolerance.margin_exempt or margin > 2 * allowed
@@ -49,11 +49,19 @@ def assert_greedy_equivalent(reference: GreedyRun, candidate: GreedyRun, toleran
                 why = (f"margin {margin:.3g} > {2 * allowed:.3g}" if tolerance.margin_exempt
                        else "every token must match in this dtype")
                 raise AssertionError(
-                    f"row {row} step {step}: token {cand_tok} != reference {ref_tok} ({why}); "
-                    f"reference tokens {ref_tokens}, candidate {cand_tokens}{where}")
+                    f"{candidate.where(row, step)}: token {cand_tok} != reference {ref_tok} "
+                    f"({why}); reference tokens {_short(ref_tokens)}, candidate "
+                    f"{_short(cand_tokens)}{where}")
             elif cand_tok != ref_tok:
                 break  # a legitimate fork: the rest of this row follows another context
         else:
             if len(cand_tokens) != len(ref_tokens):
                 raise AssertionError(f"row {row}: lengths differ{where}")
     return compared
+
+
+def _short(tokens: list[int], keep: int = 12) -> str:
+    """A token list for a message: the first ``keep`` and a count of the rest."""
+    if len(tokens) <= keep:
+        return str(tokens)
+    return f"{str(tokens[:keep])[:-1]}, ... ({len(tokens)} tokens)]"

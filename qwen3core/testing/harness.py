@@ -30,6 +30,22 @@ class GreedyRun:
     #: With ``record_routing``: per row and step, the smallest MoE routing margin of any real
     #: token the row has run so far (see :func:`routing_margins`); inf for a dense model.
     routing: list[list[float]] | None = None
+    #: Tokens of each prompt (by prompt index) and the batch's padded width: where a
+    #: disagreement is (position, left padding) in failure messages. Empty when unknown.
+    prompt_lengths: tuple[int, ...] = ()
+    width: int = 0
+
+    def where(self, row: int, step: int) -> str:
+        """``row``/``step`` in words: the prompt, its padding, prefill or decode, position."""
+        if not self.prompt_lengths:
+            return f"row {row} step {step}"
+        index = self.rows[row]
+        length = self.prompt_lengths[index]
+        pad = self.width - length
+        padding = f"left-padded by {pad}" if pad else "unpadded"
+        phase = "prefill's last token" if step == 0 else "decode"
+        return (f"row {row} (prompt {index}: {length} tokens, {padding}) step {step} "
+                f"({phase}, position {length - 1 + step})")
 
 
 def greedy(model: Qwen3Model, prompts: list[list[int]], max_new_tokens: int, *,
@@ -84,7 +100,8 @@ def greedy(model: Qwen3Model, prompts: list[list[int]], max_new_tokens: int, *,
     kept = tuple(live)
     return GreedyRun(tokens=[tokens[r] for r in kept],
                      logits=[torch.stack(chosen[r]) for r in kept], rows=kept,
-                     routing=[margins[r] for r in kept] if record_routing else None)
+                     routing=[margins[r] for r in kept] if record_routing else None,
+                     prompt_lengths=tuple(len(p) for p in prompts), width=width)
 
 
 @contextmanager

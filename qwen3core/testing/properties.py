@@ -9,6 +9,11 @@ implementations, the reference's weights) must reproduce the reference's greedy 
   so (cache reuse within a request, compiled code and storage reuse across requests);
 * alone vs batched: every prompt of the batch decoded alone by the reference, against the
   candidate's batched row and against the candidate decoding the first prompt alone.
+
+A failure names where (row, step, prefill or decode, position, padding) and by how much. When
+the selection holds more than one implementation other than the reference's, the failing
+example is rerun with each of them alone beside the reference, and the message names those
+that diverge on their own: a bug is blamed on its implementation, not on its neighbours.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from functools import lru_cache
 
 import torch
 
-from qwen3core.registry import Registry
+from qwen3core.registry import Registry, get_registry
 from qwen3core.spec import Qwen3Spec
 from qwen3core.testing import report
 from qwen3core.testing.compare import assert_greedy_equivalent
 from qwen3core.testing.harness import GreedyRun, greedy
-from qwen3core.testing.models import candidate_model, reference_model
+from qwen3core.testing.models import candidate_model, reference_model, reference_names
 from qwen3core.testing.strategies import Workload
 from qwen3core.testing.tolerances import tolerance_for
 
@@ -68,15 +73,49 @@ def one_cpu_thread() -> Iterator[None]:
 
 def check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
                   dtype: torch.dtype, *, device: str = "cpu", registry: Registry | None = None,
-                  alone: bool = True, quantize: str | None = None) -> int:
+                  alone: bool = True, blame: bool = True, quantize: str | None = None) -> int:
     """Run every scenario; raise AssertionError on the first disagreement, return the number
     of tokens compared. ``alone=False`` skips the single-prompt scenarios (for compiled runners
-    each new batch size is another compilation). ``quantize`` names a quantization scheme:
-    reference and candidate then both hold its quantized weights (see
-    :func:`~qwen3core.testing.models.reference_model`)."""
+    each new batch size is another compilation). ``blame=False`` leaves out the reruns that
+    name the implementation at fault (``check_backend``, whose hypothesis run calls this many
+    times while shrinking, calls :func:`blame_message` once at the end instead). ``quantize``
+    names a quantization scheme: reference and candidate then both hold its quantized weights
+    (see :func:`~qwen3core.testing.models.reference_model`)."""
     with one_cpu_thread():
-        return _check_example(spec, workload, selection, dtype, device, registry, alone,
-                              quantize)
+        try:
+            return _check_example(spec, workload, selection, dtype, device, registry, alone,
+                                  quantize)
+        except AssertionError as failure:
+            if not blame:
+                raise
+            raise AssertionError(blame_message(failure, spec, workload, selection, dtype,
+                                               device=device, registry=registry,
+                                               alone=alone, quantize=quantize)) from None
+
+
+def blame_message(failure: AssertionError, spec: Qwen3Spec, workload: Workload,
+                  selection: Mapping[str, str], dtype: torch.dtype, *, device: str = "cpu",
+                  registry: Registry | None = None, alone: bool = True,
+                  quantize: str | None = None) -> str:
+    """The failure's message, prefixed by the implementations that diverge on their own."""
+    reference = reference_names(registry or get_registry())
+    suspects = {c: n for c, n in selection.items() if reference.get(c) != n}
+    if len(suspects) <= 1:
+        named = ", ".join(f"{c}={n}" for c, n in suspects.items()) or "the reference itself"
+        return f"{named} diverges from the eager reference: {failure}"
+    guilty = []
+    for component, name in suspects.items():
+        try:
+            with one_cpu_thread():
+                _check_example(spec, workload, {**reference, component: name}, dtype, device,
+                               registry, alone, quantize)
+        except AssertionError:
+            guilty.append(f"{component}={name}")
+    if guilty:
+        return (f"{', '.join(guilty)} diverge(s) from the eager reference on its own (every "
+                f"other component the reference's); in the selection drawn: {failure}")
+    return (f"no implementation of {', '.join(f'{c}={n}' for c, n in suspects.items())} "
+            f"diverges on its own; together they do: {failure}")
 
 
 def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
@@ -103,12 +142,13 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
         ref_batch, reused, tolerance,
         f"reused model, prefill in {workload.prefill_chunks} chunk(s), {label}", exact_batch)
     if not alone:
-        report.record_example(selection, dtype_name(dtype), device, compared)
+        _record(spec, selection, dtype, device, compared, workload)
         return compared
     batched = cold if workload.reorder is None else greedy(candidate, prompts, new)
     for row, prompt in enumerate(workload.prompts):
         ref_alone, exact_alone = expected((prompt,))
-        row_run = GreedyRun([batched.tokens[row]], [batched.logits[row]], (0,))
+        row_run = GreedyRun([batched.tokens[row]], [batched.logits[row]], (0,),
+                            prompt_lengths=(len(prompt),), width=batched.width)
         compared += assert_greedy_equivalent(
             ref_alone, row_run, tolerance, f"row {row} of a batch of {len(prompts)} vs alone, "
             f"{label}", exact_alone)
@@ -116,8 +156,21 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
     ref_first, exact_first = expected(workload.prompts[:1])
     compared += assert_greedy_equivalent(ref_first, first_alone, tolerance,
                                          f"first prompt alone, {label}", exact_first)
-    report.record_example(selection, dtype_name(dtype), device, compared)
+    _record(spec, selection, dtype, device, compared, workload)
     return compared
+
+
+def _record(spec: Qwen3Spec, selection: Mapping[str, str], dtype: torch.dtype, device: str,
+            compared: int, workload: Workload) -> None:
+    longest = max(len(p) for p in workload.prompts)
+    # The last token whose logits were compared: the longest prompt's last decode step.
+    deepest = longest - 1 + workload.max_new_tokens - 1
+    scaling = spec.rope_scaling
+    past_yarn = (scaling is not None and scaling.rope_type == "yarn"
+                 and deepest >= scaling.original_max_position_embeddings)
+    report.record_example(selection, dtype_name(dtype), device, compared,
+                          longest_prompt=longest, deepest_position=deepest,
+                          past_yarn_original=past_yarn)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

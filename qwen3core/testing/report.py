@@ -14,9 +14,15 @@ _examples: list[dict] = []
 _spaces: dict[str, int] = {}  # "device dtype [restriction]" -> available combinations
 
 
-def record_example(selection: Mapping[str, str], dtype: str, device: str, tokens: int) -> None:
+def record_example(selection: Mapping[str, str], dtype: str, device: str, tokens: int, *,
+                   longest_prompt: int = 0, deepest_position: int = 0,
+                   past_yarn_original: bool = False) -> None:
+    """``deepest_position``: 0-based position of the last token whose logits were compared;
+    ``past_yarn_original``: a yarn spec's example that went past its original context."""
     _examples.append({"selection": dict(selection), "dtype": dtype, "device": device,
-                      "tokens": tokens})
+                      "tokens": tokens, "longest_prompt": longest_prompt,
+                      "deepest_position": deepest_position,
+                      "past_yarn_original": past_yarn_original})
 
 
 def record_space(label: str, available: int) -> None:
@@ -43,6 +49,13 @@ def summary_lines() -> list[str]:
     lines = [(f"{len(_examples)} examples checked against the eager reference, "
               f"{len(combos)} distinct backend combinations (selection x dtype), "
               f"{tokens} greedy tokens compared")]
+    longest = max(e.get("longest_prompt", 0) for e in _examples)
+    deepest = max(e.get("deepest_position", 0) for e in _examples)
+    past_100 = sum(1 for e in _examples if e.get("deepest_position", 0) > 100)
+    past_yarn = sum(1 for e in _examples if e.get("past_yarn_original"))
+    lines.append(f"  longest prompt {longest} tokens, deepest position checked {deepest} "
+                 f"(0-based); {past_100} examples checked positions past 100, {past_yarn} "
+                 f"past a yarn spec's original context")
     by_dtype = Counter(e["dtype"] for e in _examples)
     for dtype, n in sorted(by_dtype.items()):
         seen = {tuple(sorted(e["selection"].items())) for e in _examples if e["dtype"] == dtype}

@@ -2,12 +2,18 @@
 
 Everything is small on purpose (a forward pass takes milliseconds) but keeps the structure
 that backends get wrong: grouped-query ratios 1/2/4, odd hidden and expert widths, tied and
-untied heads, dense and MoE layers mixed by ``decoder_sparse_step`` and ``mlp_only_layers``.
+untied heads, dense and MoE layers mixed by ``decoder_sparse_step`` and ``mlp_only_layers``,
+plain and scaled RoPE (yarn with a tiny original context, linear).
+
+Two sizes of work: :func:`specs` / :func:`workloads` (a few layers, prompts of up to 10 tokens)
+find structural mistakes quickly; :func:`long_specs` / :func:`long_workloads` (one narrow
+layer, prompts of 350-420 tokens) cross the lengths where implementations change behaviour.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -16,7 +22,31 @@ from hypothesis import strategies as st
 
 from qwen3core.contracts import COMPONENTS
 from qwen3core.registry import Registry
+from qwen3core.rope_scaling import RopeScaling
 from qwen3core.spec import Qwen3Spec
+
+#: Where implementations change behaviour along the sequence, which :func:`long_workloads`
+#: crosses (each a few hundred positions at most on a one-layer narrow model):
+#: the growing cache's first buffer (its first write + 256 slots, crossed on reuse, when the
+#: prompt is prefilled in 4-5 chunks), the static cache's capacity (rounded up to 64), the
+#: example plugin's 256-key chunks, the cpu kernels' decode loop (<= 8 query rows) against SDPA
+#: for prefill, and key slots past 64 and positions past 100 (the deliberately wrong backends
+#: of tests/equivalence/test_wrong_backends_are_caught.py).
+LONG_PROMPT_TOKENS = (350, 420)
+#: The original context of the yarn specs :func:`long_specs` draws: every long prompt goes past
+#: it, so the interpolated frequencies are checked at prefill and at every decode step.
+LONG_YARN_ORIGINAL = (32, 64, 128)
+
+
+def rope_scalings(original: Iterable[int], *, yarn_first: bool = False) -> st.SearchStrategy:
+    """None (plain RoPE), yarn with one of ``original`` as its trained context, or linear:
+    plain in half the draws, or, with ``yarn_first``, yarn in half the draws."""
+    yarn = st.builds(lambda o, f: RopeScaling("yarn", f, o), st.sampled_from(list(original)),
+                     st.sampled_from([2.0, 4.0]))
+    linear = st.just(RopeScaling("linear", 2.0))
+    if yarn_first:
+        return st.one_of(yarn, st.one_of(st.none(), linear))
+    return st.one_of(st.none(), st.one_of(yarn, linear))
 
 
 @st.composite
@@ -38,6 +68,7 @@ def specs(draw: st.DrawFn, moe: bool | None = None) -> Qwen3Spec:
         "max_position_embeddings": 256,
         "tie_word_embeddings": draw(st.booleans()),
         "eos_token_id": None,
+        "rope_scaling": draw(rope_scalings((4, 8))),
     }
     if is_moe:
         experts = draw(st.integers(2, 8))
@@ -65,6 +96,17 @@ class Workload:
     def prompt_lists(self) -> list[list[int]]:
         return [list(p) for p in self.prompts]
 
+    def __repr__(self) -> str:
+        # Hypothesis prints the failing example: hundreds of token ids would bury the rest.
+        shown = ", ".join(repr(p) if len(p) <= 12 else
+                          f"({', '.join(map(str, p[:6]))}, ... {len(p)} tokens)"
+                          for p in self.prompts) + ("," if len(self.prompts) == 1 else "")
+        return (f"Workload(prompts=({shown}), max_new_tokens={self.max_new_tokens}, "
+                f"prefill_chunks={self.prefill_chunks}, reorder={self.reorder})")
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # hypothesis's (IPython's) printer
+        printer.text(repr(self))
+
 
 def prompts(vocab_size: int, min_len: int = 1, max_len: int = 10) -> st.SearchStrategy:
     return st.lists(st.integers(0, vocab_size - 1), min_size=min_len, max_size=max_len
@@ -88,6 +130,58 @@ def workloads(draw: st.DrawFn, vocab_size: int, max_batch: int = 3) -> Workload:
         kept = draw(st.permutations(range(batch)))[:draw(st.integers(1, batch))]
         reorder = (draw(st.integers(1, new - 1)), tuple(kept))
     return Workload(tuple(batch_prompts), new, chunks, reorder)
+
+
+@st.composite
+def long_specs(draw: st.DrawFn, moe: bool | None = False) -> Qwen3Spec:
+    """One narrow layer (long prompts stay cheap), yarn (half the draws; every long prompt goes
+    past its original context), plain or linear RoPE; ``moe`` True/False forces MoE/dense,
+    None draws either."""
+    kv_heads = draw(st.sampled_from([1, 2]))
+    is_moe = draw(st.booleans()) if moe is None else moe
+    fields = {
+        "vocab_size": draw(st.sampled_from([61, 96])),
+        "hidden_size": draw(st.sampled_from([16, 24])),
+        "intermediate_size": draw(st.sampled_from([24, 37])),
+        "num_hidden_layers": 1,
+        "num_attention_heads": kv_heads * draw(st.sampled_from([1, 2])),
+        "num_key_value_heads": kv_heads,
+        "head_dim": draw(st.sampled_from([8, 6])),
+        "rope_theta": draw(st.sampled_from([10_000.0, 1_000_000.0])),
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": draw(st.booleans()),
+        "eos_token_id": None,
+        "rope_scaling": draw(rope_scalings(LONG_YARN_ORIGINAL, yarn_first=True)),
+    }
+    if is_moe:
+        fields.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
+                      norm_topk_prob=draw(st.booleans()))
+    return Qwen3Spec(**fields)
+
+
+def seeded_prompt(vocab_size: int, length: int, seed: int) -> tuple[int, ...]:
+    """A long prompt from a seed (drawing hundreds of tokens one by one is slow to generate
+    and to shrink; a seed shrinks as one number)."""
+    rng = random.Random(seed)
+    return tuple(rng.randrange(vocab_size) for _ in range(length))
+
+
+@st.composite
+def long_workloads(draw: st.DrawFn, vocab_size: int) -> Workload:
+    """A prompt of :data:`LONG_PROMPT_TOKENS` tokens, often beside a shorter one (left padding
+    of up to hundreds of slots, and then sometimes rows swapped or dropped mid-way), a few new
+    tokens, prefilled in 4-5 chunks on reuse: see
+    :data:`LONG_PROMPT_TOKENS` for the boundaries this crosses."""
+    long_len = draw(st.integers(*LONG_PROMPT_TOKENS), label="long prompt tokens")
+    batch = [seeded_prompt(vocab_size, long_len, draw(st.integers(0, 2**16), label="seed"))]
+    if draw(st.booleans(), label="with a shorter row"):
+        short_len = draw(st.integers(1, long_len - 1), label="short prompt tokens")
+        batch.append(seeded_prompt(vocab_size, short_len, draw(st.integers(0, 2**16))))
+    new = draw(st.integers(3, 8), label="new tokens")
+    reorder = None
+    if len(batch) == 2 and draw(st.booleans(), label="reorder"):  # index_select of long caches
+        reorder = (draw(st.integers(1, new - 1)), draw(st.sampled_from([(1, 0), (1,), (0,)])))
+    return Workload(tuple(batch), new, draw(st.integers(4, 5), label="prefill chunks"), reorder)
 
 
 # -- backend selections -------------------------------------------------------------------------

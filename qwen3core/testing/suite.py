@@ -11,13 +11,24 @@ from hypothesis import strategies as st
 from qwen3core.registry import Registry, get_registry
 from qwen3core.spec import Qwen3Spec
 from qwen3core.testing import report
-from qwen3core.testing.properties import check_example, dtype_name
-from qwen3core.testing.strategies import Workload, combinations, specs, workloads
+from qwen3core.testing.models import reference_names
+from qwen3core.testing.properties import blame_message, check_example, dtype_name
+from qwen3core.testing.strategies import (
+    Workload,
+    combinations,
+    long_specs,
+    long_workloads,
+    specs,
+    workloads,
+)
 
 DTYPES = (torch.float64, torch.float32, torch.bfloat16)
 #: Examples per call in the default hypothesis profile; ``--hypothesis-profile=long`` (or any
 #: profile) scales it by the profile's ``max_examples`` / 100.
 DEFAULT_EXAMPLES = 12
+#: Long examples per call (see :func:`~qwen3core.testing.strategies.long_workloads`), scaled
+#: the same way: each costs well under a second on one narrow layer.
+LONG_EXAMPLES = 2
 
 
 def scaled_examples(n: int) -> int:
@@ -39,26 +50,38 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                   pinned: Mapping[str, str] | None = None,
                   spec_strategy: st.SearchStrategy | None = None,
                   workload_strategy: Callable[[int], st.SearchStrategy] = workloads,
-                  alone: bool = True, shrink: bool = True,
-                  quantize: str | None = None) -> int:
+                  alone: bool = True, shrink: bool = True, others: str = "drawn",
+                  long_examples: int | None = None, quantize: str | None = None) -> int:
     """Check that implementation ``name`` of ``component`` matches the eager reference.
 
     Hypothesis draws a tiny spec, a batch of prompts and a dtype, and a selection with
-    ``component=name`` and every other component drawn from what the registry holds (so the
-    backend is also checked next to the other installed ones); :func:`check_example` then runs
-    every scenario. ``component=None`` draws every component. ``plugins`` adds plugin objects
-    (e.g. a backend not installed as a distribution). ``runners`` limits the runner component
-    (compiling runners spend seconds per new shape); None allows all available ones.
-    ``pinned`` fixes further components; ``spec_strategy`` / ``workload_strategy`` (a function
-    of the vocabulary size) replace the default strategies; ``alone=False`` skips the
-    single-prompt scenarios; ``shrink=False`` reports the first failure unshrunk (faster).
+    ``component=name``; :func:`check_example` then runs every scenario. The other components
+    are, with ``others="drawn"``, drawn from what the registry holds (so the backend is also
+    checked next to the other installed ones), or, with ``others="reference"``, the eager
+    reference's (so that only this implementation can fail the check). ``component=None``
+    draws every component. ``plugins`` adds plugin objects (e.g. a backend not installed as a
+    distribution). ``runners`` limits the runner component (compiling runners spend seconds per
+    new shape); None allows all available ones. ``pinned`` fixes further components;
+    ``spec_strategy`` / ``workload_strategy`` (a function of the vocabulary size) replace the
+    default strategies; ``alone=False`` skips the single-prompt scenarios; ``shrink=False``
+    reports the first failure unshrunk (faster).
+
+    ``max_examples`` short examples (few layers, prompts of up to 10 tokens) are followed by
+    ``long_examples`` long ones (:func:`~.strategies.long_specs` and
+    :func:`~.strategies.long_workloads`: one narrow layer, prompts of hundreds of tokens that
+    cross the lengths where implementations change behaviour, positions past the original
+    context of a yarn spec); both default to the profile-scaled counts, and
+    ``long_examples=0`` leaves the long ones out.
+
     ``quantize`` names a quantization scheme both models hold (see :func:`check_example`);
     MoE blocks are then pinned to ``eager`` unless ``pinned`` says otherwise (the stacked
     ``moe_grouped`` experts take no quantized weights).
 
     Returns the number of examples run; raises AssertionError (with hypothesis's minimal
-    failing example) on a disagreement, BackendSelectionError for an unknown name, and
-    ValueError when the implementation is unavailable for every dtype on ``device``.
+    failing example, and the implementations that diverge on their own) on a disagreement,
+    BackendSelectionError for an unknown name, and ValueError when the implementation is
+    unavailable for every dtype on ``device`` or ``others`` is neither "drawn" nor
+    "reference".
     """
     registry = get_registry(plugins)
     usable = available_dtypes(registry, component, name, device, dtypes)
@@ -68,36 +91,76 @@ def check_backend(component: str | None = None, name: str | None = None, *,
                    for d in dtypes}
         raise ValueError(f"{component} implementation {name!r} is unavailable on {device} for "
                          f"every dtype checked: {reasons}")
-    pinned = {**(pinned or {}), **({component: name} if component is not None else {})}
+    if others not in ("drawn", "reference"):
+        raise ValueError(f'others must be "drawn" or "reference", got {others!r}')
+    fixed = dict(pinned or {})
+    if others == "reference" and component is not None:
+        fixed = {**reference_names(registry), **fixed}
+    pinned = {**fixed, **({component: name} if component is not None else {})}
     if quantize is not None:
         pinned.setdefault("moe", "eager")
     runners = None if component == "runner" else runners
     spaces = {d: combinations(registry, device, d, pinned=pinned, runners=runners)
               for d in usable}
     for d, space in spaces.items():
-        what = ", ".join(f"{c}={n}" for c, n in pinned.items()) or "all components"
+        what = _describe(pinned, registry) or "all components"
         report.record_space(f"{device} {dtype_name(d)}, {what}{_with(plugins)}", len(space))
+    moe = True if component == "moe" else None
     if spec_strategy is None:
-        spec_strategy = specs(moe=True if component == "moe" else None)
+        spec_strategy = specs(moe=moe)
     examples = max_examples if max_examples is not None else scaled_examples(DEFAULT_EXAMPLES)
-    ran = []
-
+    long_count = scaled_examples(LONG_EXAMPLES) if long_examples is None else long_examples
     phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
+    ran = []
+    last_failure: list = []  # the arguments of the latest failing example
 
-    @settings(max_examples=examples, deadline=None, phases=phases,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(data=st.data())
-    def equivalent_to_reference(data: st.DataObject) -> None:
-        dtype = data.draw(st.sampled_from(usable), label="dtype")
-        spec = data.draw(spec_strategy, label="spec")
-        workload = data.draw(workload_strategy(spec.vocab_size), label="workload")
-        selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
-        check_example(spec, workload, selection, dtype, device=device, registry=registry,
-                      alone=alone, quantize=quantize)
-        ran.append(1)
+    def run(spec_strategy, workload_strategy, count: int) -> None:
+        @settings(max_examples=count, deadline=None, phases=phases,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(data=st.data())
+        def equivalent_to_reference(data: st.DataObject) -> None:
+            dtype = data.draw(st.sampled_from(usable), label="dtype")
+            spec = data.draw(spec_strategy, label="spec")
+            workload = data.draw(workload_strategy(spec.vocab_size), label="workload")
+            selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
+            try:
+                check_example(spec, workload, selection, dtype, device=device,
+                              registry=registry, alone=alone, blame=False,
+                              quantize=quantize)
+            except AssertionError:
+                last_failure[:] = [spec, workload, selection, dtype]
+                raise
+            ran.append(1)
 
-    equivalent_to_reference()
+        try:
+            equivalent_to_reference()
+        except AssertionError as failure:
+            if not last_failure:
+                raise
+            spec, workload, selection, dtype = last_failure
+            blamed = AssertionError(blame_message(failure, spec, workload, selection, dtype,
+                                                  device=device, registry=registry,
+                                                  alone=alone, quantize=quantize))
+            blamed.__notes__ = list(getattr(failure, "__notes__", []))  # hypothesis's example
+            raise blamed from None
+
+    run(spec_strategy, workload_strategy, examples)
+    if long_count:
+        run(long_specs(moe=True if component == "moe" else False if component else None),
+            long_workloads, long_count)
     return len(ran)
+
+
+def _describe(pinned: Mapping[str, str], registry: Registry) -> str:
+    """The pinned components for a report label; those pinned to the reference in one word."""
+    reference = reference_names(registry)
+    own = [f"{c}={n}" for c, n in pinned.items() if reference.get(c) != n]
+    at_reference = [c for c, n in pinned.items() if reference.get(c) == n]
+    if len(at_reference) > 2:
+        own.append("others eager")
+    else:
+        own += [f"{c}={pinned[c]}" for c in at_reference]
+    return ", ".join(own)
 
 
 #: The fixed example :func:`check_all_combinations` runs: two MoE layers between dense ones

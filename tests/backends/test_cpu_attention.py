@@ -7,6 +7,9 @@ of the float64 result, plus the rounding to bfloat16 (unit roundoff 2^-8) for bf
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -97,3 +100,21 @@ def test_rejects_a_mask_of_the_wrong_shape():
         torch.ops.qwen3core_cpu.attention(q, k, v, mask[..., :5], 0.3)
     with pytest.raises(RuntimeError, match="H_kv dividing H_q"):
         torch.ops.qwen3core_cpu.attention(q[:, :3], k, v, mask, 0.3)
+
+
+def test_selected_alone_loads_the_kernels(tmp_path):
+    """Regression: ``attention=cpu`` with every other component eager raised AttributeError
+    (torch.ops.qwen3core_cpu.attention missing) on the first forward, because only the other
+    cpu components loaded the kernels. A fresh process, so no other test has loaded them."""
+    script = (
+        "import torch\n"
+        "from qwen3core import PRESETS\n"
+        "from qwen3core.testing import greedy, reference_model, reference_names\n"
+        "from qwen3core.testing.models import candidate_model\n"
+        "ref = reference_model(PRESETS['tiny'], torch.float32)\n"
+        "model = candidate_model(ref, {**reference_names(), 'attention': 'cpu'})\n"
+        "print(greedy(model, [[1, 2, 3]], 2).tokens == greedy(ref, [[1, 2, 3]], 2).tokens)\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"

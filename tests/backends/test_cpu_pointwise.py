@@ -20,6 +20,8 @@ from qwen3core_backends.eager.norm import RMSNorm
 from qwen3core_backends.eager.rope import EagerRotary, rotary_inv_freq
 from torch.nn import functional as F
 
+from qwen3core.rope_scaling import RopeScaling
+
 DTYPES = [torch.bfloat16, torch.float32]
 CPU = torch.device("cpu")
 _missing = cpu_backend._check(CPU, torch.float32)
@@ -105,6 +107,22 @@ def test_rotary_module_after_prepare_matches_eager(dtype, ops):
     positions = torch.tensor([[37]])
     for got, want in zip(rotary(q, k, positions), EagerRotary(16, 1e6)(q, k, positions)):
         assert_matches_eager(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scaling", [RopeScaling("yarn", 4.0, 32), RopeScaling("linear", 2.0),
+                                     RopeScaling("yarn", 8.0, 24, attention_factor=0.75)])
+def test_rotary_module_honours_rope_scaling(dtype, scaling, ops):
+    rotary = CpuRotary(16, 1e6, device=torch.device("meta"), scaling=scaling).to_empty(
+        device=CPU)
+    rotary.prepare_weights()
+    q, k = _q_and_k(dtype, seq=3, seed=7)
+    positions = torch.tensor([[0, 31, 32], [100, 4095, 131071]])  # around and past 32
+    want = EagerRotary(16, 1e6, scaling)(q, k, positions)
+    unscaled = EagerRotary(16, 1e6)(q, k, positions)
+    assert not torch.allclose(want[0].float(), unscaled[0].float())  # the premise
+    for got, expected in zip(rotary(q, k, positions), want):
+        assert_matches_eager(got, expected)
 
 
 def test_rotary_rejects_bad_positions(ops):

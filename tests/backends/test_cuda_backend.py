@@ -36,6 +36,7 @@ from qwen3core import PRESETS, BackendSelectionError
 from qwen3core.build import build_skeleton
 from qwen3core.contracts import COMPONENTS, AttentionBatch, Selection
 from qwen3core.registry import get_registry
+from qwen3core.rope_scaling import RopeScaling
 
 CUDA_IMPLEMENTATIONS = {"norm": "cuda", "rope": "cuda", "mlp": "cuda", "attention": "flash"}
 EAGER = {c: ("dynamic" if c == "kv_cache" else "eager") for c in COMPONENTS}
@@ -264,6 +265,25 @@ def test_rotary_frequencies_are_the_eager_ones_bit_for_bit():
         cos, sin = rotary_cos_sin(positions, head_dim, theta, torch.float32)
         assert torch.equal(torch.cat((angles, angles), -1).cos(), cos)
         assert torch.equal(torch.cat((angles, angles), -1).sin(), sin)
+
+
+def test_rotary_honours_rope_scaling():
+    """linear: the kernel gets the reference's scaled table; yarn (whose cos/sin factor the
+    kernel lacks) runs the reference's expression, so no GPU is needed to check either."""
+    positions = torch.tensor([[0, 33, 500]])
+    linear = CudaRotary(16, 1e6, device=torch.device("cpu"), scaling=RopeScaling("linear", 2.0))
+    linear.prepare_weights()
+    assert linear.fallback is None
+    assert torch.equal(linear.inv_freq, rotary_inv_freq(16, 1e6, torch.device("cpu")) / 2.0)
+    yarn_scaling = RopeScaling("yarn", 4.0, 32)
+    yarn = CudaRotary(16, 1e6, device=torch.device("cpu"), scaling=yarn_scaling)
+    yarn.prepare_weights()
+    assert torch.equal(yarn.inv_freq, rotary_inv_freq(16, 1e6, torch.device("cpu"),
+                                                      yarn_scaling))
+    q, k = torch.randn(1, 4, 3, 16, generator=gen(3)), torch.randn(1, 2, 3, 16, generator=gen(4))
+    for got, want in zip(yarn(q, k, positions), EagerRotary(16, 1e6, yarn_scaling)(q, k,
+                                                                                  positions)):
+        assert torch.equal(got, want)
 
 
 def test_model_built_with_cuda_implementations_keeps_checkpoint_names():

@@ -67,13 +67,16 @@ def test_the_error_names_the_shard_that_holds_a_bad_key(good, ref):
 
 def test_many_missing_keys_are_listed_briefly(single, ref):
     path = single / "model.safetensors"
-    tensors = {k: v for k, v in load_file(path).items() if ".layers." not in k}
+    # Every layer keeps its norms, so the outline (layer count) still fits and the key-by-key
+    # check is what reports the rest.
+    tensors = {k: v for k, v in load_file(path).items()
+               if ".self_attn." not in k and ".mlp." not in k}
     save_file(tensors, path, metadata={"format": "pt"})
     with pytest.raises(CheckpointError) as info:
         _load(single, ref)
     message = str(info.value)
-    assert "missing from the checkpoint (33): " in message  # 3 layers x 11 tensors
-    assert "... and 21 more" in message
+    assert "missing from the checkpoint (27): " in message  # 3 layers x 9 tensors
+    assert "... and 15 more" in message
     assert len(message) < 2500
 
 
@@ -126,8 +129,8 @@ def test_config_that_is_not_a_qwen3_causal_lm(single, ref, model_type, architect
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e6}},
-     r"rope scaling 'yarn'"),
+    ({"rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 1e6}},
+     r"rope_parameters\.rope_type='dynamic' asks for rope scaling qwen3core does not"),
     ({"quantization_config": {"quant_method": "bitsandbytes"}},
      r"quantization method 'bitsandbytes' is not supported"),
     ({"use_sliding_window": True}, r"sliding-window attention"),

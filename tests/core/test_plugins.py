@@ -147,3 +147,106 @@ def test_highest_priority_available_implementation_is_the_default():
     registry = get_registry([Preferred()])
     assert registry.select(None, device="cpu", dtype=torch.float32)["norm"].name == "preferred"
     assert registry.select({"norm": "eager"}, device="cpu")["norm"].name == "eager"
+
+
+# -- hardening (issue 18 item 5) ---------------------------------------------------------------
+def test_a_plugin_calling_sys_exit_at_import_is_an_error_naming_it(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "qwen3core-quitter", "quitter_plugin",
+                              "import sys\nsys.exit(0)\n", "quitter")
+    with pytest.raises(PluginError, match=r"plugin 'quitter'.*SystemExit.*"
+                                          r"QWEN3CORE_BLOCK_PLUGINS=quitter.*QWEN3CORE_PLUGINS"):
+        get_plugin_manager()
+
+
+def test_the_cli_does_not_exit_zero_when_a_plugin_exits_at_import(tmp_path):
+    import os
+    import subprocess
+
+    (tmp_path / "quitter_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    info = tmp_path / "qwen3core_quitter-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qwen3core-quitter\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[qwen3core.backends]\nquitter = quitter_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "qwen3core.cli", "backends"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0
+    assert "quitter" in done.stderr and "QWEN3CORE_BLOCK_PLUGINS=quitter" in done.stderr
+
+
+@pytest.mark.parametrize("body, complaint", [
+    ("return 42", r"returned int 42, expected a qwen3core.Implementation"),
+    ("raise RuntimeError('boom')", r"raised RuntimeError: boom"),
+    ("raise SystemExit(0)", r"raised SystemExit"),
+])
+def test_a_misbehaving_hook_names_its_plugin_and_how_to_block_it(tmp_path, monkeypatch, body,
+                                                                  complaint):
+    source = f"""
+        from qwen3core import hookimpl
+
+        @hookimpl
+        def qwen3core_norm():
+            {body}
+    """
+    install_fake_distribution(tmp_path, monkeypatch, "qwen3core-odd", "odd_plugin", source, "odd")
+    with pytest.raises(PluginError, match=rf"plugin 'odd' {complaint}.*"
+                                          rf"QWEN3CORE_BLOCK_PLUGINS=odd") as info:
+        Registry.from_plugin_manager(get_plugin_manager())
+    assert "qwen3core_norm" in str(info.value)
+
+
+def test_the_allow_list_loads_only_the_plugins_it_names(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "qwen3core-broken", "broken_plugin",
+                              "raise ImportError('needs libfoo')\n", "broken")
+    monkeypatch.setenv("QWEN3CORE_PLUGINS", "eager, sdpa")
+    registry = Registry.from_plugin_manager(get_plugin_manager())  # broken is never imported
+    assert {i.plugin for c in registry.components() for i in registry.implementations(c)} == {
+        "eager", "sdpa"}
+    monkeypatch.setenv("QWEN3CORE_PLUGINS", "eager,no-such-plugin")
+    with pytest.raises(PluginError, match="QWEN3CORE_PLUGINS names no-such-plugin"):
+        get_plugin_manager()
+
+
+def test_qwen3_backends_marks_a_third_party_default_over_first_party(tmp_path, monkeypatch,
+                                                                      capsys):
+    from qwen3core.cli import main
+
+    source = PLUGIN_SOURCE.replace('summary="third-party demo"',
+                                   'summary="third-party demo", priority=1000')
+    install_fake_distribution(tmp_path, monkeypatch, "qwen3core-demo", "qwen3core_demo_plugin",
+                              source, "demo")
+    reset_registry_cache()
+    try:
+        assert main(["backends", "--json"]) == 0
+        import json
+
+        rows = json.loads(capsys.readouterr().out)["implementations"]
+        demo = next(r for r in rows if r["name"] == "demo")
+        first_party = {r["name"] for r in rows if r["component"] == "attention"
+                       and r["available"] and not r["third_party"]}
+        assert demo["default"] and demo["third_party"] and demo["overrides"] in first_party
+        eager = next(r for r in rows if r["name"] == "eager" and r["component"] == "attention")
+        assert not eager["third_party"] and eager["overrides"] is None
+        assert main(["backends"]) == 0
+        out = capsys.readouterr().out
+        assert ("note: attention defaults to 'demo' from the third-party plugin 'demo', over "
+                "the first-party") in out
+        assert "QWEN3CORE_BLOCK_PLUGINS=demo" in out
+    finally:
+        reset_registry_cache()
+
+
+class BrokenFactory:
+    @hookimpl
+    def qwen3core_norm(self):
+        def factory(ctx, dim, eps):
+            raise ValueError("bad norm")
+        return Implementation("norm", "broken-norm", factory)
+
+
+def test_a_factory_that_raises_names_its_plugin():
+    with pytest.raises(PluginError, match=r"norm implementation 'broken-norm' of plugin "
+                                          r"'.*BrokenFactory.*' failed to build: ValueError: "
+                                          r"bad norm"):
+        qwen3core.load("random:tiny", backends={"norm": "broken-norm"},
+                       plugins=[BrokenFactory()])

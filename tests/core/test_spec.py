@@ -1,8 +1,10 @@
 import dataclasses
+import math
 
 import pytest
 
 from qwen3core import PRESETS, Qwen3Spec, SpecError, preset
+from qwen3core.rope_scaling import RopeScaling
 
 
 def test_from_dict_ignores_unknown_keys_and_reads_moe_fields():
@@ -69,3 +71,36 @@ def test_every_published_size_has_a_preset():
 def test_round_trip_through_dict():
     spec = PRESETS["tiny-moe"].replace(mlp_only_layers=(1,))
     assert Qwen3Spec.from_dict(spec.to_dict()) == spec
+
+
+def test_rope_scaling_is_a_frozen_field_that_round_trips():
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}
+    spec = PRESETS["tiny"].replace(rope_scaling=yarn)  # a dict becomes the dataclass
+    assert spec.rope_scaling == RopeScaling(**yarn)
+    assert spec.to_dict()["rope_scaling"] == {**yarn, "truncate": True}  # unset: left out
+    assert Qwen3Spec.from_dict(spec.to_dict()) == spec
+    assert hash(spec) == hash(Qwen3Spec.from_dict(spec.to_dict()))
+    assert PRESETS["tiny"].to_dict()["rope_scaling"] is None
+
+
+@pytest.mark.parametrize("scaling, message", [
+    ({"rope_type": "dynamic", "factor": 2.0}, r"'dynamic' is not implemented"),
+    ({"rope_type": "yarn", "factor": 4.0}, r"needs original_max_position_embeddings"),
+    ({"rope_type": "linear", "factor": -1.0}, r"factor must be positive"),
+    ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8,
+      "beta_fast": 1.0, "beta_slow": 2.0}, r"beta_fast \(1.0\) must be at least beta_slow"),
+    ({"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0},
+     r"keys qwen3core does not implement: \['low_freq_factor'\]"),
+])
+def test_rope_scaling_refuses_what_is_not_implemented(scaling, message):
+    with pytest.raises(SpecError, match=message):
+        PRESETS["tiny"].replace(rope_scaling=scaling)
+
+
+def test_yarn_attention_factor_follows_transformers_defaults():
+    assert RopeScaling("linear", 4.0).cos_sin_scale == 1.0
+    assert RopeScaling("yarn", 4.0, 32).cos_sin_scale == pytest.approx(0.1 * math.log(4) + 1)
+    assert RopeScaling("yarn", 4.0, 32, attention_factor=1.5).cos_sin_scale == 1.5
+    both = RopeScaling("yarn", 4.0, 32, mscale=1.0, mscale_all_dim=0.5)
+    assert both.cos_sin_scale == pytest.approx((0.1 * math.log(4) + 1)
+                                               / (0.05 * math.log(4) + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,14 +18,20 @@ def test_a_pytest_run_prints_the_number_of_examples_and_combinations(tmp_path):
         from qwen3core.testing import check_backend
 
         def test_sdpa():
-            check_backend("attention", "sdpa", max_examples=2)
+            check_backend("attention", "sdpa", max_examples=2, long_examples=1)
     """))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
         check=False, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "qwen3core equivalence suite" in result.stdout
-    assert "2 examples checked against the eager reference" in result.stdout
+    assert "3 examples checked against the eager reference" in result.stdout
+    # The long example: a prompt of 350-420 tokens and a few decode steps past it.
+    found = re.search(r"longest prompt (\d+) tokens, deepest position checked (\d+) "
+                      r"\(0-based\); 1 examples checked positions past 100, \d+ past a yarn "
+                      r"spec's original context", result.stdout)
+    assert found, result.stdout
+    assert 350 <= int(found[1]) <= 420 and int(found[1]) + 1 <= int(found[2]) <= int(found[1]) + 7
     assert "available to draw from (cpu float64, attention=sdpa):" in result.stdout
 
 

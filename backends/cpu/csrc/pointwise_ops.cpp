@@ -98,7 +98,8 @@ void rotate_heads(const at::Tensor& in, at::Tensor& out, int64_t b, int64_t s,
 
 template <typename T>
 void rotary_tokens(const at::Tensor& q, at::Tensor& q_out, const at::Tensor& k,
-                   at::Tensor& k_out, const at::Tensor& positions, const float* inv_freq) {
+                   at::Tensor& k_out, const at::Tensor& positions, const float* inv_freq,
+                   float scale) {
   const int64_t batch = q.size(0), seq = q.size(2), half = q.size(3) / 2;
   const int64_t per_token = (q.size(1) + k.size(1)) * q.size(3);
   const int64_t* pos = positions.data_ptr<int64_t>();
@@ -111,8 +112,9 @@ void rotary_tokens(const at::Tensor& q, at::Tensor& q_out, const at::Tensor& k,
                                                     s * positions.stride(1)]);
       for (int64_t i = 0; i < half; ++i) {
         const float angle = position * inv_freq[i];
-        cos[i] = round_to<T>(std::cos(angle));
-        sin[i] = round_to<T>(std::sin(angle));
+        // Rope scaling's cos/sin factor (1 for plain RoPE), in float32 before the rounding.
+        cos[i] = round_to<T>(std::cos(angle) * scale);
+        sin[i] = round_to<T>(std::sin(angle) * scale);
       }
       rotate_heads<T>(q, q_out, b, s, cos.data(), sin.data(), half);
       rotate_heads<T>(k, k_out, b, s, cos.data(), sin.data(), half);
@@ -122,7 +124,7 @@ void rotary_tokens(const at::Tensor& q, at::Tensor& q_out, const at::Tensor& k,
 
 std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor& k,
                                           const at::Tensor& positions,
-                                          const at::Tensor& inv_freq) {
+                                          const at::Tensor& inv_freq, double scale) {
   check_cpu_float(q, "q");
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && k.device().is_cpu(),
               "rotary: k must be a CPU tensor of q's dtype ", q.scalar_type());
@@ -142,9 +144,11 @@ std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor&
   at::Tensor q_out = at::empty_like(q), k_out = at::empty_like(k);  // same strides as inputs
   if (q.numel() == 0 && k.numel() == 0) return {q_out, k_out};
   if (q.scalar_type() == at::kBFloat16)
-    rotary_tokens<at::BFloat16>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>());
+    rotary_tokens<at::BFloat16>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>(),
+                                static_cast<float>(scale));
   else
-    rotary_tokens<float>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>());
+    rotary_tokens<float>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>(),
+                         static_cast<float>(scale));
   return {q_out, k_out};
 }
 
@@ -191,7 +195,8 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
-  m.def("rotary(Tensor q, Tensor k, Tensor positions, Tensor inv_freq) -> (Tensor, Tensor)");
+  m.def("rotary(Tensor q, Tensor k, Tensor positions, Tensor inv_freq, float scale=1.0) -> "
+        "(Tensor, Tensor)");
   m.def("silu_mul(Tensor gate_up) -> Tensor");
 }
 

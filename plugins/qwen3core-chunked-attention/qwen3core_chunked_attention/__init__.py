@@ -21,6 +21,7 @@ def qwen3core_attention():
     # name, for long prompts, not by default.
     return Implementation("attention", "chunked",
                           lambda ctx: make_chunked_attention(CHUNK_KEYS), priority=-10,
+                          supports_autograd=True,
                           summary=f"online softmax over {CHUNK_KEYS}-key chunks (bounded memory)")
 
 

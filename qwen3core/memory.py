@@ -1,0 +1,110 @@
+"""Whether a model's weights fit the device before anything is allocated.
+
+A load that does not fit otherwise ends in the allocator (a ``MemoryError``, a CUDA OOM, or the
+kernel's OOM killer on Linux, which gives no message at all) after minutes of work. The estimate
+here is the weights alone, in closed form (so a config naming 10**12 layers costs no loop);
+caches and activations come on top, so passing the check is necessary, not sufficient.
+``QWEN3CORE_SKIP_MEMORY_CHECK=1`` skips it (swap, overcommit, a better estimate of your own).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from qwen3core.dtypes import bytes_per_element, dtype_name
+from qwen3core.errors import Qwen3CoreError
+from qwen3core.spec import Qwen3Spec
+
+SKIP_ENV = "QWEN3CORE_SKIP_MEMORY_CHECK"
+GIB = 2**30
+
+
+class InsufficientMemoryError(Qwen3CoreError, MemoryError):
+    """The weights of the requested model do not fit the memory the device has free."""
+
+
+def parameter_count(spec: Qwen3Spec) -> int:
+    """Parameters stored (a tied head once), like ``spec.parameter_count(count_tied_twice=
+    False)`` but without a loop over the layers."""
+    h, d, layers = spec.hidden_size, spec.head_dim, spec.num_hidden_layers
+    q_out, kv_out = spec.num_attention_heads * d, spec.num_key_value_heads * d
+    per_layer = h * q_out + 2 * h * kv_out + q_out * h + 2 * d + 2 * h
+    sparse = _sparse_layers(spec)
+    experts = h * spec.num_experts + spec.num_experts * 3 * h * spec.moe_intermediate_size
+    total = layers * per_layer + sparse * experts + (layers - sparse) * 3 * h * spec.intermediate_size
+    embed = spec.vocab_size * h
+    return total + embed + (0 if spec.tie_word_embeddings else embed) + h
+
+
+def _sparse_layers(spec: Qwen3Spec) -> int:
+    if spec.num_experts <= 0:
+        return 0
+    step, layers = spec.decoder_sparse_step, spec.num_hidden_layers
+    excluded = {i for i in spec.mlp_only_layers if 0 <= i < layers and (i + 1) % step == 0}
+    return layers // step - len(excluded)
+
+
+def weight_bytes(spec: Qwen3Spec, dtype: torch.dtype) -> int:
+    return parameter_count(spec) * bytes_per_element(dtype)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for new allocations on ``device``, or None when it cannot be told."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type != "cpu":
+        return None
+    candidates = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    return min(candidates) if candidates else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup_available() -> int | None:
+    """A container's own limit (cgroup v2), which /proc/meminfo does not show."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def check_fits(spec: Qwen3Spec, dtype: torch.dtype, device: torch.device, what: str) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``what``'s weights cannot fit ``device``."""
+    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
+        return
+    needed = weight_bytes(spec, dtype)
+    free = available_bytes(device)
+    if free is None or needed <= free:
+        return
+    smaller = [name for name in ("bfloat16", "float16") if
+               bytes_per_element(getattr(torch, name)) < bytes_per_element(dtype)]
+    advice = []
+    if smaller:
+        halves = needed * bytes_per_element(torch.bfloat16) // bytes_per_element(dtype)
+        advice.append(f"a smaller dtype (dtype='{smaller[0]}' needs {halves / GIB:.1f} GiB)")
+    other = "device='cuda'" if device.type == "cpu" else "device='cpu'"
+    advice += ["a quantized checkpoint", f"another device with more free memory ({other})",
+               "a smaller model"]
+    raise InsufficientMemoryError(
+        f"{what} in {dtype_name(dtype)} needs {needed / GIB:.1f} GiB for its weights alone "
+        f"({parameter_count(spec):,} parameters) but {device} has {free / GIB:.1f} GiB free. "
+        f"Use {', '.join(advice[:-1])} or {advice[-1]}; set {SKIP_ENV}=1 to try anyway")
