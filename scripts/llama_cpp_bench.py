@@ -115,6 +115,7 @@ def write_checkpoint(preset: str, directory: Path, tokenizer: Path, seed: int) -
     from safetensors.torch import save_file
 
     import qwen3core
+    from qwen3core.quant.writer import MOE_FIELDS
 
     loaded = qwen3core.load(f"random:{preset}", dtype=torch.bfloat16, device="cpu", seed=seed,
                             backends={"linear": "eager", "mlp": "eager", "moe": "eager"})
@@ -126,7 +127,8 @@ def write_checkpoint(preset: str, directory: Path, tokenizer: Path, seed: int) -
         state.pop("lm_head.weight", None)  # one tensor, stored once (as transformers does)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    config = transformers.Qwen3Config(**spec.to_dict(), dtype=torch.bfloat16)
+    fields = {k: v for k, v in spec.to_dict().items() if k not in MOE_FIELDS}  # dense: none
+    config = transformers.Qwen3Config(**fields, dtype=torch.bfloat16)
     config.architectures = ["Qwen3ForCausalLM"]  # what the converter dispatches on
     config.save_pretrained(directory)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
