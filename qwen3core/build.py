@@ -11,6 +11,8 @@ from qwen3core.contracts import BuildContext, Selection
 from qwen3core.errors import Qwen3CoreError
 from qwen3core.init import initialize_random
 from qwen3core.model import Qwen3Model
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
+from qwen3core.parallel.plan import random_init_region
 from qwen3core.registry import Registry, get_registry
 from qwen3core.spec import Qwen3Spec
 
@@ -53,24 +55,29 @@ def select_backends(backends: Mapping[str, str] | None, *, device: torch.device,
     return registry.select(backends, device=device, dtype=dtype, training=training)
 
 
-def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype) -> Qwen3Model:
-    """The model with every parameter on the ``meta`` device: shapes only, no memory.
+def build_skeleton(spec: Qwen3Spec, selection: Selection, dtype: torch.dtype,
+                   parallel: ParallelLayout = SINGLE_PROCESS) -> Qwen3Model:
+    """The model (``parallel``: this rank's shard of it) with every parameter on the ``meta``
+    device: shapes only, no memory.
 
     Factories therefore must not compute tensors they keep (buffers) at construction time;
     derived state belongs in ``prepare_weights()``, which runs once the weights are real.
     """
-    ctx = BuildContext(spec, dtype, torch.device("meta"), selection)
+    ctx = BuildContext(spec, dtype, torch.device("meta"), selection, parallel)
     model = Qwen3Model(ctx)
     install_guard(model, selection, spec)  # refuses gradients it cannot give (qwen3core.autograd)
     return model
 
 
 def build_random(spec: Qwen3Spec, selection: Selection, *, dtype: torch.dtype,
-                 device: torch.device, seed: int = 0) -> Qwen3Model:
-    """A randomly initialised model (see :mod:`qwen3core.init`), ready to run."""
-    model = build_skeleton(spec, selection, dtype)
+                 device: torch.device, seed: int = 0,
+                 parallel: ParallelLayout = SINGLE_PROCESS) -> Qwen3Model:
+    """A randomly initialised model (see :mod:`qwen3core.init`), ready to run. With
+    ``parallel``, this rank's shard, equal to that part of the one-process model."""
+    model = build_skeleton(spec, selection, dtype, parallel)
     model.to_empty(device=device)
     model.tie_weights()  # to_empty may have given the two tied modules separate storage
-    initialize_random(model, seed, spec.hidden_size)
+    initialize_random(model, seed, spec.hidden_size,
+                      random_init_region(spec, parallel) if parallel.is_parallel else None)
     model.prepare_weights()
     return model.eval()

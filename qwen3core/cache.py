@@ -1,9 +1,13 @@
-"""Sequence bookkeeping around the KV storage: slots, padding, positions and masks.
+"""Sequence bookkeeping around the KV storage: per-row slots, padding, positions and masks.
 
-Rows of a batch are left-padded to a common length, so every row writes its new tokens at the
-same slots. What differs per row is which slots hold real tokens (``valid``) and how many real
-tokens a row has seen (its next rotary position). From those two facts this module builds the
-one :class:`~qwen3core.contracts.AttentionBatch` that every layer's attention receives.
+Every row of a batch has its own write offset (``next_slot``): a row's new tokens go to the
+slots after its own last one, so rows may sit at different positions. That is what lets a
+continuously batched server add a row that was prefilled on its own (:meth:`Cache.extend`)
+to a batch that is mid-decode, and drop finished rows (:meth:`Cache.reorder`) at any step.
+An offline batch still left-pads its prompts to a common length, so its rows advance in step;
+what differs per row is which slots hold real tokens (``valid``) and how many real tokens a row
+has seen (its next rotary position). From those facts this module builds the one
+:class:`~qwen3core.contracts.AttentionBatch` that every layer's attention receives.
 """
 
 from __future__ import annotations
@@ -20,22 +24,25 @@ class PassThroughStorage:
     capacity = None
     returns_full_capacity = False
 
-    def update(self, layer_idx, start, k, v):
+    def update(self, layer_idx, start, k, v, length):
         return k, v
 
     def reorder(self, rows):  # pragma: no cover - nothing is stored
         pass
 
+    def extend(self, other):  # pragma: no cover - nothing is stored
+        raise GenerationError("a forward pass without a cache has no rows to extend")
+
 
 class Cache:
-    """One batch's decoding state: KV storage plus which slots are real tokens.
+    """One batch's decoding state: KV storage plus, per row, its slots and real tokens.
 
-    The slot counter lives where the storage needs it. A growing storage is told the first
-    new slot as a python int (``AttentionBatch.start``). A full-capacity storage
-    (``returns_full_capacity``) is told it as a 0-dim tensor on the device (``next_slot``), and
-    :meth:`begin` then reads no python number that changes from step to step, so a compiled
-    decode step is traced once and reused for every later step instead of being specialised
-    (and recompiled) for each slot.
+    Each row's next slot lives on the device (``next_slot`` [B], the ``start`` every step hands
+    the storage). A growing storage also needs the number of slots attention sees as a python
+    int (``AttentionBatch.length``), so the per-row lengths are mirrored on the host. A
+    full-capacity storage (``returns_full_capacity``) needs no host number: under compilation
+    :meth:`begin` reads none that changes from step to step, so a compiled decode step is traced
+    once and reused for every later step instead of being specialised for each slot.
     """
 
     def __init__(self, storage: KVCache, batch_size: int, capacity: int | None,
@@ -51,45 +58,66 @@ class Cache:
         self.capacity = capacity
         self.seen = torch.zeros(batch_size, dtype=torch.int64, device=device)  # [B]
         self.valid = torch.zeros(batch_size, capacity or 0, dtype=torch.bool, device=device)
-        self.unpadded = True  # no padding written so far: lets kernels use their causal path
-        # Slots written so far (shared by all rows). On the host it is None while only the
-        # device knows it (after a compiled step); ``length`` then reads ``next_slot``.
-        self._host_length: int | None = 0
-        self.next_slot = torch.zeros((), dtype=torch.int64, device=device)  # full capacity only
+        #: True while every row has written the same slots and none of them is padding: lets
+        #: kernels use their built-in causal path (``AttentionBatch.plain_causal``).
+        self.unpadded = True
+        self.next_slot = torch.zeros(batch_size, dtype=torch.int64, device=device)  # [B]
+        # Slots written per row, on the host. None while only the device knows them (after a
+        # compiled step); ``lengths`` then reads ``next_slot``.
+        self._host_lengths: list[int] | None = [0] * batch_size
 
     @property
     def batch_size(self) -> int:
-        """Rows still in the batch (``reorder`` may have dropped some)."""
+        """Rows in the batch (``reorder`` and ``extend`` change it)."""
         return self.seen.shape[0]
 
     @property
+    def lengths(self) -> list[int]:
+        """Slots written by each row; may synchronise with the device after a compiled step."""
+        if self._host_lengths is None:
+            self._host_lengths = self.next_slot.tolist()
+        return self._host_lengths
+
+    @property
     def length(self) -> int:
-        """Slots written so far; may synchronise with the device after a compiled step."""
-        if self._host_length is None:
-            self._host_length = int(self.next_slot)
-        return self._host_length
+        """Slots attention sees: the longest row's (0 for an empty batch)."""
+        return max(self.lengths, default=0)
 
     def begin(self, attention_mask: torch.Tensor | None, num_new: int) -> AttentionBatch:
-        """Account for ``num_new`` new slots and describe them for attention.
+        """Account for ``num_new`` new slots per row and describe them for attention.
 
-        ``attention_mask`` [B, S] marks real tokens (1) and left padding (0); None means every
+        ``attention_mask`` [B, S] marks real tokens (1) and padding (0); None means every
         new token is real (and avoids inspecting the tensor, which would sync a GPU).
         """
         full_capacity = self.storage.returns_full_capacity
         if full_capacity and torch.compiler.is_compiling():
-            # Reading the host counter would make the compiled step specialise on it (and
-            # recompile at every step); the device counter ``next_slot`` is used instead, and
-            # the storage's ``index_copy_`` still refuses a slot beyond the capacity.
-            self._host_length = None
+            # Reading the host lengths would make the compiled step specialise on them (and
+            # recompile at every step); the storage's scatter still refuses a slot beyond
+            # the capacity.
+            self._host_lengths = None
         else:
             self._check_room(self.length + num_new)
         new_valid = self._new_valid(attention_mask, num_new)  # [B, S]
         positions = self.seen[:, None] + torch.cumsum(new_valid, dim=1) - 1  # [B, S]
         positions = positions.clamp_(min=0)
         self.seen = self.seen + new_valid.sum(dim=1)
+        start = self.next_slot  # [B]
+        device = new_valid.device
+        query_slots = start[:, None] + torch.arange(num_new, device=device)  # [B, S]
+        self.next_slot = start + num_new
+        if self._host_lengths is not None:
+            self._host_lengths = [n + num_new for n in self._host_lengths]
         if full_capacity:
-            return self._begin_full_capacity(new_valid, positions, num_new)
-        return self._begin_growing(new_valid, positions, num_new)
+            visible, length = self.capacity, None
+        else:
+            visible = length = self.length
+            if self.valid.shape[1] < visible:  # unbounded storage: extend the validity record
+                self.valid = _widen(self.valid, visible)
+        self.valid.scatter_(1, query_slots, new_valid)
+        key_slots = torch.arange(visible, device=device)  # [T]
+        mask = _mask(self.valid[:, :visible], new_valid, query_slots, key_slots)
+        return AttentionBatch(positions=positions, mask=mask, start=start, length=length,
+                              plain_causal=not full_capacity and self.unpadded)
 
     def _new_valid(self, attention_mask: torch.Tensor | None, num_new: int) -> torch.Tensor:
         device = self.seen.device
@@ -106,52 +134,54 @@ class Cache:
                 f"the cache holds {self.capacity} positions but {end} are needed; create it "
                 f"with a larger capacity (prompt length + max_new_tokens)")
 
-    def _begin_growing(self, new_valid: torch.Tensor, positions: torch.Tensor,
-                       num_new: int) -> AttentionBatch:
-        start = self.length
-        end = start + num_new
-        if self.valid.shape[1] < end:  # unbounded storage: extend the validity record
-            grow = end - self.valid.shape[1]
-            self.valid = torch.cat((self.valid, self.valid.new_zeros(self.valid.shape[0], grow)),
-                                   1)
-        self.valid[:, start:end] = new_valid
-        self._host_length = end
-        device = new_valid.device
-        query_slots = torch.arange(start, end, device=device)  # [S]
-        mask = _mask(self.valid[:, :end], new_valid, query_slots, torch.arange(end, device=device))
-        return AttentionBatch(positions=positions, mask=mask, start=start,
-                              plain_causal=self.unpadded)
-
-    def _begin_full_capacity(self, new_valid: torch.Tensor, positions: torch.Tensor,
-                             num_new: int) -> AttentionBatch:
-        if self._host_length is not None:
-            self._host_length += num_new
-        device = new_valid.device
-        start = self.next_slot  # 0-dim int64 tensor
-        query_slots = start + torch.arange(num_new, device=device)  # [S]
-        self.valid.index_copy_(1, query_slots, new_valid)
-        self.next_slot = start + num_new
-        key_slots = torch.arange(self.capacity, device=device)  # [T] = every slot
-        mask = _mask(self.valid, new_valid, query_slots, key_slots)
-        return AttentionBatch(positions=positions, mask=mask, start=start, plain_causal=False)
-
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep only batch rows ``rows`` (e.g. drop finished sequences)."""
         self.storage.reorder(rows)
         self.seen = self.seen.index_select(0, rows)
         self.valid = self.valid.index_select(0, rows)
+        self.next_slot = self.next_slot.index_select(0, rows)
+        if self._host_lengths is not None:
+            self._host_lengths = [self._host_lengths[i] for i in rows.tolist()]
+
+    def extend(self, other: Cache) -> None:
+        """Append ``other``'s rows after this batch's, each at its own position (a request
+        prefilled on its own joins a running batch). ``other`` must come from the same model's
+        ``new_cache`` with the same capacity; it must not be used afterwards."""
+        if type(other.storage) is not type(self.storage) or other.capacity != self.capacity:
+            raise GenerationError(
+                f"cannot join a {type(other.storage).__name__} cache of capacity "
+                f"{other.capacity} to a {type(self.storage).__name__} cache of capacity "
+                f"{self.capacity}; create both with the same model and capacity")
+        lengths = self.lengths + other.lengths
+        aligned = len(set(lengths)) <= 1
+        self.storage.extend(other.storage)
+        width = max(self.valid.shape[1], other.valid.shape[1])
+        self.valid = torch.cat((_widen(self.valid, width), _widen(other.valid, width)))
+        self.seen = torch.cat((self.seen, other.seen))
+        self.next_slot = torch.cat((self.next_slot, other.next_slot))
+        self._host_lengths = lengths
+        self.unpadded = self.unpadded and other.unpadded and aligned
+
+
+def _widen(valid: torch.Tensor, width: int) -> torch.Tensor:
+    """valid [B, T] -> [B, width] with the new slots unwritten (False)."""
+    grow = width - valid.shape[1]
+    if grow <= 0:
+        return valid
+    return torch.cat((valid, valid.new_zeros(valid.shape[0], grow)), 1)
 
 
 def _mask(valid: torch.Tensor, new_valid: torch.Tensor, query_slots: torch.Tensor,
           key_slots: torch.Tensor) -> torch.Tensor:
-    """valid [B, T], new_valid [B, S], slots [S] / [T] -> attention mask [B, 1, S, T].
+    """valid [B, T], new_valid [B, S], query_slots [B, S], key_slots [T] -> mask [B, 1, S, T].
 
-    A real query sees the real keys at or before its slot. A padding query would see nothing,
-    and a softmax over nothing is NaN in most kernels; it sees its own slot instead, which keeps
-    every kernel finite and changes no real token's output (padding outputs are never read).
+    A real query sees the real keys at or before its slot (in its own row). A padding query
+    would see nothing, and a softmax over nothing is NaN in most kernels; it sees its own slot
+    instead, which keeps every kernel finite and changes no real token's output (padding
+    outputs are never read).
     """
-    causal = key_slots[None, :] <= query_slots[:, None]  # [S, T]
-    own = key_slots[None, :] == query_slots[:, None]  # [S, T]
-    mask = valid[:, None, :] & causal[None]  # [B, S, T]
-    mask = mask | (own[None] & ~new_valid[:, :, None])
+    causal = key_slots[None, None, :] <= query_slots[:, :, None]  # [B, S, T]
+    own = key_slots[None, None, :] == query_slots[:, :, None]  # [B, S, T]
+    mask = valid[:, None, :] & causal
+    mask = mask | (own & ~new_valid[:, :, None])
     return mask[:, None]  # [B, 1, S, T]

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
+from qwen3core.parallel.layout import SINGLE_PROCESS, ParallelLayout
+
 if TYPE_CHECKING:
     from qwen3core.spec import Qwen3Spec
 
@@ -35,18 +37,27 @@ class AttentionBatch:
     left-padding query, which has no real key to see, sees only its own slot, so no kernel
     meets an all-False row (a NaN softmax in most kernels); padding outputs are never read.
 
-    ``start`` is a python int for storages that grow, and a 0-dim int64 tensor on the device
-    for storages with ``returns_full_capacity`` (then ``mask`` covers every slot and
-    ``plain_causal`` is False): a compiled decode step that reads no changing python number is
-    traced once and reused at every slot.
+    Every row has its own cache slots: ``start`` [B] (int64, on the device) is the slot of each
+    row's first new token, and row ``b`` writes its S new tokens at ``start[b] .. start[b]+S``.
+    Rows of one left-padded batch share their offsets; rows of a continuously batched server sit
+    at different positions (a row that joined later has written fewer slots), and ``mask``
+    hides each row's slots beyond its own. ``length`` is the number of key slots T a growing
+    storage returns (the longest row's end, a python int); it is None for storages with
+    ``returns_full_capacity`` (then T is the capacity, ``mask`` covers every slot and
+    ``plain_causal`` is False), so that a compiled decode step, which then reads no changing
+    python number, is traced once and reused at every slot.
     """
 
     positions: torch.Tensor  # [B, S] int64 rotary positions of the new tokens
     mask: torch.Tensor  # [B, 1, S, T] bool
-    start: int | torch.Tensor  # cache slot of the first new token (see above)
-    #: True when ``mask`` is exactly the plain causal mask with no padding and T == start + S,
-    #: so a kernel may use its built-in causal path (``is_causal``) instead of the tensor.
+    start: torch.Tensor  # [B] int64: cache slot of each row's first new token (see above)
+    #: True when ``mask`` is exactly the plain causal mask: no padding, every row at the same
+    #: slots and T == start + S, so a kernel may use its built-in causal path (``is_causal``)
+    #: instead of the tensor.
     plain_causal: bool = False
+    #: T for growing storages, None for full-capacity ones (last, so that positional
+    #: construction keeps its old meaning).
+    length: int | None = None
 
 
 class AttentionFn(Protocol):
@@ -64,25 +75,33 @@ class AttentionFn(Protocol):
 class KVCache(Protocol):
     """Per-layer key/value storage for one batch of sequences.
 
-    Slots are shared by all rows (rows are left-padded to a common length); which slots hold
-    real tokens is tracked by :class:`qwen3core.cache.Cache`, not by the storage.
+    Every row writes at its own slots (rows may sit at different positions, see
+    :class:`AttentionBatch`); which slots hold real tokens is tracked by
+    :class:`qwen3core.cache.Cache`, not by the storage. Slots a row has not written must read
+    as finite values (zeros): the mask hides them, but a kernel multiplies the zero weights
+    it gives them by whatever they hold.
     """
 
-    #: Maximum slots, None when it grows without bound. A full-capacity storage may hold
-    #: more than the capacity asked for (rounded up); the cache then masks them all.
+    #: Maximum slots per row, None when it grows without bound. A full-capacity storage may
+    #: hold more than the capacity asked for (rounded up); the cache then masks them all.
     capacity: int | None
     #: When True, ``update`` returns all ``capacity`` slots (unwritten ones masked out), which
-    #: keeps shapes static for compiled code; otherwise it returns slots ``[0, start + S)``.
+    #: keeps shapes static for compiled code; otherwise it returns slots ``[0, length)``.
     returns_full_capacity: bool
 
-    def update(self, layer_idx: int, start: int | torch.Tensor, k: torch.Tensor,
-               v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v [B, H_kv, S, D] at slots ``start .. start+S`` and return all keys and
-        values attention may see, [B, H_kv, T, D]. ``start`` is a 0-dim int64 device tensor
-        when ``returns_full_capacity`` (see :class:`AttentionBatch`), else a python int."""
+    def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store row ``b`` of k, v [B, H_kv, S, D] at slots ``start[b] .. start[b]+S``
+        (``start`` [B] int64 on the device) and return all keys and values attention may see,
+        [B, H_kv, T, D]: T = ``length`` (a python int, at least every row's end) for a growing
+        storage, the capacity for a full-capacity one (which receives ``length=None``)."""
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` (int64 [B']) in this order."""
+
+    def extend(self, other: KVCache) -> None:
+        """Append the rows of ``other`` (the same class, built by the same factory for the
+        same capacity) after this storage's rows, keeping every row's slots as they are."""
 
 
 class RotaryFn(Protocol):
@@ -115,12 +134,27 @@ class Runner(Protocol):
 @dataclass
 class BuildContext:
     """Handed to every factory: the spec, the runtime dtype/device and the selection, so that
-    one component can build another with whatever implementation the user selected."""
+    one component can build another with whatever implementation the user selected.
+
+    Under tensor parallelism ``parallel`` says which part of the model this process holds, and
+    the factories receive :meth:`shard`'s context: its ``spec`` has this rank's query heads,
+    KV heads and MLP width (see :meth:`ParallelLayout.local_spec`), so an implementation builds
+    its shard from the sizes it is given, unaware of the split. MoE blocks take their experts
+    from :func:`qwen3core.parallel.experts.local_experts`.
+    """
 
     spec: Qwen3Spec
     dtype: torch.dtype
     device: torch.device
     selection: Selection
+    parallel: ParallelLayout = SINGLE_PROCESS
+
+    def shard(self) -> BuildContext:
+        """This context with the spec of the part this rank holds (itself for one process)."""
+        local = self.parallel.local_spec(self.spec)
+        if local is self.spec:
+            return self
+        return BuildContext(local, self.dtype, self.device, self.selection, self.parallel)
 
     def build(self, component: str, *args: Any, **kwargs: Any) -> Any:
         from qwen3core.errors import PluginError, Qwen3CoreError

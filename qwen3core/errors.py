@@ -20,6 +20,11 @@ class CheckpointError(Qwen3CoreError, ValueError):
     """A checkpoint is missing, corrupt, or does not match the model it claims to describe."""
 
 
+class ParallelError(Qwen3CoreError, ValueError):
+    """A model cannot be split as requested over tensor-parallel ranks, or the process group is
+    missing or does not match the requested size."""
+
+
 class GenerationError(Qwen3CoreError, ValueError):
     """Invalid generation request (bad parameter, prompt longer than the context, ...)."""
 
@@ -28,6 +33,7 @@ __all__ = [
     "BackendSelectionError",
     "CheckpointError",
     "GenerationError",
+    "ParallelError",
     "PluginError",
     "Qwen3CoreError",
     "SpecError",

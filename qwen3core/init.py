@@ -9,35 +9,89 @@ margins wide enough to survive bfloat16 rounding most of the time. tests/test_in
 the variety. Norm weights are
 drawn around 1 so that a loader or backend that ignores them is caught.
 
-Values are drawn in float32 from a seeded CPU generator and then cast, so the same seed gives
-the same model (up to rounding) in every dtype and on every device.
+Values are drawn in float32 and then cast, so the same seed gives the same model (up to
+rounding) in every dtype and on every device. Each parameter is drawn in tiles of at most
+:data:`TILE` elements, each from its own generator seeded by (seed, checkpoint key, tile):
+any part of a tensor can be drawn without drawing the rest, so a tensor-parallel rank fills
+only its shard, holding one tile at a time, with exactly the values the whole model has there
+(and the values do not depend on the order modules are registered in).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+#: Rows x columns of one tile (a 1-D parameter is one row).
+TILE = (256, 1024)
 
-def _draw(name: str, shape: torch.Size, hidden_size: int, gen: torch.Generator) -> torch.Tensor:
+#: For a parameter name and its local shape: (its whole shape, the index of the local part in
+#: the whole), or None when the parameter is whole.
+Region = Callable[[str, tuple[int, ...]], "tuple[tuple[int, ...], tuple[slice, ...]] | None"]
+
+
+def _tile_generator(seed: int, name: str, row: int, col: int) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{name}/{row}/{col}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def _sampler(name: str, whole: tuple[int, ...], hidden_size: int
+             ) -> Callable[[tuple[int, int], torch.Generator], torch.Tensor]:
     if name.endswith("norm.weight"):
-        return torch.empty(shape).uniform_(0.8, 1.2, generator=gen)
+        return lambda shape, gen: torch.empty(shape).uniform_(0.8, 1.2, generator=gen)
     if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
-        return torch.randn(shape, generator=gen) * (4.0 / math.sqrt(hidden_size))
-    if len(shape) >= 2:
-        return torch.randn(shape, generator=gen) * (2.0 / math.sqrt(shape[-1]))
-    return torch.randn(shape, generator=gen) * 0.02
+        scale = 4.0 / math.sqrt(hidden_size)
+    elif len(whole) >= 2:
+        scale = 2.0 / math.sqrt(whole[-1])  # the whole tensor's fan-in, also on a shard
+    else:
+        scale = 0.02
+    return lambda shape, gen: torch.randn(shape, generator=gen) * scale
 
 
 @torch.no_grad()
-def initialize_random(model: nn.Module, seed: int, hidden_size: int) -> None:
-    """Fill every parameter of ``model`` (tied ones once) from ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
+def fill_random(param: torch.Tensor, name: str, seed: int, hidden_size: int,
+                whole: tuple[int, ...] | None = None,
+                index: tuple[slice, ...] = ()) -> None:
+    """Fill ``param`` with part ``index`` of the random tensor of shape ``whole`` (default:
+    ``param``'s own shape, index everything) that parameter ``name`` has under ``seed``."""
+    whole = tuple(param.shape) if whole is None else tuple(whole)
+    if len(whole) > 2:
+        raise ValueError(f"{name}: random init handles 1-D and 2-D parameters, not {whole}")
+    rows, cols = (1, whole[0]) if len(whole) == 1 else whole
+    index = tuple(index) + (slice(None),) * (len(whole) - len(index))
+    r_lo, r_hi = (0, 1) if len(whole) == 1 else index[0].indices(rows)[:2]
+    c_lo, c_hi = index[-1].indices(cols)[:2]
+    target = param.view(1, -1) if len(whole) == 1 else param
+    draw = _sampler(name, whole, hidden_size)
+    tr, tc = TILE
+    for i in range(r_lo // tr, -(-r_hi // tr)):
+        for j in range(c_lo // tc, -(-c_hi // tc)):
+            top, left = i * tr, j * tc
+            tile = draw((min(tr, rows - top), min(tc, cols - left)),
+                        _tile_generator(seed, name, i, j))
+            # The overlap of this tile with the requested part, in both coordinates.
+            r0, r1 = max(top, r_lo), min(top + tile.shape[0], r_hi)
+            c0, c1 = max(left, c_lo), min(left + tile.shape[1], c_hi)
+            target[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo].copy_(
+                tile[r0 - top:r1 - top, c0 - left:c1 - left])
+
+
+@torch.no_grad()
+def initialize_random(model: nn.Module, seed: int, hidden_size: int,
+                      region: Region | None = None) -> None:
+    """Fill every parameter of ``model`` (tied ones once) from ``seed``. ``region`` says which
+    part of the whole tensor a parameter holds (a tensor-parallel shard); default: all of it."""
     seen: set[int] = set()
     for name, param in model.named_parameters(remove_duplicate=False):
         if id(param) in seen:
             continue
         seen.add(id(param))
-        param.copy_(_draw(name, param.shape, hidden_size, gen))
+        part = None if region is None else region(name, tuple(param.shape))
+        if part is None:
+            fill_random(param, name, seed, hidden_size)
+        else:
+            fill_random(param, name, seed, hidden_size, *part)

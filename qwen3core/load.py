@@ -28,8 +28,8 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
          device: str | torch.device | None = None, backends: Mapping[str, str] | None = None,
          seed: int | None = None, plugins: Iterable[object] = (),
          tokenizer: str | Path | None = None, revision: str | None = None,
-         quantize: str | None = None, quantize_head: bool = False,
-         training: bool = False) -> LoadedModel:
+         training: bool = False, tensor_parallel: int | None = None,
+         quantize: str | None = None, quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 model.
 
     ``source`` is ``random:<preset>[@seed]`` (a preset shape with random weights, no download),
@@ -40,12 +40,16 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     ``revision`` picks a hub branch, tag or commit (same as ``owner/name@revision``).
     ``tokenizer`` is a directory with tokenizer files, used instead of the source's own (random
     models have none).
-    ``quantize`` ("int8", "int4", or with options such as "int4:g64", see
-    :mod:`qwen3core.quant.registry`) quantizes the projections while loading, one at a time;
-    ``quantize_head`` quantizes the LM head too. See docs/quantization.md.
     ``training=True`` selects only implementations that support autograd and leaves the
     parameters requiring gradients; by default they do not (inference builds no graph), and a
     selection without autograd refuses a forward pass that needs gradients (qwen3core.autograd).
+    ``tensor_parallel=N`` loads this process's shard of the model split over N processes (one
+    per rank, e.g. ``torchrun --nproc-per-node N``; the default process group is initialised
+    from torchrun's environment if it is not yet): every rank calls ``load`` and then runs the
+    same calls, and gets the same logits. See docs/parallel.md.
+    ``quantize`` ("int8", "int4", or with options such as "int4:g64", see
+    :mod:`qwen3core.quant.registry`) quantizes the projections while loading, one at a time;
+    ``quantize_head`` quantizes the LM head too. See docs/quantization.md.
     """
     source = check_source(source)
     backends = check_backends(backends)
@@ -53,6 +57,7 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
     check_optional_text("revision", revision)
     check_optional_text("tokenizer", tokenizer, paths=True)
     check_flag("training", training)
+    check_flag("quantize_head", quantize_head)
     own_tokenizer = None
     if tokenizer is not None:  # read first: a wrong path fails before the model loads
         from qwen3core.tokenizer import Tokenizer
@@ -68,9 +73,16 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
         backends = {"moe": "eager", **(backends or {})}
     elif quantize_head:
         raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
+    if scheme is not None and tensor_parallel not in (None, 1):
+        raise Qwen3CoreError("quantize= with tensor_parallel > 1 is not supported yet: quantize "
+                             "in one process, or split the unquantized model")
+    if scheme is not None and training:
+        raise Qwen3CoreError("quantized weights are for inference: load with training=False, "
+                             "or without quantize=")
     loaded = _load_model(source, dtype=dtype, device=device, backends=backends, seed=seed,
-                         plugins=plugins, revision=revision, scheme=scheme,
-                         quantize_head=quantize_head, training=training)
+                         plugins=plugins, revision=revision, training=training,
+                         tensor_parallel=tensor_parallel, scheme=scheme,
+                         quantize_head=quantize_head)
     set_training(loaded.model, training)
     if own_tokenizer is not None:
         loaded.tokenizer = own_tokenizer
@@ -78,20 +90,26 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
 
 
 def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
-                revision, training=False, scheme=None, quantize_head=False) -> LoadedModel:
+                revision, training, tensor_parallel, scheme=None,
+                quantize_head=False) -> LoadedModel:
+    from qwen3core.parallel import group
+
     started = time.perf_counter()
     torch_device = resolve_device(device)
+    parallel = group.join(tensor_parallel, torch_device)
+    torch_device = group.rank_device(torch_device, parallel)
     if isinstance(source, str) and source.startswith(RANDOM_PREFIX):
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
         torch_dtype = parse_dtype(dtype) or torch.float32
-        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd))
+        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size,
+                   needed=_quantized_bytes(rnd.spec, torch_dtype, scheme, quantize_head))
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins, training=training)
         if scheme is None:
             model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                                 seed=rnd.seed)
+                                 seed=rnd.seed, parallel=parallel)
         else:
             from qwen3core.quant.apply import build_random_quantized
 
@@ -104,5 +122,14 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
 
     return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                            backends=backends, plugins=plugins, started=started,
-                           revision=revision, training=training, scheme=scheme,
-                           quantize_head=quantize_head)
+                           revision=revision, training=training, parallel=parallel,
+                           scheme=scheme, quantize_head=quantize_head)
+
+
+def _quantized_bytes(spec, dtype: torch.dtype, scheme, quantize_head: bool) -> int | None:
+    """Resident weight bytes with ``scheme`` (None without one: the dense size applies)."""
+    if scheme is None:
+        return None
+    from qwen3core.quant.sizes import weight_bytes
+
+    return weight_bytes(spec, dtype, scheme, quantize_head).resident

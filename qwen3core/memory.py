@@ -87,11 +87,18 @@ def _cgroup_available() -> int | None:
         return None
 
 
-def check_fits(spec: Qwen3Spec, dtype: torch.dtype, device: torch.device, what: str) -> None:
-    """Raise :class:`InsufficientMemoryError` when ``what``'s weights cannot fit ``device``."""
+def check_fits(spec: Qwen3Spec, dtype: torch.dtype, device: torch.device, what: str,
+               ranks: int = 1, needed: int | None = None) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``what``'s weights cannot fit ``device``.
+
+    ``ranks``: tensor-parallel ranks. On a GPU each rank holds about 1/ranks of the weights on
+    its own device; on the CPU the ranks share the machine's memory, so the whole must fit.
+    ``needed``: the weights' bytes when not the dense size in ``dtype`` (e.g. quantized)."""
     if os.environ.get(SKIP_ENV, "") not in ("", "0"):
         return
-    needed = weight_bytes(spec, dtype)
+    needed = weight_bytes(spec, dtype) if needed is None else needed
+    if device.type == "cuda" and ranks > 1:
+        needed = -(-needed // ranks)
     free = available_bytes(device)
     if free is None or needed <= free:
         return

@@ -14,12 +14,18 @@ from torch import nn
 from qwen3core.cache import Cache, PassThroughStorage
 from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
 from qwen3core.fusion import fuse_linears
+from qwen3core.parallel.embedding import token_embedding
+from qwen3core.parallel.experts import require_local_experts
 
 
 class Attention(nn.Module):
+    """``ctx.spec`` gives this rank's heads (all of them in one process); o_proj's partial
+    outputs are summed across ranks (row-parallel)."""
+
     def __init__(self, ctx: BuildContext, layer_idx: int):
         super().__init__()
         spec = ctx.spec
+        self.reduce = ctx.parallel.all_reduce
         self.layer_idx = layer_idx
         self.head_dim = spec.head_dim
         self.scale = spec.head_dim ** -0.5
@@ -52,9 +58,9 @@ class Attention(nn.Module):
         k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
         v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
         q, k = self.rotary(q, k, batch.positions)
-        k, v = storage.update(self.layer_idx, batch.start, k, v)  # [B, H_kv, T, D]
+        k, v = storage.update(self.layer_idx, batch.start, k, v, batch.length)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
+        return self.reduce(self.o_proj(out.transpose(1, 2).reshape(b, s, -1)))
 
 
 class DecoderLayer(nn.Module):
@@ -65,37 +71,44 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(ctx, layer_idx)
         self.post_attention_layernorm = ctx.norm(spec.hidden_size)
         self.is_sparse = spec.is_sparse_layer(layer_idx)
+        # Row-parallel down_proj (dense) or this rank's experts (MoE): a partial sum.
+        self.reduce = ctx.parallel.all_reduce
         if self.is_sparse:
             self.mlp = ctx.build("moe")
+            require_local_experts(self.mlp, ctx)
         else:
             self.mlp = ctx.mlp(spec.hidden_size, spec.intermediate_size)
 
     def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), batch, storage)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        return x + self.reduce(self.mlp(self.post_attention_layernorm(x)))
 
 
 class Decoder(nn.Module):
     def __init__(self, ctx: BuildContext):
         super().__init__()
         spec = ctx.spec
-        # Given its tensor, nn.Embedding skips its random init: weights are always loaded or
-        # initialised later, and on meta that init would import torch._dynamo (seconds).
-        self.embed_tokens = nn.Embedding(spec.vocab_size, spec.hidden_size, _weight=torch.empty(
-            spec.vocab_size, spec.hidden_size, dtype=ctx.dtype, device=ctx.device))
+        self.embed_tokens = token_embedding(spec, ctx.parallel, dtype=ctx.dtype,
+                                            device=ctx.device)
         self.layers = nn.ModuleList(DecoderLayer(ctx, i) for i in range(spec.num_hidden_layers))
         self.norm = ctx.norm(spec.hidden_size)
 
 
 class Qwen3Model(nn.Module):
-    """A causal LM: ``forward(input_ids)`` returns logits [B, S, vocab]."""
+    """A causal LM: ``forward(input_ids)`` returns logits [B, S, vocab].
+
+    With ``ctx.parallel`` spanning several ranks it holds this rank's shard, and every rank
+    runs the same calls; the logits are whole on every rank.
+    """
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
-        self.spec = ctx.spec
+        self.spec = ctx.spec  # the whole model's
         self.selection = ctx.selection
+        self.parallel = ctx.parallel
+        ctx = ctx.shard()
         self.model = Decoder(ctx)
-        self.lm_head = ctx.linear(ctx.spec.hidden_size, ctx.spec.vocab_size)
+        self.lm_head = ctx.linear(ctx.spec.hidden_size, ctx.parallel.vocab(ctx.spec).size)
         self.runner = ctx.build("runner")  # wraps the generation steps (eager or compiled)
         self.tie_weights()
 
@@ -117,7 +130,8 @@ class Qwen3Model(nn.Module):
         selected ``kv_cache`` implementation."""
         if capacity is None:
             capacity = self.spec.max_position_embeddings
-        ctx = BuildContext(self.spec, self.dtype, self.device, self.selection)
+        ctx = BuildContext(self.spec, self.dtype, self.device, self.selection,
+                           self.parallel).shard()
         storage = ctx.build("kv_cache", batch_size, capacity)
         return Cache(storage, batch_size, capacity, self.device)
 
@@ -137,7 +151,7 @@ class Qwen3Model(nn.Module):
             x = layer(x, batch, cache.storage)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.model.norm(x))
+        return self.parallel.gather_vocab(self.lm_head(self.model.norm(x)), self.spec)
 
     def prepare_weights(self) -> None:
         """Let each module convert freshly loaded weights into its own layout (once)."""

@@ -42,7 +42,10 @@ from pathlib import Path
 CACHE = Path.home() / ".cache" / "qwen3core" / "llama.cpp"
 TOKENIZER = Path("/work/shared/qwen3-tokenizer")
 TOOLS = ("llama-bench", "llama-quantize")
-QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0"}  # --types name -> llama-quantize type
+QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0"}
+# a dense config.json has no MoE fields (qwen3core's config checks refuse their zeros)
+MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
+              "decoder_sparse_step", "mlp_only_layers")  # --types name -> llama-quantize type
 
 
 def log(message: str) -> None:
@@ -116,7 +119,6 @@ def write_checkpoint(preset: str, directory: Path, tokenizer: Path, seed: int) -
     from safetensors.torch import save_file
 
     import qwen3core
-    from qwen3core.quant.writer import MOE_FIELDS
 
     loaded = qwen3core.load(f"random:{preset}", dtype=torch.bfloat16, device="cpu", seed=seed,
                             backends={"linear": "eager", "mlp": "eager", "moe": "eager"})

@@ -1,8 +1,8 @@
 """The cpu backend's quantized weights: one packed copy of int8 or int4 levels, and its kernel.
 
 :func:`pack_quantized` turns a :class:`~qwen3core.quant.QuantizedWeight` into the tile layout
-of ``csrc/kernels.h`` (16 outputs per tile, levels input-major; int4 two inputs per byte,
-the even one in the low nibble; float16 scales and int8 zero points per group and output).
+of ``csrc/kernels.h`` (16 outputs per tile, levels input-major; int4 eight inputs per 32-bit
+word, in an order one shift and one mask unpack; float16 scales and int8 zero points per group and output).
 Nothing else of the weight is kept: no dense copy, no unpacked levels. The numbers are the
 scheme's reference (``backends/eager/linear.py``): ``(q - z) * s`` summed in float32.
 
@@ -28,7 +28,8 @@ TILE = 16
 
 @dataclass(frozen=True)
 class PackedQuant:
-    levels: torch.Tensor  # int8 [tiles, K_pad, 16] or uint8 [tiles, K_pad/2, 16]
+    levels: torch.Tensor  # int8 [tiles, K_pad, 16]; int4: uint8 [tiles, K_pad/2, 16] in
+    # blocks of 8 inputs (see _int4_blocks)
     scales: torch.Tensor  # float16 [tiles, groups, 16]
     zeros: torch.Tensor  # int8 [tiles, groups, 16], or empty (every zero is zero_const)
     bits: int
@@ -109,12 +110,30 @@ def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
     padded = levels.new_zeros(n_pad, k_pad)
     padded[:out, :inp] = levels
     if weight.bits == 4:
-        padded = padded[:, 0::2] | (padded[:, 1::2] << 4)
-        packed = padded.to(torch.uint8)
+        if gs % 8:
+            raise QuantizationError(f"the cpu int4 kernels need groups of a multiple of 8 "
+                                    f"inputs, got {gs}")
+        packed = _int4_blocks(padded)
     else:
-        packed = padded.to(torch.int8)
-    packed = packed.view(n_pad // TILE, TILE, -1).transpose(1, 2).contiguous()
+        packed = padded.to(torch.int8).view(n_pad // TILE, TILE, -1).transpose(1, 2)
+        packed = packed.contiguous()
     return PackedQuant(packed, _tiles(scales, out), zeros, weight.bits, gs, zero_const, perm)
+
+
+def _int4_blocks(levels: torch.Tensor) -> torch.Tensor:
+    """[N_pad, K_pad] levels 0..15 -> uint8 [tiles, K_pad/2, 16]: per tile, blocks of 8 inputs
+    as one 32-bit word per output (16 words, 64 bytes); nibble n of the low half holds input
+    8b + 2n, nibble n of the high half input 8b + 2n + 1. One 16-bit shift and one mask then
+    give the n-th input pair of all 16 outputs (csrc/kernels.h)."""
+    n_pad, k_pad = levels.shape
+    pairs = levels.to(torch.int64).view(n_pad, k_pad // 8, 4, 2)
+    shifts = 4 * torch.arange(4, dtype=torch.int64)
+    low = (pairs[..., 0] << shifts).sum(-1)
+    high = (pairs[..., 1] << shifts).sum(-1)
+    words = (low | (high << 16)).to(torch.int64)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # same bits
+    tiles = words.view(n_pad // TILE, TILE, k_pad // 8).transpose(1, 2).contiguous()
+    return tiles.view(torch.uint8).view(n_pad // TILE, k_pad // 2, TILE)
 
 
 def _tiles(per_group: torch.Tensor, out: int) -> torch.Tensor:

@@ -1,9 +1,11 @@
-"""The growing (dynamic) KV cache: returns exactly the slots written so far.
+"""The growing (dynamic) KV cache: returns the slots written so far.
 
-Keys and values live in per-layer buffers with room to spare; a step writes its new slots in
-place and returns a view of the written part. A buffer that runs out of room is replaced by
-one twice as large (never past the request's capacity), so a decode step copies only its own
-new slots, not the whole history as a concatenation would (which made every step O(length)).
+Keys and values live in per-layer buffers with room to spare; a step writes each row's new
+slots in place (rows may sit at different positions) and returns a view of the first
+``length`` slots. A buffer that runs out of room is replaced by one twice as large (never past
+the request's capacity), so a decode step copies only its own new slots, not the whole history
+as a concatenation would (which made every step O(length)). Buffers start zeroed: a row's
+slots beyond its own end are masked, but must hold finite numbers (see ``KVCache``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,16 @@ import torch
 
 #: Slots a buffer starts with beyond the first write, so short generations never regrow.
 MIN_SLOTS = 256
+
+
+def write_rows(buffer: torch.Tensor, start: torch.Tensor, new: torch.Tensor) -> None:
+    """buffer [B, H, room, D] gets row b of new [B, H, S, D] at slots start[b] .. +S.
+
+    One scatter for every row (no per-row python loop, no host read of ``start``); it raises
+    for a slot beyond the buffer."""
+    b, h, s, d = new.shape
+    slots = start[:, None] + torch.arange(s, device=new.device)  # [B, S]
+    buffer.scatter_(2, slots[:, None, :, None].expand(b, h, s, d), new)
 
 
 class DynamicKVCache:
@@ -23,39 +35,51 @@ class DynamicKVCache:
         self.capacity = capacity
         self.keys: list[torch.Tensor | None] = [None] * num_layers  # buffers [B, H_kv, room, D]
         self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.lengths = [0] * num_layers  # slots written per layer
 
-    def update(self, layer_idx: int, start: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Checked in eager mode only. Read inside a compiled step, each layer's counter is a
-        # separate dynamic int that dynamo guards equal to ``start``; with three or more layers
-        # inductor (torch 2.13) then emits code naming a symbol it never binds ("NameError:
-        # name 's24' is not defined" on the second decode step).
-        stored = start if torch.compiler.is_compiling() else self.lengths[layer_idx]
-        if stored != start:
-            raise RuntimeError(f"dynamic cache layer {layer_idx} holds {stored} slots but was "
-                               f"asked to write at slot {start}")
-        end = start + k.shape[2]
+    def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if length is None:
+            raise ValueError("a growing KV cache needs the number of visible slots (length)")
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if keys is None or keys.shape[2] < end:
-            keys, values = self._regrow(keys, stored, end, k), self._regrow(values, stored, end, v)
+        if keys is None or keys.shape[2] < length:
+            keys, values = self._regrow(keys, length, k), self._regrow(values, length, v)
             self.keys[layer_idx], self.values[layer_idx] = keys, values
-        keys[:, :, start:end] = k
-        values[:, :, start:end] = v
-        self.lengths[layer_idx] = end
-        return keys[:, :, :end], values[:, :, :end]  # [B, H_kv, T, D] views
+        write_rows(keys, start, k)
+        write_rows(values, start, v)
+        return keys[:, :, :length], values[:, :, :length]  # [B, H_kv, T, D] views
 
-    def _regrow(self, old: torch.Tensor | None, stored: int, needed: int,
-                new: torch.Tensor) -> torch.Tensor:
+    def _regrow(self, old: torch.Tensor | None, needed: int, new: torch.Tensor) -> torch.Tensor:
+        stored = 0 if old is None else old.shape[2]
         room = max(2 * stored, needed + MIN_SLOTS)
         if self.capacity is not None:
             room = max(needed, min(room, self.capacity))  # a caller past capacity still works
         b, h, _, d = new.shape
-        buffer = new.new_empty(b, h, room, d)
+        buffer = new.new_zeros(b, h, room, d)
         if old is not None:
-            buffer[:, :, :stored] = old[:, :, :stored]
+            buffer[:, :, :stored] = old
         return buffer
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.keys = [None if k is None else k.index_select(0, rows) for k in self.keys]
         self.values = [None if v is None else v.index_select(0, rows) for v in self.values]
+
+    def extend(self, other: DynamicKVCache) -> None:
+        self.keys = [_cat_rows(a, b) for a, b in zip(self.keys, other.keys, strict=True)]
+        self.values = [_cat_rows(a, b) for a, b in zip(self.values, other.values, strict=True)]
+
+
+def _cat_rows(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Rows of a then rows of b, the shorter buffer padded with zero slots."""
+    if a is None or b is None:
+        if a is not None or b is not None:
+            raise ValueError("cannot join a KV cache that has stored nothing to one that has")
+        return None
+    room = max(a.shape[2], b.shape[2])
+    return torch.cat((_pad_slots(a, room), _pad_slots(b, room)))
+
+
+def _pad_slots(x: torch.Tensor, room: int) -> torch.Tensor:
+    if x.shape[2] == room:
+        return x
+    b, h, t, d = x.shape
+    return torch.cat((x, x.new_zeros(b, h, room - t, d)), 2)

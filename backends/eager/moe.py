@@ -5,12 +5,17 @@ experts. Router: softmax over all experts in float32, top-k, renormalise the k w
 ``norm_topk_prob``, cast to the activation dtype. Each token's expert outputs are summed in
 ascending expert order starting from zero (the reference model's order), into a per-slot buffer
 rather than with ``index_add_``, whose atomics make CUDA results non-deterministic.
+
+Under tensor parallelism the block holds only this rank's experts (see
+:mod:`qwen3core.parallel.experts`), routes over all of them, and returns the contribution of
+the experts it holds; the model sums the ranks' contributions.
 """
 
 import torch
 from torch import nn
 
 from qwen3core.contracts import BuildContext
+from qwen3core.parallel.experts import local_experts
 
 
 def route(router_logits: torch.Tensor, top_k: int, normalise: bool, dtype: torch.dtype
@@ -31,8 +36,8 @@ class EagerMoE(nn.Module):
         self.top_k = spec.num_experts_per_tok
         self.norm_topk_prob = spec.norm_topk_prob
         self.gate = ctx.linear(spec.hidden_size, spec.num_experts)
-        self.experts = nn.ModuleList(
-            ctx.mlp(spec.hidden_size, spec.moe_intermediate_size) for _ in range(spec.num_experts))
+        self.experts = local_experts(
+            ctx, lambda: ctx.mlp(spec.hidden_size, spec.moe_intermediate_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -41,7 +46,10 @@ class EagerMoE(nn.Module):
         contributions = tokens.new_zeros(tokens.shape[0], self.top_k, shape[-1])  # [N, k, E]
         # Only the experts some token chose: at batch 1 the cost follows the k active experts,
         # not all of them (one host read of the chosen ids per block).
-        for e in torch.unique(experts).tolist():
+        chosen = set(torch.unique(experts).tolist())
+        for e, expert in self.experts.by_id():
+            if e not in chosen:
+                continue
             rows, slots = torch.where(experts == e)
             out = self.experts[e](tokens[rows]) * weights[rows, slots, None]
             contributions[rows, slots] = out

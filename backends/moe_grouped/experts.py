@@ -28,7 +28,7 @@ class ExpertWeights(nn.Module):
 
 
 @torch.no_grad()
-def stack_experts(experts: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_experts(experts: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack every expert's weights into gate_up [E, 2I, H] and down [E, H, I], then make each
     expert's parameters views into the stacks.
 
@@ -37,10 +37,10 @@ def stack_experts(experts: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor]:
     (``copy_``) updates the stacks too. Anything that replaces the parameters (``assign=True``,
     ``.to()``) must be followed by another ``prepare_weights()``.
     """
-    inter = experts[0].gate_proj.weight.shape[0]
+    inter = next(iter(experts)).gate_proj.weight.shape[0]
     gate_up = torch.stack([torch.cat((e.gate_proj.weight, e.up_proj.weight)) for e in experts])
     down = torch.stack([e.down_proj.weight for e in experts])
-    for i, expert in enumerate(experts):
+    for i, expert in enumerate(experts):  # in expert order (an ExpertSet iterates its experts)
         expert.gate_proj.weight.data = gate_up[i, :inter]
         expert.up_proj.weight.data = gate_up[i, inter:]
         expert.down_proj.weight.data = down[i]

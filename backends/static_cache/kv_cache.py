@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import torch
+from qwen3core_backends.eager.kv_cache import write_rows
 
 
 class StaticKVCache:
     """Per layer, keys and values in buffers [B, H_kv, capacity, D] allocated at construction.
 
-    ``update`` writes the new slots in place and returns the whole buffers (the cache's mask
-    hides unwritten and padding slots), so every step's attention sees the same shapes: a
+    ``update`` writes each row's new slots in place and returns the whole buffers (the cache's
+    mask hides unwritten and padding slots), so every step's attention sees the same shapes: a
     compiled decode step is traced once. The cache is sized from the request (prompt +
     new tokens, rounded up to a multiple of ``round_to``), not from the model's context length.
     """
@@ -29,20 +30,22 @@ class StaticKVCache:
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
 
-    def update(self, layer_idx: int, start: int | torch.Tensor, k: torch.Tensor,
-               v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if isinstance(start, int):
-            keys[:, :, start:start + k.shape[2]] = k
-            values[:, :, start:start + v.shape[2]] = v
-        else:
-            # start is a 0-dim device tensor: index_copy_ writes without a host round trip and
-            # raises for a slot beyond the capacity.
-            slots = start + torch.arange(k.shape[2], device=k.device)  # [S]
-            keys.index_copy_(2, slots, k)
-            values.index_copy_(2, slots, v)
+        # A scatter on the device: no host round trip, and it raises for a slot beyond the
+        # capacity.
+        write_rows(keys, start, k)
+        write_rows(values, start, v)
         return keys, values  # [B, H_kv, capacity, D]
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]
+
+    def extend(self, other: StaticKVCache) -> None:
+        if other.capacity != self.capacity:
+            raise ValueError(f"cannot join a static KV cache of {other.capacity} slots to one "
+                             f"of {self.capacity}")
+        self.keys = [torch.cat(pair) for pair in zip(self.keys, other.keys, strict=True)]
+        self.values = [torch.cat(pair) for pair in zip(self.values, other.values, strict=True)]

@@ -19,14 +19,27 @@ def run_job(job: Job, timeout: float | None = None) -> dict:
     env = dict(os.environ)
     if job.threads:
         env.setdefault("OMP_NUM_THREADS", str(job.threads))
-    proc = subprocess.run([sys.executable, "-m", "qwen3core.bench.worker",
-                           json.dumps(job.to_dict())],
-                          capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    command = [sys.executable, "-m", "qwen3core.bench.worker", json.dumps(job.to_dict())]
+    if job.tensor_parallel > 1 and job.engine == "qwen3core":
+        from qwen3core.parallel.launch import torchrun_command
+
+        command = torchrun_command(job.tensor_parallel, command[2], command[3:])
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
+                          check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
+    tail = _before_launcher_summary((proc.stderr or proc.stdout).strip().splitlines())[-8:]
     return {"error": "\n".join(tail) or f"worker exited with status {proc.returncode}"}
+
+
+def _before_launcher_summary(lines: list[str]) -> list[str]:
+    """A tensor-parallel job's stderr ends with torch.distributed.run's own report of which
+    rank failed; the rank's error is just before it."""
+    for i, line in enumerate(lines):
+        if "torch/distributed/elastic" in line and i > 0:
+            return lines[:i]
+    return lines
 
 
 def run_all(base: Job, combos: list[Combo], *, compare_transformers: bool,

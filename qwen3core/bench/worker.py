@@ -23,7 +23,8 @@ def run_qwen3core(job: Job) -> dict:
 
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
-                            backends=job.selection, quantize=job.quantize)
+                            backends=job.selection, tensor_parallel=job.tensor_parallel,
+                            quantize=job.quantize)
     load_seconds = time.perf_counter() - started
     device, model = loaded.device, loaded.model
     steps = Steps(model)
@@ -43,6 +44,7 @@ def run_qwen3core(job: Job) -> dict:
         return t_first - t0, t_end - t_first, torch.cat(tokens, 1)
 
     header = {"load_seconds": load_seconds, "backends": loaded.backends,
+              "tensor_parallel": job.tensor_parallel,
               "dtype": str(loaded.dtype).replace("torch.", ""), "device": str(device)}
     return measure(job, one_run, device, header)
 
@@ -56,7 +58,11 @@ def main(argv: list[str]) -> int:
         result = run_transformers(job)
     else:
         result = run_qwen3core(job)
-    print("RESULT " + json.dumps(result), flush=True)
+    from qwen3core.parallel import launch
+
+    if launch.rank() == 0:  # with tensor parallelism every rank measured the same steps
+        print("RESULT " + json.dumps(result), flush=True)
+    launch.finish()
     return 0
 
 

@@ -28,6 +28,7 @@ from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
 from qwen3core.memory import check_fits
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.spec import Qwen3Spec
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -75,12 +76,14 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                     device: torch.device | str | None = None,
                     backends: Mapping[str, str] | None = None, plugins: Iterable[object] = (),
                     started: float | None = None, revision: str | None = None,
-                    scheme: Any = None, quantize_head: bool = False,
-                    training: bool = False) -> LoadedModel:
+                    training: bool = False,
+                    parallel: ParallelLayout = SINGLE_PROCESS, scheme: Any = None,
+                    quantize_head: bool = False) -> LoadedModel:
     """Load a Qwen3 checkpoint from a local directory or the hub; see :func:`qwen3core.load`.
 
     ``dtype`` None means the dtype the checkpoint was saved in (bfloat16 for the released
     models). On CPU in that dtype the weights stay memory-mapped from the files.
+    ``parallel``: load this rank's shard only (see :func:`qwen3core.load`'s tensor_parallel).
     """
     started = time.perf_counter() if started is None else started
     device = resolve_device(device)
@@ -92,11 +95,17 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
                  or torch.float32)
     check_dtype_on_device(run_dtype, device)
     check_outline(spec, weights, found.name)  # before the skeleton, whose cost config decides
-    check_fits(spec, run_dtype, device, found.name)
+    needed = None
+    if scheme is not None:
+        from qwen3core.quant.sizes import weight_bytes as quantized_bytes
+
+        needed = quantized_bytes(spec, run_dtype, scheme, quantize_head).resident
+    check_fits(spec, run_dtype, device, found.name, ranks=parallel.world_size, needed=needed)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
                                 training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
-                       where=found.name, scheme=scheme, quantize_head=quantize_head,
+                       where=found.name, parallel=parallel, scheme=scheme,
+                       quantize_head=quantize_head,
                        quantization_config=config.get("quantization_config"),
                        quantized=checkpoint_format(config, found.name))
     return LoadedModel(model=model, spec=spec, selection=selection,

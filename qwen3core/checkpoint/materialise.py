@@ -22,21 +22,31 @@ from qwen3core.checkpoint.tensors import CheckpointTensors
 from qwen3core.contracts import Selection
 from qwen3core.errors import CheckpointError
 from qwen3core.model import Qwen3Model
+from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
 from qwen3core.quant.formats import CheckpointFormat
 from qwen3core.spec import Qwen3Spec
 
 
 def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
-               dtype: torch.dtype, device: torch.device, where: str, scheme=None,
+               dtype: torch.dtype, device: torch.device, where: str,
+               parallel: ParallelLayout = SINGLE_PROCESS, scheme=None,
                quantize_head: bool = False, quantization_config=None,
                quantized: CheckpointFormat | None = None) -> Qwen3Model:
     """Build the model ``spec`` describes with the ``selection``'s implementations and fill it
-    from ``weights``; raise :class:`CheckpointError` if they do not fit. Quantized projections
-    (a ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
-    one at a time (:mod:`qwen3core.quant.apply`); a checkpoint in a published ``quantized``
-    format (AWQ, GPTQ, FP8) is checked as the dense one it stands for and its layers go to
-    ``load_quantized`` or are dequantized (:mod:`qwen3core.checkpoint.quantized`)."""
-    model = build_skeleton(spec, selection, dtype)
+    from ``weights``; raise :class:`CheckpointError` if they do not fit. With ``parallel``,
+    this rank's shard, reading only its slices of the files. Quantized projections (a
+    ``scheme`` to quantize with, or a checkpoint ``qwen3 quantize`` wrote) are loaded first,
+    one at a time (:mod:`qwen3core.quant.apply`; one process only); a checkpoint in a published
+    ``quantized`` format (AWQ, GPTQ, FP8) is checked as the dense one it stands for and its
+    layers go to ``load_quantized`` or are dequantized (:mod:`qwen3core.checkpoint.quantized`;
+    one process only)."""
+    from qwen3core.parallel.checkpoint import shard_weights
+
+    if quantized is not None and parallel.is_parallel:
+        raise CheckpointError(f"{where} is a {quantized.name} checkpoint; tensor parallelism "
+                              "does not split quantized layers yet: load it in one process")
+    model = build_skeleton(spec, selection, dtype, parallel)
+    weights, slices = shard_weights(weights, spec, parallel)
     packed = QuantizedCheckpoint(weights, quantized, where) if quantized else None
     if packed is not None and scheme is not None:
         raise CheckpointError(f"{where} is quantized already ({quantized.name}); load it "
@@ -50,7 +60,7 @@ def load_model(spec: Qwen3Spec, selection: Selection, weights: WeightFiles, *,
     total = sum(weights.tensors[k].nbytes for k in stored_keys)
     with load_bar(total, f"Loading {where}") as bar:
         tensors = CheckpointTensors(weights, stored_keys, dtype=dtype, device=device,
-                                    progress=bar)
+                                    progress=bar, slices=slices)
         if packed:
             taken = packed.adopt_quantized(model, keys, tensors)
             state = packed.dense_state([k for k in keys if k not in taken], tensors)

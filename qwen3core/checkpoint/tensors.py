@@ -6,6 +6,9 @@ the mapped file region: no copy is made, pages are read on first use, and severa
 loading the same file share them. Otherwise the converted tensor is the only copy kept, and a
 file's mapping is released as soon as its last tensor has been handed out, so at most about one
 shard of source data is resident beside the converted weights.
+
+``slices`` (tensor parallelism) names, for some keys, the part of the stored tensor to read:
+safetensors' ``get_slice`` reads only those bytes.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from qwen3core.errors import CheckpointError
 
 class CheckpointTensors(Mapping[str, torch.Tensor]):
     def __init__(self, weights: WeightFiles, keys: Iterable[str], *, dtype: torch.dtype,
-                 device: torch.device, progress: Any = None):
+                 device: torch.device, progress: Any = None,
+                 slices: Mapping[str, Any] | None = None):
         self._weights = weights
         self._keys = list(keys)
         self._key_set = set(self._keys)
         self._dtype, self._device = dtype, device
         self._progress = progress  # a tqdm bar counting bytes, or None
+        self._slices = slices or {}  # key -> qwen3core.parallel.plan.Shard
         self._unread = Counter(weights.tensors[k].file for k in self._keys)
         self._handles: dict[Path, Any] = {}
 
@@ -64,7 +69,10 @@ class CheckpointTensors(Mapping[str, torch.Tensor]):
         from safetensors import SafetensorError
 
         try:
-            stored = self._handle(info.file).get_tensor(key)
+            if key in self._slices:
+                stored = self._handle(info.file).get_slice(key)[self._slices[key].index()]
+            else:
+                stored = self._handle(info.file).get_tensor(key)
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"reading {key!r} from {info.file} failed ({exc}); the file "
                                   "is damaged, download it again") from None

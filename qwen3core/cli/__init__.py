@@ -18,6 +18,7 @@ COMMANDS = [
     "qwen3core.cli.bench_cmd",
     "qwen3core.cli.generate_cmd",
     "qwen3core.cli.chat_cmd",
+    "qwen3core.cli.serve_cmd",
     "qwen3core.cli.quantize_cmd",
 ]
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from qwen3core.errors import Qwen3CoreError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to re-run as parallel ranks
     try:
         return int(args.run(args) or 0)
     except Qwen3CoreError as exc:

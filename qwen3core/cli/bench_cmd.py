@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="quantize qwen3core's projections on load: int8, int4, int4:g64 ...")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also measure Hugging Face transformers on the same weights")
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="split the model over N processes (each combination; launched through "
+                        "torch.distributed.run; see docs/parallel.md)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the table as markdown")
     p.add_argument("--plot", metavar="FILE.png", help="write a bar chart of decode speed")
@@ -49,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
     except ValueError:
         raise Qwen3CoreError(f"--batch-sizes expects integers like 1,8, got {args.batch_sizes!r}")
+    if args.tensor_parallel < 1:
+        raise Qwen3CoreError(f"--tensor-parallel must be >= 1, got {args.tensor_parallel}")
+    if args.tensor_parallel > 1:
+        from qwen3core.parallel.launch import check_splits
+
+        check_splits(args.model, args.tensor_parallel)
     if min(batch_sizes) < 1 or args.prompt_len < 1 or args.new_tokens < 2 or args.repeats < 1:
         raise Qwen3CoreError("batch sizes, --prompt-len and --repeats must be >= 1 and "
                              "--new-tokens >= 2")
@@ -59,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads,
-               quantize=args.quantize)
+               tensor_parallel=args.tensor_parallel, quantize=args.quantize)
     results = run_all(base, combos, compare_transformers=args.compare_transformers,
                       progress=sys.stderr.isatty())
     table = rows(results, batch_sizes)
-    print(f"qwen3 bench: {args.model}, {args.dtype}, {device}, prompt {args.prompt_len}, "
+    quantized = f", qwen3core quantized {args.quantize}" if args.quantize else ""
+    print(f"qwen3 bench: {args.model}, {args.dtype}{quantized}, {device}, prompt {args.prompt_len}, "
           f"{args.new_tokens} new tokens, median of {args.repeats} (range)")
     print(format_table(table, batch_sizes))
     for r in results:

@@ -35,7 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON object (token_ids, text, finish_reason, timings, ...)")
     p.add_argument("--verbose", action="store_true",
                    help="print the selected backends and the timings to stderr")
+    add_tensor_parallel_option(p)
     p.set_defaults(run=run)
+
+
+def add_tensor_parallel_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="split the model over N processes on this machine (one per GPU with "
+                        "--device cuda; gloo on CPU), launched through torch.distributed.run; "
+                        "see docs/parallel.md")
 
 
 def add_tokenizer_option(p: argparse.ArgumentParser) -> None:
@@ -95,7 +103,9 @@ def load_from_args(args: argparse.Namespace):
 
     return qwen3core.load(args.model, dtype=args.dtype, device=args.device,
                           backends=parse_backend_options(args.backend),
-                          tokenizer=args.tokenizer, quantize=getattr(args, "quantize", None),
+                          tokenizer=args.tokenizer,
+                          tensor_parallel=getattr(args, "tensor_parallel", None),
+                          quantize=getattr(args, "quantize", None),
                           quantize_head=getattr(args, "quantize_head", False))
 
 
@@ -123,8 +133,24 @@ def tolerate_unencodable_output() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qwen3core.parallel import launch
+
+    if args.tensor_parallel > 1 and not launch.in_worker():
+        launch.check_splits(args.model, args.tensor_parallel)
+        return launch.relaunch(args.tensor_parallel, "qwen3core.cli", args.argv)
     tolerate_unencodable_output()
     loaded = load_from_args(args)
+    if args.tensor_parallel > 1:  # every rank runs the same steps; rank 0 writes
+        launch.silence_other_ranks()
+        args.verbose = args.verbose and launch.rank() == 0
+        args.seed = launch.shared_seed(args.seed)
+    try:
+        return _generate(args, loaded)
+    finally:
+        launch.finish()
+
+
+def _generate(args: argparse.Namespace, loaded) -> int:
     if args.verbose:
         print(f"model    {loaded.source} ({loaded.dtype}, {loaded.device}, loaded in "
               f"{loaded.load_seconds:.2f} s)", file=sys.stderr)

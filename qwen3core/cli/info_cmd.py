@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show a model's spec, size and selected backends")
     add_model_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="also show the weight bytes each of N tensor-parallel ranks holds")
     p.set_defaults(run=run)
 
 
@@ -32,13 +34,22 @@ def resolve_spec(source: str) -> tuple[Qwen3Spec, torch.dtype | None]:
 
 
 def describe(source: str, dtype: torch.dtype | None, device: torch.device,
-             backends: dict[str, str]) -> dict:
+             backends: dict[str, str], tensor_parallel: int = 1) -> dict:
     from qwen3core.registry import get_registry
 
     spec, stored_dtype = resolve_spec(source)
     run_dtype = dtype or stored_dtype or torch.float32
     selection = get_registry().select(backends, device=device, dtype=run_dtype)
     unique = spec.parameter_count(count_tied_twice=False)
+    parallel = {}
+    if tensor_parallel != 1:
+        from qwen3core.errors import ParallelError
+        from qwen3core.parallel.memory import weight_bytes_per_rank
+
+        if tensor_parallel < 1:
+            raise ParallelError(f"--tensor-parallel must be >= 1, got {tensor_parallel}")
+        parallel = {"tensor_parallel": tensor_parallel, "weights_bytes_per_rank":
+                    weight_bytes_per_rank(spec, selection, run_dtype, tensor_parallel)}
     return {
         "source": source,
         "spec": spec.to_dict(),
@@ -54,13 +65,14 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
         "device": str(device),
         "dtype": dtype_name(run_dtype),
         "backends": selection.names(),
+        **parallel,
     }
 
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     info = describe(args.model, parse_dtype(args.dtype), device,
-                    parse_backend_options(args.backend))
+                    parse_backend_options(args.backend), args.tensor_parallel)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -88,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
     for name, sizes in info["schemes"].items():
         print(f"  {name:22s} resident {_gib(sizes['resident_bytes'])}, "
               f"{sizes['bytes_per_token'] / 1e9:.3f} GB read per decoded token")
+    if "weights_bytes_per_rank" in info:
+        per_rank = info["weights_bytes_per_rank"]
+        whole = info["parameters_unique"] * torch.empty(
+            (), dtype=parse_dtype(info["dtype"])).element_size()
+        print(f"per rank   {info['tensor_parallel']} ranks in {info['dtype']}: " +
+              ", ".join(_gib(n) for n in per_rank) +
+              f" ({max(per_rank) / whole:.3f} of one process's {_gib(whole)})")
     print(f"backends   on {info['device']} with {info['dtype']}: " +
           ", ".join(f"{c}={n}" for c, n in info["backends"].items()))
     return 0

@@ -89,31 +89,28 @@ def build_random_quantized(spec: Qwen3Spec, selection, *, dtype: torch.dtype,
                            device: torch.device, seed: int, scheme: QuantScheme,
                            quantize_head: bool = False) -> nn.Module:
     """``build_random``'s model with its projections quantized as they are drawn: the same
-    random draws in the same order (so it is ``scheme`` applied to that model's float32
-    draws), never holding more than one dense weight."""
+    float32 values (:func:`qwen3core.init.fill_random`, by parameter name), so it is
+    ``scheme`` applied to that model's draws, never holding more than one dense weight."""
     from qwen3core.build import build_skeleton
-    from qwen3core.init import _draw
+    from qwen3core.init import fill_random
 
     model = build_skeleton(spec, selection, dtype)
     targets = quantized_targets(model, spec, quantize_head)
-    gen = torch.Generator().manual_seed(seed)
-    params = list(model.named_parameters(remove_duplicate=False))
-    seen: dict[int, torch.Tensor] = {}
-    for name, param in params:
+    first_name: dict[int, str] = {}
+    for name, param in list(model.named_parameters(remove_duplicate=False)):
         module_name, _, leaf = name.rpartition(".")
         target = targets.get(module_name) if leaf == "weight" else None
-        if id(param) in seen:  # a tied head: the embedding's values, drawn once
-            if target is not None:
-                target.load_quantized(weight_to(scheme.quantize(seen[id(param)]), device))
-            continue
-        value = _draw(name, param.shape, spec.hidden_size, gen)
+        drawn_as = first_name.setdefault(id(param), name)  # a tied head: the embedding's values
         if target is not None:
+            value = torch.empty(param.shape, dtype=torch.float32)
+            fill_random(value, drawn_as, seed, spec.hidden_size)
             target.load_quantized(weight_to(scheme.quantize(value), device))
+            del value
             continue
-        if quantize_head and spec.tie_word_embeddings and name.endswith("embed_tokens.weight"):
-            seen[id(param)] = value  # the head quantizes it when its turn comes
-        else:
-            seen[id(param)] = None
+        if drawn_as != name:
+            continue  # tied: tie_weights shares the first one
+        value = torch.empty(param.shape, dtype=torch.float32)
+        fill_random(value, name, seed, spec.hidden_size)
         module = model.get_submodule(module_name)
         module._parameters[leaf] = nn.Parameter(value.to(device=device, dtype=dtype))
     model.tie_weights()

@@ -21,8 +21,6 @@ from qwen3core.quant.apply import HEAD, PROJECTIONS, tensor_reader
 from qwen3core.quant.schemes import QuantScheme
 from qwen3core.sources import RANDOM_PREFIX
 
-MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
-              "decoder_sparse_step", "mlp_only_layers")
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
                 "generation_config.json", "special_tokens_map.json", "added_tokens.json")
 
@@ -108,10 +106,11 @@ def _from_random(source: str, scheme: QuantScheme, head: bool):
             continue
         tensors[name] = param
     spec = loaded.spec
-    config = spec.to_dict()
-    if not spec.is_moe:  # a dense config.json carries no MoE fields (0 is not a valid value)
-        for name in MOE_FIELDS:
-            config.pop(name, None)
+    config = {k: v for k, v in spec.to_dict().items() if v is not None}
+    if not spec.is_moe:  # a dense config.json has no MoE fields (0 is not a valid value)
+        for key in ("num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                    "norm_topk_prob", "decoder_sparse_step", "mlp_only_layers"):
+            config.pop(key, None)
     config.update(model_type="qwen3_moe" if spec.is_moe else "qwen3",
                   architectures=["Qwen3MoeForCausalLM" if spec.is_moe else "Qwen3ForCausalLM"],
                   torch_dtype="bfloat16")

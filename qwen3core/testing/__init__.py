@@ -21,6 +21,7 @@ Building blocks, public so that other properties can be written the same way:
 from qwen3core.testing.compare import assert_greedy_equivalent, top_margin
 from qwen3core.testing.conformance import BackendConformance
 from qwen3core.testing.harness import GreedyRun, greedy
+from qwen3core.testing.joining import greedy_joining
 from qwen3core.testing.models import candidate_model, reference_model, reference_names
 from qwen3core.testing.properties import blame_message, check_example, reference_run
 from qwen3core.testing.strategies import (
@@ -50,6 +51,7 @@ __all__ = [
                                           "check_example",
                                           "combinations",
                                           "greedy",
+                                          "greedy_joining",
                                           "long_specs",
                                           "long_workloads",
                                           "reference_model",

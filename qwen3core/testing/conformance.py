@@ -37,6 +37,7 @@ class BackendConformance:
     workload_strategy: ClassVar[Callable[[int], st.SearchStrategy]] = staticmethod(workloads)
     alone: ClassVar[bool] = True
     shrink: ClassVar[bool] = True
+    quantize: ClassVar[str | None] = None  # a quantization scheme both models hold ("int4")
 
     def test_selectable_by_name(self):
         from qwen3core.registry import get_registry
@@ -62,7 +63,7 @@ class BackendConformance:
                             pinned=self.pinned, spec_strategy=self.spec_strategy,
                             workload_strategy=type(self).workload_strategy,
                             alone=self.alone, shrink=self.shrink, others=self.others,
-                            long_examples=self.long_examples)
+                            long_examples=self.long_examples, quantize=self.quantize)
         assert ran > 0
 
     def _first_usable_dtype(self) -> torch.dtype:

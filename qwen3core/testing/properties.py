@@ -8,7 +8,10 @@ implementations, the reference's weights) must reproduce the reference's greedy 
 * reused: the same batch again on the same model, prefilled in chunks when the workload says
   so (cache reuse within a request, compiled code and storage reuse across requests);
 * alone vs batched: every prompt of the batch decoded alone by the reference, against the
-  candidate's batched row and against the candidate decoding the first prompt alone.
+  candidate's batched row and against the candidate decoding the first prompt alone;
+* joining: the prompts arriving one step apart, each prefilled on its own (in the workload's
+  chunks), joining the running decode batch and leaving it when done, as a continuously
+  batching server runs them (rows at different cache positions), against each alone.
 
 A failure names where (row, step, prefill or decode, position, padding) and by how much. When
 the selection holds more than one implementation other than the reference's, the failing
@@ -29,6 +32,7 @@ from qwen3core.spec import Qwen3Spec
 from qwen3core.testing import report
 from qwen3core.testing.compare import assert_greedy_equivalent
 from qwen3core.testing.harness import GreedyRun, greedy
+from qwen3core.testing.joining import greedy_joining, staggered_arrivals
 from qwen3core.testing.models import candidate_model, reference_model, reference_names
 from qwen3core.testing.strategies import Workload
 from qwen3core.testing.tolerances import tolerance_for
@@ -156,6 +160,15 @@ def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, 
     ref_first, exact_first = expected(workload.prompts[:1])
     compared += assert_greedy_equivalent(ref_first, first_alone, tolerance,
                                          f"first prompt alone, {label}", exact_first)
+    joined = greedy_joining(candidate, prompts, new, staggered_arrivals(len(prompts)),
+                            prefill_chunks=workload.prefill_chunks)
+    for row, prompt in enumerate(workload.prompts):
+        ref_alone, exact_alone = expected((prompt,))
+        row_run = GreedyRun([joined.tokens[row]], [joined.logits[row]], (0,),
+                            prompt_lengths=(len(prompt),), width=len(prompt))
+        compared += assert_greedy_equivalent(
+            ref_alone, row_run, tolerance, f"row {row} joining a running batch at step {row} "
+            f"vs alone, {label}", exact_alone)
     _record(spec, selection, dtype, device, compared, workload)
     return compared
 

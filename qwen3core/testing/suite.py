@@ -125,8 +125,7 @@ def check_backend(component: str | None = None, name: str | None = None, *,
             selection = data.draw(st.sampled_from(spaces[dtype]), label="selection")
             try:
                 check_example(spec, workload, selection, dtype, device=device,
-                              registry=registry, alone=alone, blame=False,
-                              quantize=quantize)
+                              registry=registry, alone=alone, blame=False, quantize=quantize)
             except AssertionError:
                 last_failure[:] = [spec, workload, selection, dtype]
                 raise

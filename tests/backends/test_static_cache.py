@@ -28,8 +28,8 @@ def test_buffers_are_allocated_once_at_the_requested_capacity_rounded_up():
     assert cache.keys[0].shape == (3, 2, 128, 8)
     pointers = [t.data_ptr() for t in cache.keys + cache.values]
     k = torch.randn(3, 2, 4, 8, generator=GEN)
-    keys, values = cache.update(1, 0, k, k + 1)  # python-int start
-    keys2, _ = cache.update(1, torch.tensor(4), k * 2, k)  # device-tensor start
+    keys, values = cache.update(1, torch.zeros(3, dtype=torch.long), k, k + 1, None)
+    keys2, _ = cache.update(1, torch.full((3,), 4), k * 2, k, None)
     assert [t.data_ptr() for t in cache.keys + cache.values] == pointers
     assert keys2 is keys and keys.shape == (3, 2, 128, 8)
     assert torch.equal(keys[:, :, :4], k) and torch.equal(keys[:, :, 4:8], k * 2)
@@ -40,15 +40,19 @@ def test_buffers_are_allocated_once_at_the_requested_capacity_rounded_up():
 def test_a_write_past_the_capacity_is_refused():
     cache = StaticKVCache(1, 1, 1, 4, 2, dtype=torch.float32, device=CPU)
     with pytest.raises((IndexError, RuntimeError)):
-        cache.update(0, torch.tensor(3), torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+        cache.update(0, torch.tensor([3]), torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), None)
 
 
 def test_reorder_keeps_the_chosen_rows_in_order():
     cache = StaticKVCache(1, 3, 1, 4, 2, dtype=torch.float32, device=CPU)
     k = torch.arange(3.0)[:, None, None, None].expand(3, 1, 4, 2)
-    cache.update(0, 0, k, k)
+    cache.update(0, torch.zeros(3, dtype=torch.long), k, k, None)
     cache.reorder(torch.tensor([2, 0]))
     assert cache.keys[0][:, 0, 0, 0].tolist() == [2.0, 0.0]
+    joining = StaticKVCache(1, 1, 1, 4, 2, dtype=torch.float32, device=CPU)
+    joining.update(0, torch.tensor([1]), torch.full((1, 1, 1, 2), 7.0), k[:1, :, :1], None)
+    cache.extend(joining)
+    assert cache.keys[0][:, 0, :, 0].tolist() == [[2.0] * 4, [0.0] * 4, [0, 7.0, 0, 0]]
 
 
 def test_the_cache_asks_for_no_more_than_the_request_and_checks_the_bound():
@@ -60,12 +64,12 @@ def test_the_cache_asks_for_no_more_than_the_request_and_checks_the_bound():
         model(torch.zeros(2, CAPACITY_MULTIPLE + 1, dtype=torch.long), cache=cache)
 
 
-def test_begin_passes_a_device_tensor_start_and_a_mask_over_every_slot():
+def test_begin_passes_per_row_device_starts_and_a_mask_over_every_slot():
     storage = StaticKVCache(1, 2, 1, 8, 2, dtype=torch.float32, device=CPU)
     cache = Cache(storage, 2, 8, CPU)
     first = cache.begin(torch.tensor([[0, 1, 1], [1, 1, 1]]), 3)
     second = cache.begin(None, 1)
-    assert isinstance(second.start, torch.Tensor) and int(second.start) == 3
+    assert second.start.tolist() == [3, 3] and second.length is None
     assert second.mask.shape == (2, 1, 1, 8) and not second.plain_causal
     assert second.mask[0, 0, 0].tolist() == [False, True, True, True] + [False] * 4
     assert first.mask[0, 0, 0].tolist() == [True] + [False] * 7  # a padding query: own slot

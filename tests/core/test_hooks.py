@@ -78,13 +78,21 @@ def check_rope():
 def check_kv_cache():
     cache = build("kv_cache", 2, 8)
     k1, v1 = rand(2, 2, 3, 16), rand(2, 2, 3, 16)
-    cache.update(0, 0, k1, v1)
+    cache.update(0, torch.tensor([0, 0]), k1, v1, 3)
     k2, v2 = rand(2, 2, 1, 16), rand(2, 2, 1, 16)
-    k, _v = cache.update(0, 3, k2, v2)
+    k, _v = cache.update(0, torch.tensor([3, 3]), k2, v2, 4)
     assert torch.equal(k[:, :, :4], torch.cat([k1, k2], 2))
     cache.reorder(torch.tensor([1]))
-    k, _ = cache.update(0, 4, k2[1:], v2[1:])
+    k, _ = cache.update(0, torch.tensor([4]), k2[1:], v2[1:], 5)
     assert k.shape[0] == 1 and torch.equal(k[:, :, :3], k1[1:])
+    # Rows at different positions: a joined row writes after its own last slot.
+    other = build("kv_cache", 1, 8)
+    other.update(0, torch.tensor([0]), k1[:1, :, :2], v1[:1, :, :2], 2)
+    cache.extend(other)
+    k, _ = cache.update(0, torch.tensor([5, 2]), k2, v2, 6)
+    assert k.shape[0] == 2
+    assert torch.equal(k[1:, :, :3], torch.cat([k1[:1, :, :2], k2[1:]], 2))
+    assert torch.equal(k[:1, :, 5], k2[:1, :, 0])
 
 
 def check_linear():

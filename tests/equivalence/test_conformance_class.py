@@ -28,8 +28,8 @@ class CorrectAttention:
 class LosesLastSlot(DynamicKVCache):
     """A third plugin's bug: the newest slot's values come back as zeros."""
 
-    def update(self, layer_idx, start, k, v):
-        k, v = super().update(layer_idx, start, k, v)
+    def update(self, layer_idx, start, k, v, length):
+        k, v = super().update(layer_idx, start, k, v, length)
         v = v.clone()
         v[:, :, -1] = 0
         return k, v

@@ -38,8 +38,8 @@ def attention_causal_only(q, k, v, batch, scale):
 class ForgetsFirstSlot(DynamicKVCache):
     """Stores everything but hands attention zeros for slot 0 (a lost position)."""
 
-    def update(self, layer_idx, start, k, v):
-        k, v = super().update(layer_idx, start, k, v)
+    def update(self, layer_idx, start, k, v, length):
+        k, v = super().update(layer_idx, start, k, v, length)
         keep = torch.ones_like(k[:1, :1, :, :1])
         keep[:, :, 0] = 0
         return k * keep, v * keep

@@ -19,7 +19,7 @@ from qwen3core_backends import cpu as cpu_backend
 import qwen3core
 from qwen3core.quant import QuantizedWeight, resolve_scheme
 from qwen3core.spec import Qwen3Spec
-from qwen3core.testing import Workload, check_example
+from qwen3core.testing import BackendConformance, Workload, check_example
 
 CPU = torch.device("cpu")
 _missing = cpu_backend._check(CPU, torch.float32)
@@ -75,7 +75,7 @@ def test_layer_keeps_one_packed_copy_and_fuses_by_views():
 SPEC = Qwen3Spec(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                  max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=None)
-MOE = Qwen3Spec(vocab_size=97, hidden_size=66, intermediate_size=40, num_hidden_layers=2,
+MOE = Qwen3Spec(vocab_size=97, hidden_size=72, intermediate_size=40, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                 max_position_embeddings=512, tie_word_embeddings=False, num_experts=4,
                 num_experts_per_tok=2, moe_intermediate_size=34, norm_topk_prob=True,
@@ -122,3 +122,10 @@ def test_cpu_quantized_under_the_drawn_suite(scheme):
     from qwen3core.testing import check_backend
 
     assert check_backend("linear", "cpu", quantize=scheme, max_examples=4) > 0
+
+
+class TestCpuLinearInt4(BackendConformance):
+    """The class form, as a plugin author would write it: reference components around it."""
+
+    component, name, quantize = "linear", "cpu", "int4:g64"
+    max_examples, long_examples = 3, 1

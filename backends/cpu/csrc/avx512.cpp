@@ -42,11 +42,11 @@ struct Avx512 {
     return _mm512_cvtepi32_ps(
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
-  static void nibbles(const uint8_t* p, reg& lo, reg& hi) {
-    const __m512i b =
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)));
-    hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+  using ireg = __m512i;
+  static ireg load_words(const uint32_t* p) { return _mm512_loadu_si512(p); }
+  static reg nibble(ireg words, int shift) {
+    return _mm512_cvtepi32_ps(
+        _mm512_and_si512(_mm512_srli_epi32(words, shift), _mm512_set1_epi32(15)));
   }
   static reg load_f16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -107,9 +107,10 @@ void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
   run_q_tiles<Avx512, 8, kAvx512MaxGroup>(a, t0, t1);
 }
 
-// int4 levels with vdpbf16ps: 16 bytes (16 outputs x one input pair) become the bfloat16
-// pairs of 128 + level (bits 0x4300 | u: exact), so one instruction per row does 32
-// multiply-adds; the group's sum then drops (128 + z) * sum(x). Twice the multiply-adds per
+// int4 levels with vdpbf16ps: a block's 16 words (16 outputs x 8 inputs) give, per input pair
+// n, one 16-bit shift by 4n and one ternary-logic mask-and-or: the bfloat16 pairs of
+// 128 + level (bits 0x4300 | u: exact), so one instruction per row does 32 multiply-adds;
+// the group's sum then drops (128 + z) * sum(x). Twice the multiply-adds per
 // instruction of the float32 path, which is what several rows are bound by.
 template <int G>
 void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
@@ -123,23 +124,22 @@ void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
     __m512 acc[G][NC];
     for (int g = 0; g < G; ++g)
       for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_setzero_ps();
-    const uint8_t* wg = w + gi * pairs * kTile;
+    const uint32_t* wg = reinterpret_cast<const uint32_t*>(w) + gi * (pairs / 4) * kTile;
     const uint32_t* xg = x + gi * pairs * R;
-    auto step = [&](int64_t kp, int c) {
-      prefetch(wg + kp * kTile);
-      const __m512i b =
-          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wg + kp * kTile)));
-      const __m512i u = _mm512_or_si512(b, _mm512_slli_epi32(b, 12));
-      const __m512bh wv = (__m512bh)_mm512_ternarylogic_epi32(u, nibble_mask, magic, 0xEA);
-      for (int g = 0; g < G; ++g) {
-        const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[kp * R + g]));
-        acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
+    for (int64_t b = 0; b < pairs / 4; ++b) {
+      prefetch(wg + b * kTile);
+      const __m512i words = _mm512_loadu_si512(wg + b * kTile);
+      for (int n = 0; n < 4; ++n) {
+        const __m512i shifted = n == 0 ? words : _mm512_srli_epi16(words, 4 * n);
+        const __m512bh wv =
+            (__m512bh)_mm512_ternarylogic_epi32(shifted, nibble_mask, magic, 0xEA);
+        const int c = n % NC;
+        for (int g = 0; g < G; ++g) {
+          const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[(4 * b + n) * R + g]));
+          acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
+        }
       }
-    };
-    int64_t kp = 0;
-    for (; kp + NC <= pairs; kp += NC)
-      for (int c = 0; c < NC; ++c) step(kp + c, c);
-    for (; kp < pairs; ++kp) step(kp, 0);
+    }
     const __m512 s = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + gi * kTile)));
     const __m512 z = _mm512_add_ps(

@@ -42,7 +42,8 @@ using TileFn = void (*)(const GemvArgs&, int64_t tile_begin, int64_t tile_end);
 
 // Quantized weights (see quant_kernels.h and backends/cpu/quant_linear.py), per tile t:
 //   int8 levels: int8 w[t][k][j] = q[16t + j][k]                      (K_pad bytes x 16)
-//   int4 levels: uint8 w[t][kp][j] = u[16t + j][2kp] | u[16t + j][2kp + 1] << 4
+//   int4 levels: uint32 w[t][b][j]: nibble n (bits 4n..4n+3) = u[16t + j][8b + 2n] and nibble
+//                n of the high half (bits 16+4n..) = u[16t + j][8b + 2n + 1], n = 0..3
 //   scales: float16 [t][group][j]; zeros: int8 [t][group][j], or none (then zero_const).
 // K_pad = groups * group_size (group_size even); rows past N and inputs past K are zeros.
 struct QGemvArgs {

@@ -2,8 +2,8 @@
 // instruction set by avx2.cpp and avx512.cpp after their target pragma (like tile_kernels.h).
 //
 // V provides, besides tile_kernels.h's operations: load_i8 (lanes int8 -> float32),
-// nibbles (lanes bytes -> their low and high 4 bits as float32), load_f16 (lanes float16 ->
-// float32) and fnma (c - a * b).
+// load_words (lanes uint32 as an integer register ireg), nibble(words, shift) (bits
+// shift..shift+3 of each as float32), load_f16 (lanes float16 -> float32) and fnma (c - a * b).
 //
 // Numerics: a group's weights are (q - z) * s. The kernel sums x * q over the group in float32
 // (q converted exactly), subtracts z * sum(x over the group), and multiplies by s once per
@@ -62,27 +62,29 @@ void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const 
         for (int c = 0; c < NC; ++c) step(k + c, c);
       for (; k < gs; ++k) step(k, 0);
     } else {
-      const uint8_t* wg = w + gi * (gs / 2) * kTile;
-      constexpr int NP = NC >= 2 ? NC / 2 : 1;  // input pairs in flight
-      auto step = [&](int64_t kp, int c) {
-        prefetch(wg + kp * kTile);
-        typename V::reg lo[NV], hi[NV];
-        for (int v = 0; v < NV; ++v) V::nibbles(wg + kp * kTile + v * V::lanes, lo[v], hi[v]);
-        const int ce = NC >= 2 ? 2 * c : 0, co = NC >= 2 ? 2 * c + 1 : 0;
-        for (int g = 0; g < G; ++g) {
-          const typename V::reg xe = V::bcast(xg + 2 * kp * R + g);
-          const typename V::reg xo = V::bcast(xg + (2 * kp + 1) * R + g);
+      // Blocks of 8 inputs: one 32-bit word per output (see kernels.h).
+      const uint32_t* wg = reinterpret_cast<const uint32_t*>(w) + gi * (gs / 8) * kTile;
+      for (int64_t b = 0; b < gs / 8; ++b) {
+        prefetch(wg + b * kTile);
+        typename V::ireg words[NV];
+        for (int v = 0; v < NV; ++v) words[v] = V::load_words(wg + b * kTile + v * V::lanes);
+        for (int n = 0; n < 4; ++n) {
+          const int ce = (2 * n) % NC, co = (2 * n + 1) % NC;
+          typename V::reg lo[NV], hi[NV];
           for (int v = 0; v < NV; ++v) {
-            acc[g][v][ce] = V::fma(lo[v], xe, acc[g][v][ce]);
-            acc[g][v][co] = V::fma(hi[v], xo, acc[g][v][co]);
+            lo[v] = V::nibble(words[v], 4 * n);
+            hi[v] = V::nibble(words[v], 16 + 4 * n);
+          }
+          const float* xe = xg + (8 * b + 2 * n) * R;
+          for (int g = 0; g < G; ++g) {
+            const typename V::reg ve = V::bcast(xe + g), vo = V::bcast(xe + R + g);
+            for (int v = 0; v < NV; ++v) {
+              acc[g][v][ce] = V::fma(lo[v], ve, acc[g][v][ce]);
+              acc[g][v][co] = V::fma(hi[v], vo, acc[g][v][co]);
+            }
           }
         }
-      };
-      const int64_t pairs = gs / 2;
-      int64_t kp = 0;
-      for (; kp + NP <= pairs; kp += NP)
-        for (int c = 0; c < NP; ++c) step(kp + c, c);
-      for (; kp < pairs; ++kp) step(kp, 0);
+      }
     }
     for (int v = 0; v < NV; ++v) {
       const typename V::reg s = V::load_f16(scales + gi * kTile + v * V::lanes);

@@ -1,0 +1,71 @@
+"""The Qwen3-30B-A3B shape quantized on load, with fewer layers: load time, memory, decode.
+
+    python scripts/moe_quant_check.py [--layers 2] [--scheme int4] [--threads 1]
+
+Builds ``random:30B-A3B``'s spec with ``--layers`` decoder layers (every one a 128-expert MoE
+layer, as in the full model), quantized while built (never in bfloat16), then decodes 16
+tokens at batch 1. Prints the load's CPU time per layer (x48 estimates the full model), the
+peak RSS, the bytes a decode step reads (the k active experts) and the decode rate, in CPU time
+of the process (the machine is shared), against the read rate of the same packed bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from qwen3core.build import select_backends
+from qwen3core.generation.steps import Steps
+from qwen3core.quant import resolve_scheme
+from qwen3core.quant.apply import build_random_quantized
+from qwen3core.quant.sizes import weight_bytes
+from qwen3core.spec import preset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--scheme", default="int4")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    spec = preset("30B-A3B").replace(num_hidden_layers=args.layers)
+    scheme = resolve_scheme(args.scheme)
+    selection = select_backends({"moe": "eager"}, device=torch.device("cpu"),
+                                dtype=torch.bfloat16)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    model = build_random_quantized(spec, selection, dtype=torch.bfloat16,
+                                   device=torch.device("cpu"), seed=0, scheme=scheme)
+    load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    sizes = weight_bytes(spec, torch.bfloat16, scheme)
+    full = weight_bytes(preset("30B-A3B"), torch.bfloat16, scheme)
+    steps = Steps(model)
+    with torch.no_grad():
+        cache = model.new_cache(1, 32)
+        token = steps.prefill(torch.tensor([[1, 2, 3, 4]]), None, cache).argmax(-1, keepdim=True)
+        cpu0 = time.process_time()
+        for _ in range(16):
+            token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+        decode = 16 / (time.process_time() - cpu0)
+    # The read rate of this machine now, over a buffer the size of one step's reads.
+    buf = torch.empty(sizes.per_token, dtype=torch.uint8).fill_(1)
+    cpu0 = time.process_time()
+    for _ in range(3):
+        torch.ops.qwen3core_cpu.stream_read(buf)
+    rate = 3 * sizes.per_token / (time.process_time() - cpu0)
+    print(f"30B-A3B shape, {args.layers} layers, {scheme}, {args.threads} thread(s)")
+    print(f"load: {load_cpu:.1f} s CPU ({load_wall:.1f} s wall), {load_cpu / args.layers:.1f} s "
+          f"CPU per layer; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB; "
+          f"resident weights {sizes.resident / 2**30:.2f} GiB (full model "
+          f"{full.resident / 2**30:.2f} GiB)")
+    print(f"decode batch 1: {decode:.1f} tok/s (CPU time); {sizes.per_token / 1e9:.3f} GB read "
+          f"per token; read rate {rate / 1e9:.1f} GB/s -> floor {rate / sizes.per_token:.1f} "
+          f"tok/s ({100 * decode * sizes.per_token / rate:.0f} % of it)")
+
+
+if __name__ == "__main__":
+    main()
