@@ -194,17 +194,41 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
 
 # ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
 
-def bench_qwen3core(checkpoint: Path, dtype: str, threads: int, reps: int) -> dict[str, float]:
-    """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens."""
+#: qwen3core variants: name -> (dtype, quantization scheme or None)
+QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None), "float32": ("float32", None),
+                      "int8": ("bfloat16", "int8"), "int4": ("bfloat16", "int4")}
+
+
+def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
+                    ) -> dict[str, float]:
+    """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens;
+    int8/int4 quantize the bf16 checkpoint's projections on load (``--quantize``)."""
+    dtype, scheme = QWEN3CORE_VARIANTS[variant]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
                "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
                "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
-               "--json", out.name])
+               "--json", out.name, *(["--quantize", scheme] if scheme else [])])
         row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
     decode = row["decode_tokens_per_s"]
     return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
             "prompt": row["prefill_tokens_per_s"]["median"]}
+
+
+def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
+    """Weight bytes one decode step reads, as `qwen3 info` counts them for this variant."""
+    import torch
+
+    from qwen3core.checkpoint.config import read_config, spec_from_config
+    from qwen3core.quant import scheme_families
+    from qwen3core.quant.sizes import weight_bytes
+
+    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    if scheme is None:
+        return checkpoint_bytes_per_token(checkpoint, 2 if dtype == "bfloat16" else 4)
+    spec = spec_from_config(read_config(checkpoint), str(checkpoint))
+    family = scheme_families()[scheme]
+    return weight_bytes(spec, getattr(torch, dtype), family.make(), False).per_token
 
 
 def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
@@ -283,9 +307,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--types", default="f32,bf16,q8_0,q4_0")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--qwen3core", default="bfloat16,float32",
+    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4",
                         help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
-                             "these dtypes ('' to skip)")
+                             "these variants: bfloat16, float32, int8, int4 (bf16 quantized on "
+                             "load); '' to skip")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -298,8 +323,8 @@ def main() -> None:
     unknown = set(types) - {"f32", "bf16", *QUANTIZED}
     if unknown:
         sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, q8_0, q4_0")
-    if set(filter(None, args.qwen3core.split(","))) - {"bfloat16", "float32"}:
-        sys.exit("--qwen3core takes bfloat16 and/or float32")
+    if set(filter(None, args.qwen3core.split(","))) - set(QWEN3CORE_VARIANTS):
+        sys.exit(f"--qwen3core takes some of {', '.join(QWEN3CORE_VARIANTS)}")
     sources, tools = llama_cpp(args.cache, args.jobs)
     if args.build_only:
         print(tools)
@@ -312,11 +337,10 @@ def main() -> None:
         files = convert(sources, tools, checkpoint, Path(tmp), types)
         log("measuring read bandwidth")  # before and after the engines: the load may change
         before = read_bandwidth(args.threads, args.bandwidth_rounds)
-        for dtype in filter(None, args.qwen3core.split(",")):
-            name = f"qwen3core {dtype}"
-            results[name] = {**bench_qwen3core(checkpoint, dtype, args.threads, args.reps),
-                             "bytes": checkpoint_bytes_per_token(
-                                 checkpoint, 2 if dtype == "bfloat16" else 4)}
+        for variant in filter(None, args.qwen3core.split(",")):
+            name = f"qwen3core {variant}"
+            results[name] = {**bench_qwen3core(checkpoint, variant, args.threads, args.reps),
+                             "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
             log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         shutil.rmtree(checkpoint)
         for name in types:
