@@ -4,8 +4,8 @@ The checkpoint's config always wins: every architecture field comes from it. Con
 transformers 4.x and 5.x name a few things differently (``rope_theta`` at the top level or under
 ``rope_parameters``; ``num_experts`` or ``num_local_experts``), so those are normalised here; rope
 settings are read in :mod:`.rope`, as transformers reads them. A config that asks for something
-this framework does not implement (another architecture, a rope type, sliding windows, quantised
-weights) is rejected instead of being run wrongly.
+this framework does not implement (another architecture, a rope type, sliding windows, a
+quantization format not in :mod:`.quantized`) is rejected instead of being run wrongly.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def read_generation_config(directory: Path) -> dict[str, Any]:
 def spec_from_config(config: dict[str, Any], where: str) -> Qwen3Spec:
     """The spec ``config`` describes; ``where`` (a path or hub id) is named in errors."""
     _check_is_qwen3(config, where)
+    from qwen3core.checkpoint.quantized import checkpoint_format
+
+    checkpoint_format(config, where)  # an unsupported quantization_config fails here, by name
     values = dict(config)
     try:
         values["rope_theta"], values["rope_scaling"] = rope_settings(config)
@@ -102,12 +105,6 @@ def _check_is_qwen3(config: dict[str, Any], where: str) -> None:
             f"{where}/{CONFIG_FILE} has model_type {model_type!r} but architectures "
             f"{architectures}; a Qwen3 causal LM checkpoint lists {expected!r}")
     unsupported = []
-    if config.get("quantization_config"):
-        quantization = config["quantization_config"]
-        method = (quantization.get("quant_method", "unknown") if isinstance(quantization, dict)
-                  else "unknown")
-        if method != "qwen3core":  # what `qwen3 quantize` writes (qwen3core.quant.writer)
-            unsupported.append(f"quantised weights ({method}); use the unquantised repository")
     if config.get("use_sliding_window"):
         unsupported.append("sliding-window attention (use_sliding_window=true)")
     if config.get("hidden_act") not in (None, "silu"):

@@ -23,6 +23,7 @@ from qwen3core.checkpoint.device import check_dtype_on_device
 from qwen3core.checkpoint.files import WeightFiles, find_weight_files
 from qwen3core.checkpoint.layout_check import check_outline
 from qwen3core.checkpoint.materialise import load_model
+from qwen3core.checkpoint.quantized import checkpoint_format
 from qwen3core.checkpoint.source import HubSource, LocalSource, parse_source
 from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
@@ -107,7 +108,8 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,
                        where=found.name, parallel=parallel, scheme=scheme,
                        quantize_head=quantize_head,
-                       quantization_config=config.get("quantization_config"))
+                       quantization_config=config.get("quantization_config"),
+                       quantized=checkpoint_format(config, found.name))
     return LoadedModel(model=model, spec=spec, selection=selection,
                        tokenizer=_tokenizer(found.directory), source=found.name,
                        load_seconds=time.perf_counter() - started,

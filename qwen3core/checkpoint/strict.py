@@ -117,5 +117,5 @@ def _check_dtypes(weights: WeightFiles, keys: list[str], where: str) -> None:
     if odd:
         raise CheckpointError(
             f"{where} stores tensors in dtypes qwen3core cannot load: {', '.join(odd[:5])}"
-            f"{' ...' if len(odd) > 5 else ''}. Quantised checkpoints are not supported; use "
-            "the unquantised (bfloat16) repository")
+            f"{' ...' if len(odd) > 5 else ''}. Quantized layers are read only as part of a "
+            "format config.json's quantization_config declares (awq, gptq, fp8)")

@@ -46,7 +46,23 @@ class CheckpointTensors(Mapping[str, torch.Tensor]):
     def __contains__(self, key: object) -> bool:
         return key in self._key_set
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
     def __getitem__(self, key: str) -> torch.Tensor:
+        return self._read(key).to(device=self._device, dtype=self._dtype)
+
+    def raw(self, key: str) -> torch.Tensor:
+        """The tensor as stored (dtype and device unchanged): the parts of a quantized layer,
+        whose integer words and scales must not be converted to the load dtype."""
+        return self._read(key)
+
+    def _read(self, key: str) -> torch.Tensor:
         if key not in self._key_set:
             raise KeyError(key)
         info = self._weights.tensors[key]
@@ -60,14 +76,13 @@ class CheckpointTensors(Mapping[str, torch.Tensor]):
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"reading {key!r} from {info.file} failed ({exc}); the file "
                                   "is damaged, download it again") from None
-        tensor = stored.to(device=self._device, dtype=self._dtype)
         self._unread[info.file] -= 1
         if self._unread[info.file] <= 0:
             # The mapping lives on only while tensors still view it (the zero-copy case).
             self._handles.pop(info.file, None)
         if self._progress is not None:
             self._progress.update(info.nbytes)
-        return tensor
+        return stored
 
     def _handle(self, path: Path) -> Any:
         handle = self._handles.get(path)

@@ -131,7 +131,8 @@ def test_config_that_is_not_a_qwen3_causal_lm(single, ref, model_type, architect
 @pytest.mark.parametrize("changes, expected", [
     ({"rope_parameters": {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 1e6}},
      r"rope_parameters\.rope_type='dynamic' asks for rope scaling qwen3core does not"),
-    ({"quantization_config": {"quant_method": "fp8"}}, r"quantised weights \(fp8\)"),
+    ({"quantization_config": {"quant_method": "bitsandbytes"}},
+     r"quantization method 'bitsandbytes' is not supported"),
     ({"use_sliding_window": True}, r"sliding-window attention"),
     ({"hidden_act": "gelu"}, r"activation 'gelu'"),
     ({"num_attention_heads": 5}, r"num_attention_heads \(5\) must be a multiple"),

@@ -92,6 +92,7 @@ def test_every_documented_option_reaches_the_suite(monkeypatch):
         runners = ("eager", "compile")
         workload_strategy = two_prompts
         alone, shrink = False, False
+        quantize = "int8"
 
     AllOptions.spec_strategy = spec_strategy
     AllOptions().test_greedy_equivalent_to_the_eager_reference()
@@ -100,7 +101,7 @@ def test_every_documented_option_reaches_the_suite(monkeypatch):
         "dtypes": (torch.float32,), "max_examples": 3, "long_examples": 0, "others": "drawn",
         "pinned": {"kv_cache": "static"}, "runners": ("eager", "compile"),
         "spec_strategy": spec_strategy, "workload_strategy": two_prompts, "alone": False,
-        "shrink": False}
+        "shrink": False, "quantize": "int8"}
 
 
 def test_others_must_be_drawn_or_reference():

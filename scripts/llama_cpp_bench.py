@@ -1,0 +1,363 @@
+"""The C++ engine (llama.cpp) on the same shapes, as a share of this machine's read bandwidth.
+
+    python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2] [--types f32,bf16,q8_0,q4_0]
+                                      [--write docs/benchmarks-llama-cpp.md]
+
+1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``) from the sources
+   vendored in the ``llama-cpp-python`` sdist on PyPI: ``pip download --no-binary :all:``,
+   unpacked and built natively with CMake (``-DGGML_NATIVE=ON``, ``-j2``) under
+   ``~/.cache/qwen3core/llama.cpp`` (``--cache``), where later runs find it. Needs cmake, a
+   C++ compiler and ninja or make (``pip install cmake ninja`` or apt).
+2. Writes a random-weights Hugging Face checkpoint of the preset's shape (bfloat16, qwen3core's
+   random init) into a temporary folder, with the official tokenizer files copied in from
+   ``--tokenizer`` (default /work/shared/qwen3-tokenizer; the converter needs one).
+3. Converts it with llama.cpp's own ``convert_hf_to_gguf.py`` (and its vendored ``gguf``
+   package) to f32 and bf16, and quantizes the f32 file to q8_0 and q4_0 with ``llama-quantize``
+   (its default mix: some tensors stay at higher precision, counted in the bytes below).
+4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
+   16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
+   on the same checkpoint in bfloat16 and float32 (``--qwen3core``), side by side.
+5. Measures the read bandwidth in the same run (the cpu backend's ``stream_read`` over a
+   0.6B-sized set of weights, as ``scripts/step_bandwidth.py``; before and after the engines,
+   the best of both), and reports each decode rate
+   as a share of its floor: bandwidth / bytes read per token (every weight tensor of the GGUF,
+   minus the token embedding when a separate output matrix exists: decode reads one row of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "qwen3core" / "llama.cpp"
+TOKENIZER = Path("/work/shared/qwen3-tokenizer")
+TOOLS = ("llama-bench", "llama-quantize")
+QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0"}
+# a dense config.json has no MoE fields (qwen3core's config checks refuse their zeros)
+MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
+              "decoder_sparse_step", "mlp_only_layers")  # --types name -> llama-quantize type
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def quiet(cmd: list[str], **kwargs) -> None:
+    """Run a chatty tool; show its last lines only if it fails."""
+    log("$ " + " ".join(str(c) for c in cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if done.returncode != 0:
+        sys.exit(f"{Path(cmd[1] if cmd[0] == sys.executable else cmd[0]).name} failed "
+                 f"({done.returncode}):\n" + "\n".join((done.stdout + done.stderr)
+                                                      .splitlines()[-30:]))
+
+
+# ---- 1. llama.cpp ------------------------------------------------------------------------------
+
+def find_sources(cache: Path) -> Path | None:
+    found = sorted(cache.glob("src/llama_cpp_python-*/vendor/llama.cpp/convert_hf_to_gguf.py"))
+    return found[-1].parent if found else None
+
+
+def download_sources(cache: Path) -> Path:
+    (cache / "src").mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+         "llama-cpp-python", "-d", str(cache / "src")])
+    sdist = max((cache / "src").glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        archive.extractall(cache / "src", filter="data")
+    return find_sources(cache)
+
+
+def build_dir(cache: Path, sources: Path) -> Path:
+    version = sources.parents[1].name.removeprefix("llama_cpp_python-")
+    return cache / f"build-{version}"
+
+
+def build(sources: Path, build: Path, jobs: int) -> None:
+    missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"building llama.cpp needs {', '.join(missing)}: pip install cmake, or apt-get "
+                 "install cmake g++ ninja-build")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    run(["cmake", "-S", str(sources), "-B", str(build), *generator, "-DCMAKE_BUILD_TYPE=Release",
+         "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"])
+    run(["cmake", "--build", str(build), "-j", str(jobs), "--target", *TOOLS])
+
+
+def llama_cpp(cache: Path, jobs: int) -> tuple[Path, Path]:
+    """(llama.cpp source folder, folder of its built tools), building what is missing."""
+    sources = find_sources(cache) or download_sources(cache)
+    out = build_dir(cache, sources)
+    if not all((out / "bin" / tool).is_file() for tool in TOOLS):
+        log(f"building llama.cpp's CPU tools in {out} (many minutes on 2 cores)")
+        build(sources, out, jobs)
+    return sources, out / "bin"
+
+
+# ---- 2. the checkpoint -------------------------------------------------------------------------
+
+def write_checkpoint(preset: str, directory: Path, tokenizer: Path, seed: int) -> None:
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+
+    import qwen3core
+
+    loaded = qwen3core.load(f"random:{preset}", dtype=torch.bfloat16, device="cpu", seed=seed,
+                            backends={"linear": "eager", "mlp": "eager", "moe": "eager"})
+    spec = loaded.spec
+    if spec.is_moe:
+        sys.exit("MoE presets are not wired here yet (dense presets only)")
+    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()}
+    if spec.tie_word_embeddings:
+        state.pop("lm_head.weight", None)  # one tensor, stored once (as transformers does)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    fields = {k: v for k, v in spec.to_dict().items() if k not in MOE_FIELDS}  # dense: none
+    config = transformers.Qwen3Config(**fields, dtype=torch.bfloat16)
+    config.architectures = ["Qwen3ForCausalLM"]  # what the converter dispatches on
+    config.save_pretrained(directory)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        if (tokenizer / name).is_file():
+            shutil.copy(tokenizer / name, directory / name)
+    if not (directory / "tokenizer.json").is_file():
+        sys.exit(f"no tokenizer.json in {tokenizer}: llama.cpp's converter needs the model's "
+                 "tokenizer (pass --tokenizer DIR)")
+
+
+# ---- 3. conversion -----------------------------------------------------------------------------
+
+def convert(sources: Path, tools: Path, checkpoint: Path, out: Path, types: list[str]
+            ) -> dict[str, Path]:
+    try:
+        import sentencepiece  # noqa: F401  (the converter imports it before falling back to BPE)
+    except ImportError:
+        sys.exit("llama.cpp's convert_hf_to_gguf.py needs sentencepiece: pip install "
+                 "-e .[llama-cpp-bench]")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(sources / "gguf-py"), str(sources), os.environ.get("PYTHONPATH", "")])}
+    files = {}
+    for outtype in ("f32", "bf16"):
+        if outtype in types or (outtype == "f32" and set(types) & set(QUANTIZED)):
+            files[outtype] = out / f"model-{outtype}.gguf"
+            quiet([sys.executable, str(sources / "convert_hf_to_gguf.py"), str(checkpoint),
+                   "--outtype", outtype, "--outfile", str(files[outtype])], env=env)
+    for name, qtype in QUANTIZED.items():
+        if name in types:
+            files[name] = out / f"model-{name}.gguf"
+            quiet([str(tools / "llama-quantize"), str(files["f32"]), str(files[name]), qtype])
+    return files
+
+
+def bytes_per_token(sources: Path, path: Path) -> int:
+    sys.path.insert(0, str(sources / "gguf-py"))
+    from gguf import GGUFReader
+
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(path)).tensors}
+    total = sum(tensors.values())
+    if "output.weight" in tensors:  # untied: decode reads one embedding row, not the matrix
+        total -= tensors.get("token_embd.weight", 0)
+    return total
+
+
+# ---- 4. llama-bench ----------------------------------------------------------------------------
+
+def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]:
+    result = run([str(tools / "llama-bench"), "-m", str(model), "-p", "16", "-n", "64",
+                  "-t", str(threads), "-r", str(reps), "-o", "json"],
+                 capture_output=True, text=True)
+    rows = json.loads(result.stdout)
+    out = {}
+    for row in rows:
+        key = "decode" if row["n_gen"] > 0 else "prompt"
+        out[key] = float(row["avg_ts"])
+        out[key + "_sd"] = float(row["stddev_ts"])
+    return out
+
+
+# ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
+
+#: qwen3core variants: name -> (dtype, quantization scheme or None)
+QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None), "float32": ("float32", None),
+                      "int8": ("bfloat16", "int8"), "int4": ("bfloat16", "int4")}
+
+
+def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
+                    ) -> dict[str, float]:
+    """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens;
+    int8/int4 quantize the bf16 checkpoint's projections on load (``--quantize``)."""
+    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
+               "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
+               "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
+               "--json", out.name, *(["--quantize", scheme] if scheme else [])])
+        row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
+    decode = row["decode_tokens_per_s"]
+    return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
+            "prompt": row["prefill_tokens_per_s"]["median"]}
+
+
+def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
+    """Weight bytes one decode step reads, as `qwen3 info` counts them for this variant."""
+    import torch
+
+    from qwen3core.checkpoint.config import read_config, spec_from_config
+    from qwen3core.quant import scheme_families
+    from qwen3core.quant.sizes import weight_bytes
+
+    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    if scheme is None:
+        return checkpoint_bytes_per_token(checkpoint, 2 if dtype == "bfloat16" else 4)
+    spec = spec_from_config(read_config(checkpoint), str(checkpoint))
+    family = scheme_families()[scheme]
+    return weight_bytes(spec, getattr(torch, dtype), family.make(), False).per_token
+
+
+def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
+    """Bytes of weights a decode step reads at ``element_size`` bytes per value: every tensor,
+    the embedding only when it doubles as the (tied) head."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as handle:
+        shapes = {k: handle.get_slice(k).get_shape() for k in handle.keys()}  # noqa: SIM118
+    if "lm_head.weight" in shapes:
+        shapes.pop("model.embed_tokens.weight")
+    total = 0
+    for shape in shapes.values():
+        count = 1
+        for n in shape:
+            count *= n
+        total += count * element_size
+    return total
+
+
+# ---- 5. bandwidth ------------------------------------------------------------------------------
+
+def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
+    """(best, median) GB/s of the cpu backend's ``stream_read`` over 0.6B-shaped bf16 weights
+    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it."""
+    import torch
+    from qwen3core_backends.cpu.build import load_kernels
+
+    torch.set_num_threads(threads)
+    load_kernels()
+    layer = [(4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072)]
+    weights = [torch.randn(n, k).to(torch.bfloat16) for n, k in layer * 28 + [(151936, 1024)]]
+    total = sum(w.nbytes for w in weights)
+    ops = torch.ops.qwen3core_cpu
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for w in weights:
+            ops.stream_read(w)
+        times.append(time.perf_counter() - start)
+    return total / min(times) / 1e9, total / statistics.median(times) / 1e9
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sources: Path
+           ) -> str:
+    best, median = bandwidth
+    machine = platform.processor() or platform.machine()
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [
+        (f"llama.cpp ({sources.parents[1].name}, native CPU build), random {args.preset} "
+         f"weights, {args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}; "
+         f"{machine}, {os.cpu_count()} CPUs; load average at the end {load} (other work "
+         "on the machine slows both engines and the bandwidth alike, not equally)."),
+        (f"Read bandwidth (stream_read, measured before and after the engines): best "
+         f"{best:.1f} GB/s, lower median {median:.1f} GB/s. Floor = best bandwidth / bytes per "
+         "token."),
+        "",
+        ("| engine / type | GB per token | decode tok/s (tg64) | floor tok/s | share of floor "
+         "| prompt tok/s (pp16) |"),
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
+        floor = best * 1e9 / r["bytes"]
+        lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
+                     f"{r['decode_sd']:.1f} | {floor:.1f} | {r['decode'] / floor:.0%} | "
+                     f"{r['prompt']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="0.6B")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--types", default="f32,bf16,q8_0,q4_0")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4",
+                        help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
+                             "these variants: bfloat16, float32, int8, int4 (bf16 quantized on "
+                             "load); '' to skip")
+    parser.add_argument("--bandwidth-rounds", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--write", type=Path, help="append the results to this markdown file")
+    args = parser.parse_args()
+    types = args.types.split(",")
+    unknown = set(types) - {"f32", "bf16", *QUANTIZED}
+    if unknown:
+        sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, q8_0, q4_0")
+    if set(filter(None, args.qwen3core.split(","))) - set(QWEN3CORE_VARIANTS):
+        sys.exit(f"--qwen3core takes some of {', '.join(QWEN3CORE_VARIANTS)}")
+    sources, tools = llama_cpp(args.cache, args.jobs)
+    if args.build_only:
+        print(tools)
+        return
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="qwen3core-llama-cpp-") as tmp:
+        checkpoint = Path(tmp) / "checkpoint"
+        log(f"writing a random {args.preset} checkpoint")
+        write_checkpoint(args.preset, checkpoint, args.tokenizer, args.seed)
+        files = convert(sources, tools, checkpoint, Path(tmp), types)
+        log("measuring read bandwidth")  # before and after the engines: the load may change
+        before = read_bandwidth(args.threads, args.bandwidth_rounds)
+        for variant in filter(None, args.qwen3core.split(",")):
+            name = f"qwen3core {variant}"
+            results[name] = {**bench_qwen3core(checkpoint, variant, args.threads, args.reps),
+                             "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
+            log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
+        shutil.rmtree(checkpoint)
+        for name in types:
+            results[name] = {**bench(tools, files[name], args.threads, args.reps),
+                             "bytes": bytes_per_token(sources, files[name])}
+            log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
+        log("measuring read bandwidth again")
+        after = read_bandwidth(args.threads, args.bandwidth_rounds)
+        bandwidth = (max(before[0], after[0]), min(before[1], after[1]))
+    text = report(args, results, bandwidth, sources)
+    print(text)
+    if args.write:
+        command = "python scripts/llama_cpp_bench.py " + " ".join(sys.argv[1:])
+        with args.write.open("a", encoding="utf-8") as out:
+            out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+                      f"`{command}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
