@@ -122,31 +122,25 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
-        # Training selects only autograd implementations (not the cpu kernels), and tensor
-        # parallelism keeps the float32 it was proven in: there the default is float32.
-        plain = not training and parallel.world_size == 1
+        # Training selects only autograd implementations (not the cpu kernels); tensor
+        # parallelism and quantization keep the float32 they were proven in.
+        plain = not training and parallel.world_size == 1 and scheme is None
         torch_dtype = parse_dtype(dtype) or (
             default_random_dtype(torch_device, plugins) if plain else torch.float32)
-        check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size)
-        selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
-                                    plugins=plugins, training=training)
-        with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):
-            model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                                 seed=rnd.seed, parallel=parallel)
-        torch_dtype = parse_dtype(dtype) or torch.float32
         check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size,
                    needed=_quantized_bytes(rnd.spec, torch_dtype, scheme, quantize_head))
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins, training=training)
-        if scheme is None:
-            model = build_random(rnd.spec, selection, dtype=torch_dtype, device=torch_device,
-                                 seed=rnd.seed, parallel=parallel)
-        else:
-            from qwen3core.quant.apply import build_random_quantized
+        with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):
+            if scheme is None:
+                model = build_random(rnd.spec, selection, dtype=torch_dtype,
+                                     device=torch_device, seed=rnd.seed, parallel=parallel)
+            else:
+                from qwen3core.quant.apply import build_random_quantized
 
-            model = build_random_quantized(rnd.spec, selection, dtype=torch_dtype,
-                                           device=torch_device, seed=rnd.seed, scheme=scheme,
-                                           quantize_head=quantize_head)
+                model = build_random_quantized(rnd.spec, selection, dtype=torch_dtype,
+                                               device=torch_device, seed=rnd.seed,
+                                               scheme=scheme, quantize_head=quantize_head)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
@@ -154,11 +148,8 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
     with phase(f"loading {source}"):
         return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
                                backends=backends, plugins=plugins, started=started,
-                               revision=revision, training=training, parallel=parallel)
-    return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
-                           backends=backends, plugins=plugins, started=started,
-                           revision=revision, training=training, parallel=parallel,
-                           scheme=scheme, quantize_head=quantize_head)
+                               revision=revision, training=training, parallel=parallel,
+                               scheme=scheme, quantize_head=quantize_head)
 
 
 def _quantized_bytes(spec, dtype: torch.dtype, scheme, quantize_head: bool) -> int | None:
