@@ -122,9 +122,9 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
         if revision is not None:
             raise Qwen3CoreError(f"revision={revision!r} applies to hub ids, not to {source!r}")
         rnd = parse_random(source, seed)
-        # Training selects only autograd implementations (not the cpu kernels); tensor
-        # parallelism and quantization keep the float32 they were proven in.
-        plain = not training and parallel.world_size == 1 and scheme is None
+        # Training selects only autograd implementations (not the cpu kernels), and tensor
+        # parallelism keeps the float32 it was proven in: there the default is float32.
+        plain = not training and parallel.world_size == 1
         torch_dtype = parse_dtype(dtype) or (
             default_random_dtype(torch_device, plugins) if plain else torch.float32)
         check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size,

@@ -27,8 +27,9 @@ WORKLOAD = Workload(prompts=((5, 17, 3, 90, 41, 8), (12, 7)), max_new_tokens=4,
 
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
 def test_random_quantized_model_is_the_scheme_applied_to_the_same_draws(scheme):
-    dense = qwen3core.load("random:tiny", backends=EAGER)
-    quant = qwen3core.load("random:tiny", backends=EAGER, quantize=scheme, quantize_head=True)
+    dense = qwen3core.load("random:tiny", backends=EAGER, dtype="float32")
+    quant = qwen3core.load("random:tiny", backends=EAGER, dtype="float32", quantize=scheme,
+                           quantize_head=True)
     s = resolve_scheme(scheme)
     for name, module in quant.model.named_modules():
         if name.endswith(("q_proj", "down_proj")) or name == "lm_head":
