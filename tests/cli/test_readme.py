@@ -32,7 +32,8 @@ def why_not_run(command):
     if "Qwen/" in command:
         return "needs the network (a hub id)"
     if "qwen3 bench" in command or "random:0.6B" in command:
-        return "runs for seconds to minutes: checked by hand, see the report"
+        return ("the 0.6B shape or a benchmark: too slow for the suite (minutes on 2 cores); "
+                "run it by hand")
     return None
 
 
