@@ -74,6 +74,8 @@ def load_from_args(args: argparse.Namespace):
                           tensor_parallel=getattr(args, "tensor_parallel", None),
                           quantize=getattr(args, "quantize", None),
                           quantize_head=getattr(args, "quantize_head", False))
+
+
 def add_quantize_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", default=None, metavar="SCHEME",
                         help="quantize the projections while loading: int8, int4, or with "

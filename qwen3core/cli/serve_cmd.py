@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from qwen3core.cli.common import add_model_options
+from qwen3core.cli.common import add_model_options, add_quantize_options
 from qwen3core.cli.generate_cmd import add_tokenizer_option, load_from_args
 from qwen3core.errors import Qwen3CoreError
 
@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_options(p)
     add_tokenizer_option(p)
+    add_quantize_options(p)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                           max_prompt_tokens=args.max_prompt_tokens,
                           generation_config=dict(loaded.generation_config))
     app = create_app(Engine(scheduler), loaded.tokenizer, config)
-    print(f"qwen3 serve: {loaded.source} ({loaded.dtype}, {loaded.device}) as "
+    quantized = f", quantized {args.quantize}" if args.quantize else ""
+    print(f"qwen3 serve: {loaded.source} ({loaded.dtype}, {loaded.device}{quantized}) as "
           f"{config.model_name!r} on http://{args.host}:{args.port}/v1"
           + (" (api key required)" if config.api_key else ""), file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

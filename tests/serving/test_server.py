@@ -45,6 +45,22 @@ def metric(base: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
+def test_a_quantized_server_answers_like_the_model_quantized_offline(offline):
+    import qwen3core  # (``offline`` registers the served preset in this process too)
+
+    proc, base = start_server("--quantize", "int8", api_key=None)
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
+        got = client.completions.create(model=MODEL, prompt="The capital of France is",
+                                        max_tokens=8, temperature=0)
+    finally:
+        stop_server(proc)
+    assert "quantized int8" in proc.stdout.read()
+    quantized = qwen3core.load(MODEL, tokenizer=TOKENIZER, quantize="int8")
+    want = quantized.generate("The capital of France is", max_new_tokens=8, temperature=0)
+    assert got.choices[0].text == want.text
+
+
 def test_models_lists_the_served_model(client):
     assert [m.id for m in client.models.list().data] == [MODEL]
 
