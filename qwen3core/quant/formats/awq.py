@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from qwen3core.errors import CheckpointError
-from qwen3core.quant.formats.bits import Dtypes, unpack_int32
+from qwen3core.quant.formats.bits import Dtypes, shape_mismatches, unpack_int32
 from qwen3core.quant.weight import QuantizedWeight
 
 BITS = 4
@@ -59,8 +59,7 @@ def dense_shape(qweight: tuple[int, ...], qzeros: tuple[int, ...], scales: tuple
     groups = -(-inp // group_size)
     want = {"qzeros": (groups, out // PER_WORD), "scales": (groups, out)}
     got = {"qzeros": tuple(qzeros), "scales": tuple(scales)}
-    wrong = [f"{k} is {list(got[k])}, expected {list(v)}" for k, v in want.items()
-             if got[k] != v]
+    wrong = shape_mismatches(want, got)
     if wrong:
         raise CheckpointError(f"{name}: AWQ tensors disagree with qweight {list(qweight)} "
                               f"(in={inp}, out={out}, group_size={group_size}): "

@@ -22,3 +22,11 @@ def unpack_int32(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     levels = (words.unsqueeze(-1) >> shifts) & ((1 << bits) - 1)  # [..., n, per_word]
     levels = levels.reshape(*words.shape[:-1], words.shape[-1] * per_word)
     return levels.movedim(-1, dim)
+
+
+def shape_mismatches(want: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]
+                     ) -> list[str]:
+    """Each part whose shape is not the one its qweight implies, as "part is [..], expected
+    [..]" (empty when all agree)."""
+    return [f"{k} is {list(got[k])}, expected {list(v)}" for k, v in want.items()
+            if got[k] != v]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from qwen3core.errors import CheckpointError
-from qwen3core.quant.formats.bits import Dtypes, unpack_int32
+from qwen3core.quant.formats.bits import Dtypes, shape_mismatches, unpack_int32
 from qwen3core.quant.weight import QuantizedWeight
 
 BITS = (4, 8)
@@ -87,8 +87,7 @@ def dense_shape(qweight: tuple[int, ...], qzeros: tuple[int, ...], scales: tuple
     got = {"qzeros": tuple(qzeros), "scales": tuple(scales)}
     if g_idx is not None:
         want["g_idx"], got["g_idx"] = (inp,), tuple(g_idx)
-    wrong = [f"{k} is {list(got[k])}, expected {list(v)}" for k, v in want.items()
-             if got[k] != v]
+    wrong = shape_mismatches(want, got)
     if wrong:
         raise CheckpointError(f"{name}: GPTQ tensors disagree with qweight {list(qweight)} "
                               f"(bits={bits}, in={inp}, out={out}, group_size={group_size}): "
