@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.metadata
 import os
 import shutil
 import sys
@@ -56,11 +57,26 @@ def find_ninja() -> str | None:
         import ninja  # the PyPI wheel that ships the binary
     except ImportError:
         return None
-    bin_dir = str(getattr(ninja, "BIN_DIR", ""))
-    if bin_dir and shutil.which("ninja", path=bin_dir):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-        return shutil.which("ninja")
+    for bin_dir in _ninja_wheel_dirs(ninja):
+        if shutil.which("ninja", path=bin_dir):
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+            return shutil.which("ninja")
     return None
+
+
+def _ninja_wheel_dirs(ninja: object) -> list[str]:
+    """Folders the ninja wheel may have put its binary in: the running environment's scripts
+    folder (``ninja.BIN_DIR``), and, for an environment that sees the wheel from another one
+    (a venv with system site-packages), the folder its install record names."""
+    dirs = [str(getattr(ninja, "BIN_DIR", ""))]
+    try:
+        dist = importlib.metadata.distribution("ninja")
+    except importlib.metadata.PackageNotFoundError:
+        return [d for d in dirs if d]
+    for file in dist.files or ():
+        if file.name in ("ninja", "ninja.exe"):
+            dirs.append(str(Path(dist.locate_file(file)).resolve().parent))
+    return [d for d in dirs if d]
 
 
 def is_complete(target: Path, marker: str) -> bool:
