@@ -3,7 +3,6 @@ keystrokes during a streamed reply, and a line editor whose history survives the
 
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -60,31 +59,8 @@ def test_chat_help_has_no_raw_markup(qwen3):
     assert "(default: 1024)" in done.stdout
 
 
-class Terminal:
-    def __init__(self, fd):
-        self.fd = fd
-        self.seen = b""
-
-    def wait_for(self, text, count, timeout=120.0):
-        deadline = time.monotonic() + timeout
-        while self.seen.count(text.encode()) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {text!r}; the terminal shows {self.seen!r}"
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                assert chunk, f"the chat ended early; the terminal shows {self.seen!r}"
-                self.seen += chunk
-
-    def write(self, text):
-        os.write(self.fd, text.encode())
-
-
 @pytest.fixture
-def terminal_chat(tokenizer_dir, tmp_path):
+def terminal_chat(tokenizer_dir, tmp_path, pty_terminal):
     procs = []
 
     def start(*extra):
@@ -95,7 +71,7 @@ def terminal_chat(tokenizer_dir, tmp_path):
                                 close_fds=True)
         os.close(child)
         procs.append((proc, controller, stderr))
-        return proc, Terminal(controller), tmp_path / f"stderr{len(procs) - 1}"
+        return proc, pty_terminal(controller), tmp_path / f"stderr{len(procs) - 1}"
     yield start
     for proc, controller, stderr in procs:
         if proc.poll() is None:

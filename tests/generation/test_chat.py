@@ -4,10 +4,8 @@ into thinking and answer, and the command driven through a pseudo-terminal and a
 import io
 import json
 import os
-import select
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -124,42 +122,14 @@ def turns_in(stderr: str) -> list[dict]:
     return [json.loads(line) for line in stderr.splitlines() if line.startswith('{"turn"')]
 
 
-class Terminal:
-    """The controlling side of a pseudo-terminal: read until some text has appeared."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.seen = b""
-
-    def wait_for(self, text: str, count: int, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.seen.count(text.encode()) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {text!r}; the terminal shows {self.seen!r}"
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:  # the child closed the terminal
-                    chunk = b""
-                assert chunk, f"the chat ended early; the terminal shows {self.seen!r}"
-                self.seen += chunk
-
-    def type(self, line: str) -> None:
-        os.write(self.fd, line.encode() + b"\n")
-
-    def text(self) -> str:
-        # The terminal turns "\n" into "\r\n"; undo that to compare with generated text.
-        return self.seen.decode("utf-8", errors="replace").replace("\r\n", "\n")
-
-
-def test_chat_through_a_pseudo_terminal_for_two_turns(chat_command, tokenizer, tmp_path):
+def test_chat_through_a_pseudo_terminal_for_two_turns(chat_command, tokenizer, tmp_path,
+                                                     pty_terminal):
     controller, child = os.openpty()
     with open(tmp_path / "stderr", "w") as stderr:
         proc = subprocess.Popen(chat_command("--no-think"), stdin=child,
                                 stdout=child, stderr=stderr, env=quiet_env(), close_fds=True)
     os.close(child)
-    terminal = Terminal(controller)
+    terminal = pty_terminal(controller)
     try:
         terminal.wait_for("you> ", 1)
         terminal.type("Hello there")
