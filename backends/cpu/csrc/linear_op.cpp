@@ -77,19 +77,41 @@ at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
 // Splits the tiles into chunks of ~128 KiB of weights that torch's threads take in turn, so a
 // thread the OS pauses (a busy machine) delays one chunk, not half of the matrix. Small
 // matrices run on the calling thread: waking another costs more than it saves.
-void run_in_chunks(TileFn fn, const GemvArgs& args, int64_t tiles, int64_t tile_bytes) {
+// ``run(begin, end)`` computes output tiles [begin, end).
+template <typename Run>
+void run_in_chunks(const Run& run, int64_t tiles, int64_t tile_bytes) {
   const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
   const int64_t chunks = (tiles + chunk - 1) / chunk;
   const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
   if (workers <= 1 || tiles * tile_bytes < (int64_t{256} << 10)) {
-    fn(args, 0, tiles);
+    run(0, tiles);
     return;
   }
   std::atomic<int64_t> next{0};
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
-      fn(args, c * chunk, std::min(tiles, (c + 1) * chunk));
+      run(c * chunk, std::min(tiles, (c + 1) * chunk));
   });
+}
+
+// x [..., K] as rows [R, K] with unit stride along K, an uninitialised [R, N] output, and the
+// shape to view that output as ([..., N]); checks that N fits the packed weight's tiles.
+struct Rows {
+  at::Tensor x;
+  at::Tensor out;
+  std::vector<int64_t> out_shape;
+};
+
+Rows rows_of(const at::Tensor& x, int64_t k, int64_t out_features, int64_t tiles) {
+  TORCH_CHECK(out_features > (tiles - 1) * kTile && out_features <= tiles * kTile,
+              "out_features ", out_features, " does not match the packed weight's ", tiles,
+              " tiles of ", kTile);
+  at::Tensor x2 = x.reshape({-1, k});
+  if (x2.size(0) > 0 && x2.stride(1) != 1) x2 = x2.contiguous();
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = out_features;
+  at::Tensor out = at::empty({x2.size(0), out_features}, x.options());
+  return {x2, out, out_shape};
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_features) {
@@ -113,16 +135,12 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k_padded - k < 2 && k_padded % 2 == 0,
               "x has ", k, " input features but the packed weight has ", k_padded,
               " (padded to even)");
-  TORCH_CHECK(out_features > (tiles - 1) * kTile && out_features <= tiles * kTile,
-              "out_features ", out_features, " does not match the packed weight's ", tiles,
-              " tiles of ", kTile);
 
-  at::Tensor x2 = x.reshape({-1, k});
-  if (x2.size(0) > 0 && x2.stride(1) != 1) x2 = x2.contiguous();
+  const Rows io = rows_of(x, k, out_features, tiles);
+  const at::Tensor& x2 = io.x;
+  const at::Tensor& out = io.out;
+  const std::vector<int64_t>& out_shape = io.out_shape;
   const int64_t rows = x2.size(0);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = out_features;
-  at::Tensor out = at::empty({rows, out_features}, x.options());
   if (rows == 0 || out_features == 0) return out.view(out_shape);
   if (k == 0) return out.zero_().view(out_shape);
 
@@ -132,7 +150,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   const GemvArgs args{packed.data_ptr(), xk.data_ptr(), rows, k_padded, out_features,
                       out.data_ptr(), bf16};
   const TileFn fn = bf16 ? ks.bf16 : ks.f32;
-  run_in_chunks(fn, args, tiles, kTile * k_padded * packed.element_size());
+  run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles,
+                kTile * k_padded * packed.element_size());
   return out.view(out_shape);
 }
 
@@ -169,16 +188,12 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k > k_padded - group_size,
               "x has ", k, " input features but the packed weight has ", k_padded,
               " (padded to groups of ", group_size, ")");
-  TORCH_CHECK(out_features > (tiles - 1) * kTile && out_features <= tiles * kTile,
-              "out_features ", out_features, " does not match the packed weight's ", tiles,
-              " tiles of ", kTile);
 
-  at::Tensor x2 = x.reshape({-1, k});
-  if (x2.size(0) > 0 && x2.stride(1) != 1) x2 = x2.contiguous();
+  const Rows io = rows_of(x, k, out_features, tiles);
+  const at::Tensor& x2 = io.x;
+  const at::Tensor& out = io.out;
+  const std::vector<int64_t>& out_shape = io.out_shape;
   const int64_t rows = x2.size(0);
-  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = out_features;
-  at::Tensor out = at::empty({rows, out_features}, x.options());
   if (rows == 0 || out_features == 0) return out.view(out_shape);
 
   const KernelSet& ks = kernels();
@@ -203,19 +218,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
                        out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
   const QTileFn fn = pairs ? ks.q4_bf16 : (bits == 8 ? ks.q8 : ks.q4);
   const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
-  // Same chunking as linear(): the tile function has its own argument type.
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
-  const int64_t chunks = (tiles + chunk - 1) / chunk;
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
-  if (workers <= 1 || tiles * tile_bytes < (int64_t{256} << 10)) {
-    fn(args, 0, tiles);
-  } else {
-    std::atomic<int64_t> next{0};
-    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-      for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
-        fn(args, c * chunk, std::min(tiles, (c + 1) * chunk));
-    });
-  }
+  run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles, tile_bytes);
   return out.view(out_shape);
 }
 
