@@ -22,7 +22,7 @@ from qwen3core.serving import Scheduler, ServeRequest
 from qwen3core.testing import GreedyRun, assert_greedy_equivalent, candidate_model, specs
 from qwen3core.testing.models import reference_model
 from qwen3core.testing.properties import exact_run, one_cpu_thread, reference_run
-from qwen3core.testing.strategies import combinations, prompts
+from qwen3core.testing.strategies import combinations, long_specs, prompts
 from qwen3core.testing.suite import scaled_examples
 from qwen3core.testing.tolerances import tolerance_for
 
@@ -37,11 +37,21 @@ def arrivals(draw: st.DrawFn, vocab_size: int) -> list[tuple[int, tuple[int, ...
             for _ in range(count)]
 
 
-def serve(model, load, *, max_batch: int, prefill_chunk: int, max_waiting: int = 16):
+@st.composite
+def long_arrivals(draw: st.DrawFn, vocab_size: int) -> list[tuple[int, tuple[int, ...], int]]:
+    """2-3 requests whose prompts run to hundreds of tokens (crossing the cache's regrowth,
+    slot 64, position 100 and a yarn spec's original context), arriving a few steps apart."""
+    count = draw(st.integers(2, 3))
+    return [(draw(st.integers(0, 4)), draw(prompts(vocab_size, 40, 400)), draw(st.integers(1, 4)))
+            for _ in range(count)]
+
+
+def serve(model, load, *, max_batch: int, prefill_chunk: int, max_waiting: int = 16,
+          max_context: int = 64):
     """Run ``load`` through a scheduler, submitting each request at its step; -> per request
     (tokens, logits [steps, vocab]) in the order of ``load``."""
     scheduler = Scheduler(model, max_batch=max_batch, prefill_chunk=prefill_chunk,
-                          max_waiting=max_waiting, max_context=64)
+                          max_waiting=max_waiting, max_context=max_context)
     outputs = [([], []) for _ in load]
     finished = [False] * len(load)
 
@@ -90,6 +100,30 @@ def test_every_request_under_load_equals_it_generated_alone(data):
             exact = exact_run(spec, dtype, "cpu", (prompt,), new)
             assert_greedy_equivalent(alone, GreedyRun([tokens], [logits], (0,)), tolerance,
                                      f"request {i} of {load}, {dtype}, {selection}", exact)
+
+
+@settings(max_examples=scaled_examples(3), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_long_requests_under_load_equal_them_generated_alone(data):
+    """The same property at real lengths: long prompts prefilled in chunks of tens to hundreds
+    of tokens while the other rows decode (float64: exact)."""
+    dtype = torch.float64
+    spec = data.draw(long_specs(moe=None), label="spec")
+    load = data.draw(long_arrivals(spec.vocab_size), label="load")
+    space = combinations(get_registry(), "cpu", dtype, runners=("eager",))
+    selection = data.draw(st.sampled_from(space), label="selection")
+    max_batch = data.draw(st.integers(1, 3), label="max_batch")
+    prefill_chunk = data.draw(st.sampled_from([17, 64, 256]), label="prefill_chunk")
+    with one_cpu_thread():
+        model = candidate_model(reference_model(spec, dtype), selection)
+        served = serve(model, load, max_batch=max_batch, prefill_chunk=prefill_chunk,
+                       max_context=512)
+        for i, ((_, prompt, new), (tokens, logits)) in enumerate(zip(load, served)):
+            alone = reference_run(spec, dtype, "cpu", (prompt,), new)
+            assert_greedy_equivalent(alone, GreedyRun([tokens], [logits], (0,)),
+                                     tolerance_for(dtype),
+                                     f"request {i} (prompt {len(prompt)} tokens), {selection}")
 
 
 def test_a_wrong_position_is_caught():
