@@ -3,19 +3,29 @@
 Decode multiplies a few rows by every weight once per token, so its speed is the speed at which
 the weights stream from memory. ``prepare_weights`` copies the weight once into 16-output
 tiles (see ``csrc/kernels.h``) that the kernel reads front to back, one cache line per pair of
-inputs, on all of torch's threads. Prefill (many rows) is compute-bound instead: it goes to
-``F.linear`` on the original weight where torch's GEMM is at least as fast (see
-:func:`kernel_row_limit`). The original weight is kept for that, for the state dict and for
-tying, so the layer holds its weights twice.
+inputs, on all of torch's threads, and then lets go of the dense weight: **the tiles are the
+only copy**. Prefill (many rows) is compute-bound instead: it goes to ``F.linear`` where
+torch's GEMM is at least as fast (see :func:`kernel_row_limit`), on a dense weight unpacked
+from the tiles for that call and freed after it (one weight at a time, never the model).
+
+``weight`` still reads as the dense [out, in] weight (unpacked on each read, so it is a copy:
+write through ``load_state_dict`` or by assigning a new ``weight``, which the layer packs
+again). The state dict, ``load_state_dict`` (written into the tiles in place) and ``.to()``
+(unpacked, moved, packed again) see the dense weight as before. A dense weight that someone
+else still holds after the layer lets go of it (a head tied to the embedding) stays the
+layer's ``weight``; the tiles then follow it, repacked when it is replaced or written, and that
+matrix is held twice: dense for the embedding's lookups, packed for the head.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
 from qwen3core_backends.eager.linear import Linear, check_quantized_shape
+from torch import nn
 from torch.nn import functional as F
 
 from qwen3core.quant.weight import QuantizedWeight
@@ -48,7 +58,7 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     interleaved, float32 [ceil(N/16), ceil(K/2)*2, 16]; zero-padded."""
     n, k = weight.shape
     n_pad, k_pad = -(-n // TILE) * TILE, -(-k // 2) * 2
-    padded = weight.detach()
+    padded = weight = weight.detach()  # no autograd record: it would keep the weight alive
     if (n_pad, k_pad) != (n, k):
         padded = weight.new_zeros(n_pad, k_pad)
         padded[:n, :k] = weight
@@ -59,54 +69,62 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return tiles.contiguous()
 
 
-def _pack_stacked(weights: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``pack_weight(torch.cat(weights))`` for weights whose rows fill whole tiles, writing
-    each weight's tiles straight into place (one pass over the values instead of two)."""
-    k = weights[0].shape[1]
-    first = pack_weight(weights[0][:TILE])  # the layout of one tile row, for shape and dtype
-    out = first.new_empty((sum(w.shape[0] for w in weights) // TILE, *first.shape[1:]))
-    row = 0
-    for w in weights:
-        tiles = w.shape[0] // TILE
-        if w.dtype == torch.bfloat16:
-            view = w.detach().view(tiles, TILE, k // 2, 2).transpose(1, 2)
-        else:
-            view = w.detach().view(tiles, TILE, k).transpose(1, 2)
-        out[row:row + tiles].copy_(view)
-        row += tiles
-    return out
+def _rows_of(tiles: torch.Tensor) -> torch.Tensor:
+    """The tiles seen as [tiles, 16, columns]: one row per output, float32 values or (bfloat16)
+    32-bit words that each hold an input pair. A view: writing it writes the tiles. Moving
+    pairs as words makes the transpose of bfloat16 a 4-byte copy, several times faster in
+    torch than one of 2-byte pairs."""
+    if tiles.dtype == torch.bfloat16:
+        return tiles.view(torch.int32).squeeze(-1).transpose(1, 2)
+    return tiles.transpose(1, 2)
 
 
-class PackedWeights:
-    """The kernel's copy of one or more weights stacked along the outputs, kept in step with
-    them: a weight replaced or written in place after packing (load_state_dict, tying) is
-    repacked before the next product instead of leaving the kernel with the old values."""
+def unpack_weight(tiles: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
+    """:func:`pack_weight`'s inverse: the dense [out, in] weight, as a new contiguous tensor."""
+    view = _rows_of(tiles)
+    rows = torch.empty(view.shape, dtype=view.dtype, device=view.device).copy_(view)  # transpose
+    rows = rows.view(tiles.shape[0] * TILE, -1)
+    dense = rows.view(torch.bfloat16) if tiles.dtype == torch.bfloat16 else rows
+    if dense.shape != (out_features, in_features):
+        dense = dense[:out_features, :in_features].contiguous()  # drop the padding
+    return dense
 
-    def __init__(self) -> None:
-        # Derived state, not a buffer: it is not part of the checkpoint and must not be moved
-        # or loaded on its own.
-        self.packed: torch.Tensor | None = None
-        self._packed_from: list[tuple[int, int | None]] | None = None
 
-    @torch.no_grad()
-    def pack(self, *weights: torch.Tensor) -> None:
-        if len(weights) > 1 and all(w.shape[0] % TILE == 0 and w.shape[1] % 2 == 0
-                                    for w in weights):
-            self.packed = _pack_stacked(weights)  # no concatenated copy first
-        else:
-            stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
-            self.packed = pack_weight(stacked)
-        self._packed_from = [_identity(w) for w in weights]
+@torch.no_grad()
+def store_weight(tiles: torch.Tensor, weight: torch.Tensor) -> None:
+    """Write the dense ``weight`` into ``tiles`` in place (views of them, a fused group's
+    stack, see the new values)."""
+    n, k = weight.shape
+    if tiles.shape[0] * TILE != n or k % 2 or weight.dtype != tiles.dtype:
+        tiles.copy_(pack_weight(weight.to(tiles.dtype)))  # padded: through a packed copy
+        return
+    source = weight.detach()
+    if source.dtype == torch.bfloat16:
+        source = source.contiguous().view(torch.int32)
+    _rows_of(tiles).copy_(source.reshape(tiles.shape[0], TILE, -1))
 
-    def current(self, *weights: torch.Tensor) -> torch.Tensor | None:
-        """The packed tiles of ``weights``, repacked first if they changed; None while never
-        packed under torch.compile (which cannot trace data_ptr: compiled models are prepared
-        before they run, so this is only a model traced without prepare_weights)."""
-        if torch.compiler.is_compiling():
-            return self.packed
-        if self.packed is None or self._packed_from != [_identity(w) for w in weights]:
-            self.pack(*weights)
-        return self.packed
+
+def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bool:
+    """Whether the kernel computes ``x @ weight.T`` (``weight`` dense or its tiles): a
+    supported dtype on the CPU, at most ``limit`` rows (the dtype's :func:`kernel_row_limit`,
+    looked up once by the caller: it asks the CPU, which torch.compile cannot trace)."""
+    return ((limit is None or math.prod(x.shape[:-1]) <= limit)
+            and x.device.type == "cpu" and weight.device.type == "cpu"
+            and x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES)
+
+
+def tile_shape(dtype: torch.dtype, in_features: int) -> tuple[int, ...]:
+    """The shape of one tile of :func:`pack_weight`'s result."""
+    k_pad = -(-in_features // 2) * 2
+    return (k_pad // 2, TILE, 2) if dtype == torch.bfloat16 else (k_pad, TILE)
+
+
+def packable(weight: torch.Tensor) -> bool:
+    return weight.device.type == "cpu" and weight.dtype in KERNEL_DTYPES
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
+    return torch.ops.qwen3core_cpu.linear(x, packed, out_features)
 
 
 def _identity(weight: torch.Tensor) -> tuple[int, int | None]:
@@ -117,94 +135,244 @@ def _identity(weight: torch.Tensor) -> tuple[int, int | None]:
     return weight.data_ptr(), version
 
 
-def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bool:
-    """Whether the kernel computes ``x @ weight.T``: a supported dtype on the CPU, at most
-    ``limit`` rows (the dtype's :func:`kernel_row_limit`, looked up once by the caller: it asks
-    the CPU, which torch.compile cannot trace)."""
-    return ((limit is None or math.prod(x.shape[:-1]) <= limit)
-            and x.device.type == "cpu" and weight.device.type == "cpu"
-            and x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES)
-
-
-def packed_linear(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
-    return torch.ops.qwen3core_cpu.linear(x, packed, out_features)
-
-
 class CpuLinear(Linear):
-    """The eager bias-free linear layer (same ``weight`` [out, in]) with a kernel for decode;
-    see the module docstring."""
+    """The eager bias-free linear layer (same ``weight`` [out, in], same state dict) whose
+    weight lives as the kernel's tiles once prepared; see the module docstring."""
+
+    # Class defaults: Linear.__init__ assigns ``weight`` (through __setattr__ below) before
+    # this class's __init__ body runs.
+    tiles: torch.Tensor | None = None  # the packed weight; derived state, not a buffer
+    _packed_from: tuple[int, int | None] | None = None  # the dense weight the tiles follow
 
     def __init__(self, in_features: int, out_features: int, *, dtype: torch.dtype,
                  device: torch.device):
         super().__init__(in_features, out_features, dtype=dtype, device=device)
         self.max_kernel_rows = kernel_row_limit(dtype)
-        self.kernel_weights = PackedWeights()
-        # False once the layer is part of a fused group, whose packed copy serves it: packing
-        # it on its own too would hold its weights a third time (it still packs if called).
-        self.packs_on_prepare = True
         self.quant: PackedQuant | None = None  # set by load_quantized; not a buffer
         load_kernels()  # build the extension while the model is built, not mid-forward
+
+    # -- the dense weight, read from wherever it lives ------------------------------------------
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense weight: the parameter while the layer holds one, else unpacked from the
+        tiles (a new tensor on each read)."""
+        dense = self._parameters.get("weight")
+        if dense is not None:
+            return dense
+        if self.tiles is None:  # quantized (load_quantized): no dense weight at all
+            raise AttributeError(f"{type(self).__name__} holds a quantized weight, no `weight`")
+        return unpack_weight(self.tiles, self.out_features, self.in_features)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # A new dense weight (tying, an assigning load_state_dict) becomes the layer's truth;
+        # the tiles follow it on the next product. Registered directly: nn.Module's check
+        # (hasattr) would read the property, unpacking the tiles only to refuse the name.
+        if name == "weight" and isinstance(value, nn.Parameter):
+            self._parameters["weight"] = value
+            self._packed_from = None
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def packed(self) -> torch.Tensor | None:
+        return self.tiles
 
     def load_quantized(self, weight: QuantizedWeight) -> None:
         """Pack ``weight`` for the int8/int4 kernel (see :mod:`.quant_linear`) and drop the
         dense ``weight``: the packed levels are the only copy."""
         check_quantized_shape(self, weight)
         self.quant = pack_quantized(weight)
-        del self.weight
-        self.packs_on_prepare = False
+        self._parameters.pop("weight", None)
+        self.tiles = None
 
-    @property
-    def packed(self) -> torch.Tensor | None:
-        return self.kernel_weights.packed
-
+    # -- packing ----------------------------------------------------------------------------------
+    @torch.no_grad()
     def prepare_weights(self) -> None:
-        if (self.packs_on_prepare and self.quant is None and self.weight.device.type == "cpu"
-                and self.weight.dtype in KERNEL_DTYPES):
-            self.kernel_weights.pack(self.weight)
+        """Pack the dense weight and let go of it (a fused group may already have packed it)."""
+        dense = self._parameters.get("weight")
+        if self.quant is not None or dense is None or not packable(dense):
+            return
+        if self.tiles is None or self._packed_from != _identity(dense):
+            self.tiles = pack_weight(dense)
+        del dense  # no reference of ours may outlive the release
+        self._release_dense()
+
+    def _release_dense(self) -> None:
+        """Drop the dense weight the tiles now hold. It is freed unless someone else holds it
+        too (a tied head: the embedding), and then it stays this layer's truth: keeping it
+        costs nothing, keeps ``lm_head.weight is embed_tokens.weight`` and the state dict's
+        sharing, and the tiles follow it when it is written."""
+        held_elsewhere = weakref.ref(self._parameters.pop("weight"))()
+        if held_elsewhere is not None:
+            self._parameters["weight"] = held_elsewhere
+            self._packed_from = _identity(held_elsewhere)
+        else:
+            self._packed_from = None
+
+    def current_tiles(self) -> torch.Tensor | None:
+        """The tiles of the current weight (None where the kernel cannot take it: another
+        dtype or device, quantized). A layer still holding its dense weight packs it here
+        (prepare_weights, first call) or repacks after the weight was replaced or written."""
+        dense = self._parameters.get("weight")
+        if dense is None or torch.compiler.is_compiling():
+            return self.tiles  # compiled models are prepared before they run
+        if not packable(dense):
+            return None
+        if self.tiles is None or self._packed_from != _identity(dense):
+            self.tiles = None  # a copy packed from an older weight: no longer this weight
+            del dense  # no reference of ours may outlive prepare_weights' release
+            self.prepare_weights()
+        return self.tiles
+
+    def packing_source(self) -> torch.Tensor | None:
+        """What packs this layer's current weight: its tiles when they are current, else its
+        dense weight; None when the kernel cannot take it."""
+        dense = self._parameters.get("weight")
+        if dense is None:
+            return self.tiles
+        if not packable(dense):
+            return None
+        if self.tiles is not None and self._packed_from == _identity(dense):
+            return self.tiles
+        return dense
+
+    def _adopt_tiles(self, tiles: torch.Tensor) -> None:
+        """Take ``tiles`` (a view into a fused group's stack, holding this layer's current
+        weight) as this layer's, dropping a separate copy."""
+        self.tiles = tiles
+        if "weight" in self._parameters:
+            self._packed_from = _identity(self._parameters["weight"])
+            self._release_dense()
+
+    # -- the dense weight's contracts: state dict, loading, moves ---------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if "weight" not in self._parameters and self.tiles is not None:
+            destination[prefix + "weight"] = self.weight  # unpacked: a checkpoint's weight
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        if "weight" in self._parameters or self.tiles is None:
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                          missing_keys, unexpected_keys, error_msgs)
+            return
+        # torch checks the entry (shape, missing, unexpected) against a dense stand-in (no
+        # values: only a loaded entry is used); what it loaded is then written into the tiles
+        # in place, where a fused group's stack sees it.
+        stand_in = torch.empty(self.out_features, self.in_features, dtype=self.tiles.dtype,
+                               device=self.tiles.device)
+        self._parameters["weight"] = nn.Parameter(stand_in, requires_grad=False)
+        errors_before = len(error_msgs)
+        try:
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                          missing_keys, unexpected_keys, error_msgs)
+        finally:
+            loaded = self._parameters.pop("weight")
+        self._packed_from = None
+        if prefix + "weight" in state_dict and len(error_msgs) == errors_before:
+            if loaded.dtype == self.tiles.dtype and loaded.device == self.tiles.device:
+                store_weight(self.tiles, loaded)
+            else:  # an assigning load in another dtype or device: that is the weight now
+                self._parameters["weight"] = loaded
+                self.tiles = None
+                del loaded  # no reference of ours may outlive prepare_weights' release
+                self.prepare_weights()
+
+    def _apply(self, fn, recurse=True):
+        if "weight" in self._parameters or self.tiles is None:
+            return super()._apply(fn, recurse)
+        # .to(), .float(), ...: move or convert the dense weight, then pack it again (the
+        # layout depends on the dtype). A fused group notices its stack was left and restacks.
+        self._parameters["weight"] = nn.Parameter(self.weight, requires_grad=False)
+        self.tiles = None
+        super()._apply(fn, recurse)
+        self.prepare_weights()
+        return self
 
     @classmethod
     def fuse(cls, layers: Sequence[CpuLinear]) -> FusedCpuLinear | FusedQuantLinear | None:
         """One packed weight for ``layers`` (see :class:`~qwen3core.contracts.FusedLinear`)."""
         if any(layer.quant is not None for layer in layers):
             return FusedQuantLinear.fuse(layers)
-        for layer in layers:
-            layer.packs_on_prepare = False
-            layer.kernel_weights = PackedWeights()  # drop a copy packed before the fusion
-        return FusedCpuLinear(layers)
+        return FusedCpuLinear.fuse(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.quant is not None:
             return self.quant(x, self.out_features)
-        if kernel_takes(x, self.weight, self.max_kernel_rows):
-            packed = self.kernel_weights.current(self.weight)
-            if packed is not None:
-                return packed_linear(x, packed, self.out_features)
-        return F.linear(x, self.weight)
+        tiles = self.current_tiles()
+        if tiles is not None and kernel_takes(x, tiles, self.max_kernel_rows):
+            return packed_linear(x, tiles, self.out_features)
+        return F.linear(x, self.weight)  # the parameter, or unpacked for this call only
 
 
 class FusedCpuLinear:
     """Layers that read one input, packed as one weight (their outputs stacked): one kernel
-    call per step for q/k/v or gate/up. Not a module: the layers keep their parameters."""
+    call per step for q/k/v or gate/up. Not a module: the layers keep their weights, each
+    layer's tiles being a view into the stack, so the weights are still held once."""
 
     def __init__(self, layers: Sequence[CpuLinear]):
         self.layers = list(layers)
         self.out_features = sum(layer.out_features for layer in layers)
-        self.kernel_weights = PackedWeights()
-        weights = self._weights()
-        self.max_kernel_rows = kernel_row_limit(weights[0].dtype)
-        if weights[0].device.type == "cpu" and weights[0].dtype in KERNEL_DTYPES:
-            self.kernel_weights.pack(*weights)
+        self.max_kernel_rows = layers[0].max_kernel_rows
+        self.stack: torch.Tensor | None = None
+        self.views: list[torch.Tensor] = []
+        self.restack()
 
-    def _weights(self) -> list[torch.Tensor]:
-        return [layer.weight for layer in self.layers]
+    @classmethod
+    def fuse(cls, layers: Sequence[CpuLinear]) -> FusedCpuLinear | None:
+        """None (the layers are then called one by one) unless every layer fills whole tiles
+        (each one's tiles must be a slice of the stack) in one packable dtype."""
+        held = [layer._parameters.get("weight", layer.tiles) for layer in layers]
+        if any(w is None or not packable(w) or w.dtype != held[0].dtype for w in held):
+            return None
+        if any(layer.out_features % TILE or layer.in_features % 2 for layer in layers):
+            return None
+        return cls(layers)
+
+    @torch.no_grad()
+    def restack(self) -> bool:
+        """(Re)build the stack from the layers' current weights, each written straight into
+        its place, and make each layer's tiles a view into it (dropping its own copy); False
+        (no stack) while a layer's weight cannot be packed."""
+        sources = [layer.packing_source() for layer in self.layers]
+        if any(s is None or s.dtype != sources[0].dtype or s.device != sources[0].device
+               for s in sources):
+            self.stack, self.views = None, []
+            return False
+        counts = [layer.out_features // TILE for layer in self.layers]
+        self.stack = torch.empty(sum(counts), *tile_shape(sources[0].dtype,
+                                                          self.layers[0].in_features),
+                                 dtype=sources[0].dtype, device=sources[0].device)
+        self.views, start = [], 0
+        for i, (layer, count) in enumerate(zip(self.layers, counts)):
+            view = self.stack[start:start + count]
+            start += count
+            if sources[i] is layer.tiles:
+                view.copy_(sources[i])
+            else:
+                store_weight(view, sources[i])
+            sources[i] = None  # the layer's dense weight must be free to go (_release_dense)
+            layer._adopt_tiles(view)
+            self.views.append(view)
+        return True
+
+    def current(self) -> torch.Tensor | None:
+        """The stack, rebuilt first when a layer's weight is no longer in it (a new weight
+        assigned or written, the layer moved or converted)."""
+        if torch.compiler.is_compiling():
+            return self.stack
+        if self.stack is None or any(layer.packing_source() is not view
+                                     for layer, view in zip(self.layers, self.views)):
+            self.restack()
+        return self.stack
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self._weights()
-        if kernel_takes(x, weights[0], self.max_kernel_rows):
-            packed = self.kernel_weights.current(*weights)
-            if packed is not None:
-                return packed_linear(x, packed, self.out_features)
-        return torch.cat([F.linear(x, w) for w in weights], dim=-1)
+        stack = self.current()
+        if stack is not None and kernel_takes(x, stack, self.max_kernel_rows):
+            return packed_linear(x, stack, self.out_features)
+        # Prefill: each layer's own product (each weight unpacked in turn), exactly the
+        # layers called one by one.
+        return torch.cat([layer(x) for layer in self.layers], dim=-1)
 
 
 class FusedQuantLinear:

@@ -251,14 +251,3 @@ def test_greedy_decoding_matches_eager(preset, dtype):
         tolerance = 1e-4 if dtype == "float32" else 0.1  # a bfloat16 ulp of logits near 8
         for g, w in zip(got.logits, want.logits):
             torch.testing.assert_close(g, w, rtol=0, atol=tolerance)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_packing_several_weights_equals_packing_their_concatenation(dtype):
-    from qwen3core_backends.cpu.linear import PackedWeights, pack_weight
-
-    gen = torch.Generator().manual_seed(0)
-    weights = [torch.randn(n, 24, generator=gen).to(dtype) for n in (32, 16, 48)]
-    packed = PackedWeights()
-    packed.pack(*weights)
-    assert torch.equal(packed.packed, pack_weight(torch.cat(weights)))

@@ -160,7 +160,7 @@ class _Ctx:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_swiglu_reads_gate_and_up_as_one_packed_weight(dtype, ops):
-    mlp = CpuSwiGLU(_Ctx(dtype), 24, 40)
+    mlp = CpuSwiGLU(_Ctx(dtype), 24, 48)  # whole tiles: fused
     with torch.no_grad():
         for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
             proj.weight.copy_(torch.randn(proj.weight.shape, generator=gen(8)) * 0.2)
@@ -168,7 +168,10 @@ def test_swiglu_reads_gate_and_up_as_one_packed_weight(dtype, ops):
     for proj in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
         proj.prepare_weights()
     assert mlp.gate_up is not None
-    assert mlp.gate_proj.packed is None and mlp.up_proj.packed is None  # not packed twice
+    # not packed twice: each projection's tiles are its part of the fused stack
+    stack = mlp.gate_up.stack.untyped_storage().data_ptr()
+    assert mlp.gate_proj.packed.untyped_storage().data_ptr() == stack
+    assert mlp.up_proj.packed.untyped_storage().data_ptr() == stack
     assert set(mlp.state_dict()) == {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}
     x = torch.randn(3, 1, 24, generator=gen(9)).to(dtype)
     want = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))

@@ -57,12 +57,14 @@ def test_fuse_is_asked_only_for_one_class_and_one_input_size():
 @needs_kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_fused_output_equals_the_layers_one_by_one(dtype):
-    layers = [_layer(CpuLinear, 40, n, n).to(dtype) for n in (37, 16, 16)]
+    layers = [_layer(CpuLinear, 40, n, n).to(dtype) for n in (48, 16, 32)]
     for layer in layers:
         layer.prepare_weights()
     fused = fuse_linears(*layers)
     assert isinstance(fused, FusedCpuLinear)
-    assert all(layer.packed is None for layer in layers)  # their copy is the fused one
+    # their copy is the fused one: each layer's tiles are its slice of the stack
+    stack = fused.stack.untyped_storage().data_ptr()
+    assert all(layer.packed.untyped_storage().data_ptr() == stack for layer in layers)
     for rows in (1, 3, 40):  # 40 float32 rows: past the kernel's limit, F.linear
         x = torch.randn(rows, 40).to(dtype)
         want = torch.cat([layer(x) for layer in layers], dim=-1)
@@ -70,13 +72,23 @@ def test_cpu_fused_output_equals_the_layers_one_by_one(dtype):
 
 
 @needs_kernels
+def test_cpu_layers_that_do_not_fill_whole_tiles_are_not_fused():
+    # A layer's tiles could not be a slice of one stack: they are called one by one.
+    layers = [_layer(CpuLinear, 40, n, n) for n in (37, 16)]
+    assert fuse_linears(*layers) is None
+
+
+@needs_kernels
 def test_cpu_fused_weights_follow_a_rewritten_weight():
-    layers = [_layer(CpuLinear, 8, n, n) for n in (5, 7)]
+    layers = [_layer(CpuLinear, 8, n, n) for n in (16, 32)]
     fused = fuse_linears(*layers)
     x = torch.randn(1, 8)
     fused(x)
-    layers[1].load_state_dict({"weight": torch.ones(7, 8)})
-    torch.testing.assert_close(fused(x)[:, 5:], x.sum(-1, keepdim=True).expand(1, 7))
+    layers[1].load_state_dict({"weight": torch.ones(32, 8)})
+    torch.testing.assert_close(fused(x)[:, 16:], x.sum(-1, keepdim=True).expand(1, 32))
+    layers[0].weight = torch.nn.Parameter(torch.full((16, 8), 2.0))  # replaced, as tying does
+    torch.testing.assert_close(fused(x)[:, :16], 2 * x.sum(-1, keepdim=True).expand(1, 16))
+    torch.testing.assert_close(fused(x)[:, 16:], x.sum(-1, keepdim=True).expand(1, 32))
 
 
 @needs_kernels
