@@ -35,13 +35,19 @@ from .quant_linear import PackedQuant, concat_packed, pack_quantized
 
 TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
-#: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it torch's float32
-#: GEMM (MKL) is as fast or faster: measured equal at 32 rows on AMD Zen 3, one thread.
-FLOAT32_KERNEL_ROWS = 32
+#: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it F.linear, on a
+#: weight unpacked from the tiles for the call. Measured on AMD EPYC (Zen 4, AVX-512), one
+#: thread, [3072, 1024] (docs/backends.md): the kernel 9.5 ms at 256 rows against 17.0 for
+#: unpack + F.linear (15.4 for F.linear alone); even at 512 rows 22 against 32; F.linear ahead
+#: only near 1024. (Before the tiles were the only copy F.linear read a kept dense weight and the
+#: limit was 32, equal on Zen 3 then.)
+FLOAT32_KERNEL_ROWS = 256
 #: The same for bfloat16 on CPUs that multiply bfloat16 natively (AVX-512 BF16, AMX), whose
-#: GEMM torch's oneDNN uses. Without them torch's bfloat16 GEMM stays near 5 GMAC/s per core at
-#: every size on Zen 3 while the kernel runs at 28-45, so there the kernel takes every input.
-NATIVE_BF16_KERNEL_ROWS = 16
+#: GEMM torch's oneDNN uses: there the kernel 1.19 ms at 64 rows against 1.49 for unpack +
+#: F.linear, equal near 96, behind past it. Without native bfloat16 torch's GEMM stays near
+#: 5 GMAC/s per core at every size on Zen 3 while the kernel runs at 28-45, so there the kernel
+#: takes every input.
+NATIVE_BF16_KERNEL_ROWS = 64
 
 
 def kernel_row_limit(dtype: torch.dtype) -> int | None:

@@ -192,13 +192,15 @@ def test_module_uses_the_kernel_for_decode_and_f_linear_past_its_row_limit(dtype
     layer = make_linear(33, 50, dtype)
     decode = torch.randn(4, 1, 33, generator=gen(1)).to(dtype)  # [B, S=1, E]
     assert torch.equal(layer(decode), ops.linear(decode, pack_weight(layer.weight), 50))
-    prefill = torch.randn(2, 20, 33, generator=gen(2)).to(dtype)  # 40 rows
     limit = kernel_row_limit(dtype)
     if dtype == torch.float32:
-        assert limit is not None and limit < 40
+        assert limit is not None
+    at_limit = torch.randn(2, (limit or 40) // 2, 33, generator=gen(2)).to(dtype)
+    assert torch.equal(layer(at_limit), ops.linear(at_limit, pack_weight(layer.weight), 50))
+    prefill = torch.randn(2, (limit or 40) // 2 + 1, 33, generator=gen(3)).to(dtype)
     if limit is None:  # bfloat16 where torch's own bfloat16 GEMM is slower at every size
         assert torch.equal(layer(prefill), ops.linear(prefill, pack_weight(layer.weight), 50))
-    else:
+    else:  # past the limit: F.linear on the weight unpacked for the call
         assert torch.equal(layer(prefill), F.linear(prefill, layer.weight))
 
 
@@ -243,8 +245,9 @@ def test_greedy_decoding_matches_eager(preset, dtype):
     if candidate.spec.tie_word_embeddings:
         assert candidate.model.lm_head.weight is candidate.model.model.embed_tokens.weight
     # One short prompt (prefill of 5 rows: the kernel) and a padded batch of three (prefill of
-    # 54 rows: F.linear in float32); decode runs the kernel with 1 and 3 rows.
-    for prompts in ([[3, 1, 4, 1, 5]], [[2, 7], [1, 8, 2, 8, 1, 8], list(range(40, 58))]):
+    # 3 x 100 rows: F.linear on unpacked weights past both dtypes' row limits); decode runs the
+    # kernel with 1 and 3 rows.
+    for prompts in ([[3, 1, 4, 1, 5]], [[2, 7], [1, 8, 2, 8, 1, 8], list(range(40, 140))]):
         want = greedy(reference.model, prompts, 10)
         got = greedy(candidate.model, prompts, 10)
         assert got.tokens == want.tokens

@@ -88,9 +88,9 @@ def test_a_prepared_layer_holds_only_its_tiles(dtype):
     assert torch.equal(layer.state_dict()["weight"], dense)
     x = torch.randn(3, 64, generator=gen(2)).to(dtype)
     assert torch.equal(layer(x), torch.ops.qwen3core_cpu.linear(x, pack_weight(dense), 100))
-    many = torch.randn(70, 64, generator=gen(3)).to(dtype)  # past any row limit: F.linear
     limit = layer.max_kernel_rows
-    if limit is not None:
+    if limit is not None:  # past the row limit: F.linear on the weight unpacked for the call
+        many = torch.randn(limit + 1, 64, generator=gen(3)).to(dtype)
         assert torch.equal(layer(many), F.linear(many, dense))
     assert len(held_storages(layer)) == 1  # the unpacked copy of that call is gone
 
