@@ -30,18 +30,20 @@ from torch.nn import functional as F
 
 from qwen3core.quant.weight import QuantizedWeight
 
-from .build import cpu_has_native_bf16, load_kernels
+from .build import cpu_has_native_bf16, isa, load_kernels
 from .quant_linear import PackedQuant, concat_packed, pack_quantized
 
 TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 #: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it F.linear, on a
-#: weight unpacked from the tiles for the call. Measured on AMD EPYC (Zen 4, AVX-512), one
-#: thread, [3072, 1024] (docs/backends.md): the kernel 9.5 ms at 256 rows against 17.0 for
-#: unpack + F.linear (15.4 for F.linear alone); even at 512 rows 22 against 32; F.linear ahead
-#: only near 1024. (Before the tiles were the only copy F.linear read a kept dense weight and the
-#: limit was 32, equal on Zen 3 then.)
-FLOAT32_KERNEL_ROWS = 256
+#: weight unpacked from the tiles for the call. Measured on AMD EPYC (Zen 4), one thread,
+#: [3072, 1024], CPU time (docs/backends.md): with the AVX-512 kernels the kernel takes 22 ms at
+#: 512 rows against 32 for unpack + F.linear (30 for F.linear on a dense weight; torch's MKL
+#: runs AVX2 code on AMD), F.linear ahead only near 1024; with the AVX2 kernels
+#: (QWEN3CORE_CPU_ISA=avx2) 14.7 against 16.4 at 256 rows, 32.4 against 30.2 at 512. (While a
+#: dense twin was kept, F.linear read it and the limit was 32, equal on Zen 3 then.)
+FLOAT32_KERNEL_ROWS = 512
+FLOAT32_KERNEL_ROWS_AVX2 = 256
 #: The same for bfloat16 on CPUs that multiply bfloat16 natively (AVX-512 BF16, AMX), whose
 #: GEMM torch's oneDNN uses: there the kernel 1.19 ms at 64 rows against 1.49 for unpack +
 #: F.linear, equal near 96, behind past it. Without native bfloat16 torch's GEMM stays near
@@ -53,7 +55,7 @@ NATIVE_BF16_KERNEL_ROWS = 64
 def kernel_row_limit(dtype: torch.dtype) -> int | None:
     """Most rows the kernel takes per call in ``dtype`` (None: no limit); more use F.linear."""
     if dtype == torch.float32:
-        return FLOAT32_KERNEL_ROWS
+        return FLOAT32_KERNEL_ROWS_AVX2 if isa() == "avx2" else FLOAT32_KERNEL_ROWS
     if dtype == torch.bfloat16:
         return NATIVE_BF16_KERNEL_ROWS if cpu_has_native_bf16() else None
     return 0  # not a kernel dtype

@@ -245,9 +245,9 @@ def test_greedy_decoding_matches_eager(preset, dtype):
     if candidate.spec.tie_word_embeddings:
         assert candidate.model.lm_head.weight is candidate.model.model.embed_tokens.weight
     # One short prompt (prefill of 5 rows: the kernel) and a padded batch of three (prefill of
-    # 3 x 100 rows: F.linear on unpacked weights past both dtypes' row limits); decode runs the
+    # 3 x 180 rows: F.linear on unpacked weights, past both dtypes' row limits); decode runs the
     # kernel with 1 and 3 rows.
-    for prompts in ([[3, 1, 4, 1, 5]], [[2, 7], [1, 8, 2, 8, 1, 8], list(range(40, 140))]):
+    for prompts in ([[3, 1, 4, 1, 5]], [[2, 7], [1, 8, 2, 8, 1, 8], list(range(40, 220))]):
         want = greedy(reference.model, prompts, 10)
         got = greedy(candidate.model, prompts, 10)
         assert got.tokens == want.tokens
