@@ -20,7 +20,7 @@ from qwen3core.load_arguments import (
     check_source,
 )
 from qwen3core.loaded import LoadedModel
-from qwen3core.memory import check_fits
+from qwen3core.memory import check_fits, return_freed_memory
 from qwen3core.progress import phase
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
@@ -141,15 +141,18 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
                 model = build_random_quantized(rnd.spec, selection, dtype=torch_dtype,
                                                device=torch_device, seed=rnd.seed,
                                                scheme=scheme, quantize_head=quantize_head)
+        return_freed_memory()  # what the build made and dropped (see the function)
         return LoadedModel(model=model, spec=rnd.spec, selection=selection, source=str(rnd),
                            load_seconds=time.perf_counter() - started)
     from qwen3core.checkpoint import load_pretrained
 
     with phase(f"loading {source}"):
-        return load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
-                               backends=backends, plugins=plugins, started=started,
-                               revision=revision, training=training, parallel=parallel,
-                               scheme=scheme, quantize_head=quantize_head)
+        loaded = load_pretrained(source, dtype=parse_dtype(dtype), device=torch_device,
+                                 backends=backends, plugins=plugins, started=started,
+                                 revision=revision, training=training, parallel=parallel,
+                                 scheme=scheme, quantize_head=quantize_head)
+    return_freed_memory()
+    return loaded
 
 
 def _quantized_bytes(spec, dtype: torch.dtype, scheme, quantize_head: bool) -> int | None:

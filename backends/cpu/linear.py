@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from qwen3core_backends.eager.linear import Linear, check_quantized_shape
@@ -112,6 +113,49 @@ def store_weight(tiles: torch.Tensor, weight: torch.Tensor) -> None:
     _rows_of(tiles).copy_(source.reshape(tiles.shape[0], TILE, -1))
 
 
+#: Bytes of int64 ``pack_quantized`` may widen the levels of one chunk of outputs to (its
+#: temporaries are several times the levels: 2.5 GiB at once for the 0.6B's int4 head).
+QUANT_PACK_CHUNK_BYTES = 64 * 2**20
+
+
+def pack_quantized_in_rows(weight: QuantizedWeight) -> PackedQuant:
+    """``pack_quantized(weight)``, packed a chunk of whole tiles of outputs at a time, each
+    chunk copied into place and dropped: the same tiles (outputs are packed independently)
+    with one chunk's temporaries. Whole at once where a chunk's layout differs from the first's
+    (a chunk with no negative level packs signed int4 without the others' offset)."""
+    out = weight.out_features
+    rows = max(1, QUANT_PACK_CHUNK_BYTES // (8 * weight.in_features) // TILE) * TILE
+    if rows >= out:
+        return pack_quantized(weight)
+    first = stacked = None
+    for start in range(0, out, rows):
+        stop = min(out, start + rows)
+        part = pack_quantized(QuantizedWeight(
+            weight.qweight[start:stop], weight.scales[start:stop],
+            None if weight.zeros is None else weight.zeros[start:stop], weight.group_size,
+            weight.bits, weight.g_idx))
+        if first is None:
+            first = part
+            tiles = -(-out // TILE)
+            stacked = replace(part, **{
+                name: getattr(part, name).new_empty(tiles, *getattr(part, name).shape[1:])
+                for name in ("levels", "scales", "zeros") if getattr(part, name).numel()})
+        elif _layout(part) != _layout(first):
+            return pack_quantized(weight)
+        t0, t1 = start // TILE, start // TILE + part.levels.shape[0]
+        for name in ("levels", "scales", "zeros"):
+            if getattr(part, name).numel():
+                getattr(stacked, name)[t0:t1] = getattr(part, name)
+        del part
+    return stacked
+
+
+def _layout(part: PackedQuant) -> tuple:
+    perm = None if part.perm is None else part.perm.tolist()
+    return (part.bits, part.group_size, part.zero_const, part.levels.shape[1:],
+            part.scales.shape[1:], part.zeros.shape[1:], perm)
+
+
 def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bool:
     """Whether the kernel computes ``x @ weight.T`` (``weight`` dense or its tiles): a
     supported dtype on the CPU, at most ``limit`` rows (the dtype's :func:`kernel_row_limit`,
@@ -189,7 +233,7 @@ class CpuLinear(Linear):
         """Pack ``weight`` for the int8/int4 kernel (see :mod:`.quant_linear`) and drop the
         dense ``weight``: the packed levels are the only copy."""
         check_quantized_shape(self, weight)
-        self.quant = pack_quantized(weight)
+        self.quant = pack_quantized_in_rows(weight)
         self._parameters.pop("weight", None)
         self.tiles = None
 
