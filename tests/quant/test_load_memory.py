@@ -19,8 +19,7 @@ from qwen3core_backends.cpu import linear as cpu_linear
 
 from qwen3core.init import fill_random
 from qwen3core.memory import return_freed_memory
-from qwen3core.quant import QuantizedWeight, resolve_scheme
-from qwen3core.quant import apply
+from qwen3core.quant import QuantizedWeight, apply, resolve_scheme
 
 CPU = torch.device("cpu")
 SCHEMES = ["int8", "int8:channel", "int4", "int4:zp", "int4:g32:zp"]
