@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
 import os
 import sys
 from pathlib import Path
@@ -145,7 +146,62 @@ _malloc_trim = None
 def _find_malloc_trim():
     if not sys.platform.startswith("linux"):
         return False
+    return _find_libc_function("malloc_trim")  # not in musl
+
+
+_MADV_DONTNEED = 4
+
+
+def drop_file_pages(address: int, nbytes: int) -> int:
+    """Drop from the resident set the pages of a file mapping that hold the ``nbytes`` at
+    ``address`` (a tensor's), whose values this process no longer needs in memory (a
+    checkpoint tensor already converted into a layout of the backend's own). Returns the bytes
+    dropped.
+
+    A checkpoint loaded in its stored dtype is a memory mapping of its file (see
+    :mod:`qwen3core.checkpoint.tensors`); the mapping lives as long as any of its tensors (the
+    embedding), so every page read while converting the others would stay resident until then.
+    The pages are clean copies of the file: dropped, they are mapped again from it if ever read.
+    Only file mappings are touched (dropping anonymous memory would lose it), only whole pages
+    inside the range, and the caller must hold the tensor's storage so that the range cannot
+    be unmapped meanwhile. Linux only; 0 elsewhere."""
+    global _madvise
+    if not sys.platform.startswith("linux"):
+        return 0
+    page = mmap.PAGESIZE
+    start, end = address, address + nbytes
+    lo, hi = -(-start // page) * page, end // page * page
+    if hi <= lo or not _inside_file_mapping(lo, hi):
+        return 0
+    if _madvise is None:
+        _madvise = _find_libc_function("madvise")
+    if not _madvise:
+        return 0
+    if _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) != 0:
+        return 0
+    return hi - lo
+
+
+_madvise = None
+
+
+def _inside_file_mapping(lo: int, hi: int) -> bool:
+    """Whether [lo, hi) lies inside one mapping of a file (/proc/self/maps)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                first, last = (int(v, 16) for v in fields[0].split("-"))
+                if first <= lo < last:
+                    path = fields[5].strip() if len(fields) > 5 else ""
+                    return hi <= last and fields[4] != "0" and path.startswith("/")
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
+def _find_libc_function(name: str):
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
         return False

@@ -40,11 +40,8 @@ def read_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
         quant = getattr(obj, "quant", None) or getattr(obj, "packed", None)
         if quant is not None and hasattr(quant, "levels"):
             add(quant.levels), add(quant.scales), add(quant.zeros)
-        elif isinstance(quant, torch.Tensor):
+        elif isinstance(quant, torch.Tensor):  # a dense layer's tiles (a fused stack's view)
             add(quant)
-        kernel_weights = getattr(obj, "kernel_weights", None)
-        if kernel_weights is not None:
-            add(kernel_weights.packed)
 
     for module in model.modules():
         add_holder(module)

@@ -29,6 +29,7 @@ from qwen3core_backends.eager.linear import Linear, check_quantized_shape
 from torch import nn
 from torch.nn import functional as F
 
+from qwen3core.memory import drop_file_pages
 from qwen3core.quant.weight import QuantizedWeight
 
 from .build import cpu_has_native_bf16, isa, load_kernels
@@ -220,8 +221,9 @@ class CpuLinear(Linear):
         # the tiles follow it on the next product. Registered directly: nn.Module's check
         # (hasattr) would read the property, unpacking the tiles only to refuse the name.
         if name == "weight" and isinstance(value, nn.Parameter):
-            self._parameters["weight"] = value
-            self._packed_from = None
+            if self._parameters.get("weight") is not value:  # tie_weights again: no change
+                self._parameters["weight"] = value
+                self._packed_from = None
             return
         super().__setattr__(name, value)
 
@@ -254,12 +256,23 @@ class CpuLinear(Linear):
         too (a tied head: the embedding), and then it stays this layer's truth: keeping it
         costs nothing, keeps ``lm_head.weight is embed_tokens.weight`` and the state dict's
         sharing, and the tiles follow it when it is written."""
-        held_elsewhere = weakref.ref(self._parameters.pop("weight"))()
+        dense = self._parameters.pop("weight")
+        storage = dense.untyped_storage()  # keeps the memory, not the parameter, alive
+        span = (dense.data_ptr(), dense.numel() * dense.element_size(),
+                dense.device.type == "cpu" and dense.is_contiguous())
+        held_elsewhere = weakref.ref(dense)
+        del dense
+        held_elsewhere = held_elsewhere()
         if held_elsewhere is not None:
             self._parameters["weight"] = held_elsewhere
             self._packed_from = _identity(held_elsewhere)
-        else:
-            self._packed_from = None
+            return
+        self._packed_from = None
+        # A checkpoint mapped from its file: its pages would stay resident as long as the
+        # mapping (another weight in the file) lives. No-op for memory of our own.
+        if span[2]:
+            drop_file_pages(span[0], span[1])
+        del storage
 
     def current_tiles(self) -> torch.Tensor | None:
         """The tiles of the current weight (None where the kernel cannot take it: another

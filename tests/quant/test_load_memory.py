@@ -9,6 +9,7 @@ into several uneven chunks.
 
 from __future__ import annotations
 
+import mmap
 import platform
 import sys
 
@@ -18,7 +19,7 @@ from qwen3core_backends import cpu as cpu_backend
 from qwen3core_backends.cpu import linear as cpu_linear
 
 from qwen3core.init import fill_random
-from qwen3core.memory import return_freed_memory
+from qwen3core.memory import drop_file_pages, return_freed_memory
 from qwen3core.quant import QuantizedWeight, apply, resolve_scheme
 
 CPU = torch.device("cpu")
@@ -91,3 +92,18 @@ def test_returning_freed_memory_runs_where_it_can():
     # glibc on Linux: malloc_trim; elsewhere a no-op that says so.
     on_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert return_freed_memory() is on_glibc
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc: Linux only")
+def test_file_pages_are_dropped_and_anonymous_memory_is_left_alone(tmp_path):
+    page = mmap.PAGESIZE
+    values = torch.arange(8 * page, dtype=torch.int32)
+    path = tmp_path / "weights.bin"
+    path.write_bytes(values.numpy().tobytes())
+    mapped = torch.from_file(str(path), shared=False, size=values.numel(), dtype=torch.int32)
+    assert torch.equal(mapped, values)  # every page read: resident
+    assert drop_file_pages(mapped.data_ptr(), mapped.nbytes) == mapped.nbytes  # whole pages
+    assert torch.equal(mapped, values)  # read again from the file
+    anonymous = values.clone()
+    assert drop_file_pages(anonymous.data_ptr(), anonymous.nbytes) == 0
+    assert torch.equal(anonymous, values)
