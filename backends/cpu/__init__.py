@@ -3,8 +3,9 @@
 Provides ``linear`` ("cpu"): products of a few rows (decode: batch x new tokens) with weights
 packed once at load time into 16-output tiles, read at close to the memory bandwidth on all of
 torch's threads; AVX2+FMA kernels, and AVX-512 (with BF16 dot products where present) chosen at
-run time. Many rows (prefill) go to ``F.linear`` on the original weight wherever torch's own
-GEMM is as fast (see :func:`.linear.kernel_row_limit`).
+run time. The tiles are the only copy of each weight. Many rows (prefill) go to ``F.linear``
+on the weight unpacked for the call wherever torch's own GEMM is faster (see
+:func:`.linear.kernel_row_limit`).
 
 Also ``attention`` ("cpu": the few query rows of a decode step in one loop; longer prompts go
 to SDPA), ``norm``, ``rope`` and ``mlp`` ("cpu"): RMSNorm, rotary embedding and SiLU-multiply as one
