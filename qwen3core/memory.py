@@ -185,6 +185,15 @@ def drop_file_pages(address: int, nbytes: int) -> int:
 _madvise = None
 
 
+def is_file_mapped(address: int, nbytes: int) -> bool:
+    """Whether the ``nbytes`` at ``address`` may lie in a mapping of a file (a checkpoint read
+    in place, perhaps read-only: never to be written). True where it cannot be told (not
+    Linux, /proc unreadable)."""
+    if not sys.platform.startswith("linux") or not os.access("/proc/self/maps", os.R_OK):
+        return True
+    return _inside_file_mapping(address, address + max(nbytes, 1))
+
+
 def _inside_file_mapping(lo: int, hi: int) -> bool:
     """Whether [lo, hi) lies inside one mapping of a file (/proc/self/maps)."""
     try:

@@ -20,6 +20,7 @@ import torch
 
 from qwen3core.build import select_backends
 from qwen3core.generation.steps import Steps
+from qwen3core.memory import return_freed_memory
 from qwen3core.quant import resolve_scheme
 from qwen3core.quant.apply import build_random_quantized
 from qwen3core.quant.sizes import weight_bytes
@@ -40,6 +41,7 @@ def main() -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     model = build_random_quantized(spec, selection, dtype=torch.bfloat16,
                                    device=torch.device("cpu"), seed=0, scheme=scheme)
+    return_freed_memory()  # as qwen3core.load does after every load
     load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     sizes = weight_bytes(spec, torch.bfloat16, scheme)
     full = weight_bytes(preset("30B-A3B"), torch.bfloat16, scheme)

@@ -192,6 +192,7 @@ def build_random_quantized(spec: Qwen3Spec, selection, *, dtype: torch.dtype,
         fill_random(value, name, seed, spec.hidden_size)
         module = model.get_submodule(module_name)
         module._parameters[leaf] = nn.Parameter(value)
+        del value  # the parameter's memory is its own (a linear may pack it in place)
     model.tie_weights()
     _materialise_rest(model, device)
     model.prepare_weights()

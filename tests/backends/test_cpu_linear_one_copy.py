@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
+from qwen3core_backends.cpu import linear as cpu_linear
 from qwen3core_backends.cpu.linear import (
     CpuLinear,
     FusedCpuLinear,
@@ -185,3 +186,27 @@ def test_a_loaded_model_holds_each_weight_once_and_saves_the_same_checkpoint(pre
                            backends={**names, "linear": "cpu"}, seed=1)
     again.model.load_state_dict(got)
     assert all(torch.equal(v, got[k]) for k, v in again.model.state_dict().items())
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_large_weight_of_its_own_is_packed_in_place(dtype, monkeypatch):
+    monkeypatch.setattr(cpu_linear, "IN_PLACE_MIN_BYTES", 0)  # "large": any size here
+    monkeypatch.setattr(cpu_linear, "IN_PLACE_TILES", 3)  # several blocks, a short last one
+    dense = torch.randn(112, 40, generator=gen(8)).to(dtype)
+    layer = CpuLinear(40, 112, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        layer.weight.copy_(dense)
+    where = layer.weight.data_ptr()
+    layer.prepare_weights()
+    assert layer.tiles.data_ptr() == where  # rearranged where it was: no copy
+    assert torch.equal(layer.tiles, pack_weight(dense))
+    # Memory someone else still reads (a larger tensor the weight is a view of) is never
+    # rearranged: the layer packs a copy and the other tensor keeps its values.
+    base = torch.randn(224, 40, generator=gen(9)).to(dtype)
+    before = base.clone()
+    shared = CpuLinear(40, 112, dtype=dtype, device=CPU)
+    shared.weight = nn.Parameter(base[:112], requires_grad=False)
+    shared.prepare_weights()
+    assert torch.equal(base, before) and shared.tiles.data_ptr() != base.data_ptr()
+    assert torch.equal(shared.tiles, pack_weight(before[:112]))
