@@ -34,8 +34,17 @@ from qwen3core.quant.weight import QuantizedWeight
 
 from .build import cpu_has_native_bf16, isa, load_kernels
 from .quant_linear import PackedQuant, concat_packed, pack_quantized
+from .tiles import (
+    TILE,
+    pack_in_place,
+    pack_weight,
+    sole_owner,
+    storage_tensor,
+    store_weight,
+    tile_shape,
+    unpack_weight,
+)
 
-TILE = 16  # output features per packed tile (kTile in csrc/kernels.h)
 KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 #: Rows (batch x new tokens) up to which float32 goes to the kernel. Past it F.linear, on a
 #: weight unpacked from the tiles for the call. Measured on AMD EPYC (Zen 4), one thread,
@@ -61,57 +70,6 @@ def kernel_row_limit(dtype: torch.dtype) -> int | None:
     if dtype == torch.bfloat16:
         return NATIVE_BF16_KERNEL_ROWS if cpu_has_native_bf16() else None
     return 0  # not a kernel dtype
-
-
-def pack_weight(weight: torch.Tensor) -> torch.Tensor:
-    """[N, K] -> the kernel's tiles: bfloat16 [ceil(N/16), ceil(K/2), 16, 2] with input pairs
-    interleaved, float32 [ceil(N/16), ceil(K/2)*2, 16]; zero-padded."""
-    n, k = weight.shape
-    n_pad, k_pad = -(-n // TILE) * TILE, -(-k // 2) * 2
-    padded = weight = weight.detach()  # no autograd record: it would keep the weight alive
-    if (n_pad, k_pad) != (n, k):
-        padded = weight.new_zeros(n_pad, k_pad)
-        padded[:n, :k] = weight
-    if weight.dtype == torch.bfloat16:
-        tiles = padded.view(n_pad // TILE, TILE, k_pad // 2, 2).transpose(1, 2)
-    else:
-        tiles = padded.view(n_pad // TILE, TILE, k_pad).transpose(1, 2)
-    return tiles.contiguous()
-
-
-def _rows_of(tiles: torch.Tensor) -> torch.Tensor:
-    """The tiles seen as [tiles, 16, columns]: one row per output, float32 values or (bfloat16)
-    32-bit words that each hold an input pair. A view: writing it writes the tiles. Moving
-    pairs as words makes the transpose of bfloat16 a 4-byte copy, several times faster in
-    torch than one of 2-byte pairs."""
-    if tiles.dtype == torch.bfloat16:
-        return tiles.view(torch.int32).squeeze(-1).transpose(1, 2)
-    return tiles.transpose(1, 2)
-
-
-def unpack_weight(tiles: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
-    """:func:`pack_weight`'s inverse: the dense [out, in] weight, as a new contiguous tensor."""
-    view = _rows_of(tiles)
-    rows = torch.empty(view.shape, dtype=view.dtype, device=view.device).copy_(view)  # transpose
-    rows = rows.view(tiles.shape[0] * TILE, -1)
-    dense = rows.view(torch.bfloat16) if tiles.dtype == torch.bfloat16 else rows
-    if dense.shape != (out_features, in_features):
-        dense = dense[:out_features, :in_features].contiguous()  # drop the padding
-    return dense
-
-
-@torch.no_grad()
-def store_weight(tiles: torch.Tensor, weight: torch.Tensor) -> None:
-    """Write the dense ``weight`` into ``tiles`` in place (views of them, a fused group's
-    stack, see the new values)."""
-    n, k = weight.shape
-    if tiles.shape[0] * TILE != n or k % 2 or weight.dtype != tiles.dtype:
-        tiles.copy_(pack_weight(weight.to(tiles.dtype)))  # padded: through a packed copy
-        return
-    source = weight.detach()
-    if source.dtype == torch.bfloat16:
-        source = source.contiguous().view(torch.int32)
-    _rows_of(tiles).copy_(source.reshape(tiles.shape[0], TILE, -1))
 
 
 #: Bytes of int64 ``pack_quantized`` may widen the levels of one chunk of outputs to (its
@@ -157,49 +115,11 @@ def _layout(part: PackedQuant) -> tuple:
             part.scales.shape[1:], part.zeros.shape[1:], perm)
 
 
-def storage_tensor(storage: torch.UntypedStorage, offset: int, shape: Sequence[int],
-                   dtype: torch.dtype) -> torch.Tensor:
-    """A contiguous tensor of ``shape`` over ``storage`` from element ``offset``."""
-    return torch.empty(0, dtype=dtype, device=storage.device).set_(storage, offset, shape)
-
-
-def _sole_owner(storage: torch.UntypedStorage) -> bool:
-    """Whether the one reference to ``storage`` is the caller's (torch's private use count:
-    where it is missing the answer is no, and packing copies)."""
-    try:
-        return torch._C._storage_Use_Count(storage._cdata) == 1
-    except (AttributeError, RuntimeError):
-        return False
-
-
 #: Weights from this size on are packed in place when their memory is the layer's alone (a
 #: head: 0.62 GiB of the 30B-A3B's that packing beside it would add to the load's peak).
 #: Smaller ones are copied: in place, the 0.6B's layers raised its peak RSS (1.66 to 1.83
 #: GiB, glibc keeping the blocks copied aside) for no gain.
 IN_PLACE_MIN_BYTES = 64 * 2**20
-#: Tiles rearranged at a time by :func:`pack_in_place` (4096 outputs).
-IN_PLACE_TILES = 256
-
-
-@torch.no_grad()
-def pack_in_place(storage: torch.UntypedStorage, offset: int, shape: Sequence[int],
-                  dtype: torch.dtype) -> torch.Tensor:
-    """:func:`pack_weight` of the contiguous [N, K] weight at ``offset`` in ``storage`` (N a
-    multiple of 16, K even), written over it: the tiles of outputs 16t..16t+15 occupy exactly
-    the bytes of those rows, so each block of rows is copied aside and written back
-    rearranged. Only for memory nothing else reads."""
-    n, k = shape
-    dense = storage_tensor(storage, offset, (n, k), dtype)
-    tiles = storage_tensor(storage, offset, (n // TILE, *tile_shape(dtype, k)), dtype)
-    for t0 in range(0, n // TILE, IN_PLACE_TILES):
-        t1 = min(n // TILE, t0 + IN_PLACE_TILES)
-        block = dense[t0 * TILE:t1 * TILE].clone()
-        if dtype == torch.bfloat16:
-            block = block.view(t1 - t0, TILE, k // 2, 2).transpose(1, 2)
-        else:
-            block = block.view(t1 - t0, TILE, k).transpose(1, 2)
-        tiles[t0:t1].copy_(block)
-    return tiles
 
 
 def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bool:
@@ -209,12 +129,6 @@ def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bo
     return ((limit is None or math.prod(x.shape[:-1]) <= limit)
             and x.device.type == "cpu" and weight.device.type == "cpu"
             and x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES)
-
-
-def tile_shape(dtype: torch.dtype, in_features: int) -> tuple[int, ...]:
-    """The shape of one tile of :func:`pack_weight`'s result."""
-    k_pad = -(-in_features // 2) * 2
-    return (k_pad // 2, TILE, 2) if dtype == torch.bfloat16 else (k_pad, TILE)
 
 
 def packable(weight: torch.Tensor) -> bool:
@@ -318,7 +232,7 @@ class CpuLinear(Linear):
             self._packed_from = _identity(held_elsewhere)
             return
         self._packed_from = None
-        if pack and in_place and _sole_owner(storage) and not is_file_mapped(*span[:2]):
+        if pack and in_place and sole_owner(storage) and not is_file_mapped(*span[:2]):
             self.tiles = pack_in_place(storage, *where)
             return
         if pack:

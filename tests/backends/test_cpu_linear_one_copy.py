@@ -11,6 +11,7 @@ import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
 from qwen3core_backends.cpu import linear as cpu_linear
+from qwen3core_backends.cpu import tiles
 from qwen3core_backends.cpu.linear import (
     CpuLinear,
     FusedCpuLinear,
@@ -192,7 +193,7 @@ def test_a_loaded_model_holds_each_weight_once_and_saves_the_same_checkpoint(pre
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_large_weight_of_its_own_is_packed_in_place(dtype, monkeypatch):
     monkeypatch.setattr(cpu_linear, "IN_PLACE_MIN_BYTES", 0)  # "large": any size here
-    monkeypatch.setattr(cpu_linear, "IN_PLACE_TILES", 3)  # several blocks, a short last one
+    monkeypatch.setattr(tiles, "IN_PLACE_TILES", 3)  # several blocks, a short last one
     dense = torch.randn(112, 40, generator=gen(8)).to(dtype)
     layer = CpuLinear(40, 112, dtype=dtype, device=CPU)
     with torch.no_grad():
