@@ -14,6 +14,7 @@
 
 #include "tile_kernels.h"
 #include "quant_kernels.h"
+#include "a8_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -69,6 +70,62 @@ void q4_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
   run_q_tiles<Avx2, 4, kAvx2MaxGroup>(a, t0, t1);
 }
 
+// Integer dots for int8 activations (a8_kernels.h) with vpmaddubsw (unsigned x signed bytes,
+// pairs summed to saturating int16) and vpmaddwd by ones (int16 pairs to int32). No pair can
+// saturate: int4 nibbles give at most 15 * 127 * 2; int8 weights go through the sign trick
+// (|qw| as unsigned, the activation with qw's sign: at most 128 * 127 * 2 = 32512).
+struct Avx2Int {
+  using ireg = __m256i;
+  using freg = __m256;
+  static constexpr int lanes = 8;
+  static constexpr int32_t kQ8Bias = 0;  // dot_q8 multiplies qw itself
+  static ireg izero() { return _mm256_setzero_si256(); }
+  static ireg iload(const void* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static ireg iadd(ireg a, ireg b) { return _mm256_add_epi32(a, b); }
+  static ireg isub(ireg a, ireg b) { return _mm256_sub_epi32(a, b); }
+  static ireg imul(ireg a, ireg b) { return _mm256_mullo_epi32(a, b); }
+  static ireg iset1(int32_t v) { return _mm256_set1_epi32(v); }
+  static freg to_float(ireg v) { return _mm256_cvtepi32_ps(v); }
+  static ireg load_z8(const int8_t* p) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static ireg pairs_to_int32(ireg p16) { return _mm256_madd_epi16(p16, _mm256_set1_epi16(1)); }
+  // Stored bytes qw + 128 -> qw (signed).
+  static ireg q8_weights(ireg stored) {
+    return _mm256_xor_si256(stored, _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  static ireg dot_q8(ireg acc, ireg w, int32_t x4) {
+    const ireg x = _mm256_set1_epi32(x4);
+    return _mm256_add_epi32(
+        acc, pairs_to_int32(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w))));
+  }
+  static ireg dot_q4(ireg acc, ireg nibbles, int32_t x4) {
+    return _mm256_add_epi32(
+        acc, pairs_to_int32(_mm256_maddubs_epi16(nibbles, _mm256_set1_epi32(x4))));
+  }
+  static ireg lo_nibbles(ireg w) { return _mm256_and_si256(w, _mm256_set1_epi8(0x0F)); }
+  static ireg hi_nibbles(ireg w) {
+    return _mm256_and_si256(_mm256_srli_epi32(w, 4), _mm256_set1_epi8(0x0F));
+  }
+  static freg fzero() { return _mm256_setzero_ps(); }
+  static freg fset1(float v) { return _mm256_set1_ps(v); }
+  static freg fload(const float* p) { return _mm256_loadu_ps(p); }
+  static void fstore(float* p, freg v) { _mm256_storeu_ps(p, v); }
+  static freg fma(freg a, freg b, freg c) { return _mm256_fmadd_ps(a, b, c); }
+  static freg load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+};
+
+void a8_q8_tiles(const A8Args& a, int64_t t0, int64_t t1) {
+  run_a8_tiles<Avx2Int, 8, kAvx2MaxGroup>(a, t0, t1);
+}
+void a8_q4_tiles(const A8Args& a, int64_t t0, int64_t t1) {
+  run_a8_tiles<Avx2Int, 4, kAvx2MaxGroup>(a, t0, t1);
+}
+
 }  // namespace
 }  // namespace qwen3core_cpu
 
@@ -90,12 +147,18 @@ const KernelSet* avx2_kernels() {
   return nullptr;
 }
 
+const A8KernelSet* avx2_a8_kernels() {
+  static const A8KernelSet set{"avx2", a8_q8_tiles, a8_q4_tiles};
+  return avx2_kernels() != nullptr ? &set : nullptr;
+}
+
 }  // namespace qwen3core_cpu
 
 #else  // not x86-64
 
 namespace qwen3core_cpu {
 const KernelSet* avx2_kernels() { return nullptr; }
+const A8KernelSet* avx2_a8_kernels() { return nullptr; }
 }  // namespace qwen3core_cpu
 
 #endif
