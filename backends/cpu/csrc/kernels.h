@@ -91,6 +91,23 @@ struct A8Args {
 };
 using A8TileFn = void (*)(const A8Args&, int64_t tile_begin, int64_t tile_end);
 
+// Rows [r0, r1) of x [R, K] (bfloat16 or float32, unit stride along K) quantized per block of
+// kActBlock inputs into xq / xscale / xsum (layout above), exactly as
+// qwen3core/quant/activations.py defines it. AVX2 (avx2.cpp): one implementation for every
+// integer kernel, so their levels agree bit for bit.
+struct ActRows {
+  const void* x;
+  bool bf16;
+  int64_t row_stride;
+  int64_t k;
+  int64_t blocks;  // K_pad / kActBlock
+  int64_t rows;    // R
+  int32_t* xq;
+  float* xscale;
+  int32_t* xsum;
+};
+void quantize_activations(const ActRows& a, int64_t r0, int64_t r1);
+
 // The integer kernels of one instruction set (nullptr members: not available).
 struct A8KernelSet {
   const char* name;

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -239,44 +238,6 @@ const A8KernelSet& a8_kernels() {
   return *chosen;
 }
 
-// Rows [r0, r1) of x quantized to int8 per block of kActBlock inputs, exactly as
-// qwen3core/quant/activations.py defines it (the same float32 operations: one division for the
-// scale, one per level, rounding half to even): levels four to an int32 in xq [K_pad/4][R],
-// scales in xs [blocks][R], each block's sum of levels in xsum [blocks][R]. Past K: zeros.
-template <typename T>
-void quantize_activation_rows(const T* src, int64_t row_stride, int64_t k, int64_t blocks,
-                              int64_t rows, int64_t r0, int64_t r1, int32_t* xq, float* xs,
-                              int32_t* xsum) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const T* row = src + r * row_stride;
-    for (int64_t b = 0; b < blocks; ++b) {
-      float values[kActBlock];
-      float amax = 0.0f;
-      for (int64_t i = 0; i < kActBlock; ++i) {
-        const int64_t at = b * kActBlock + i;
-        values[i] = at < k ? static_cast<float>(row[at]) : 0.0f;
-        amax = std::max(amax, std::fabs(values[i]));
-      }
-      float scale = amax / 127.0f;
-      if (scale == 0.0f) scale = 1.0f;
-      int32_t sum = 0;
-      uint32_t word = 0;
-      for (int64_t i = 0; i < kActBlock; ++i) {
-        const float level = std::min(127.0f, std::max(-127.0f, std::nearbyint(values[i] / scale)));
-        const int32_t q = static_cast<int32_t>(level);
-        sum += q;
-        word |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * (i % 4));
-        if (i % 4 == 3) {
-          xq[(b * kActBlock / 4 + i / 4) * rows + r] = static_cast<int32_t>(word);
-          word = 0;
-        }
-      }
-      xs[b * rows + r] = scale;
-      xsum[b * rows + r] = sum;
-    }
-  }
-}
-
 // qlinear_a8(x [..., K], levels, scales, zeros, bits, group_size, zero_const, N) -> [..., N] in
 // x's dtype: the w8a8 / w4a8 product (layout: kernels.h; packed by
 // backends/cpu/quant_linear.py). x is quantized here, once per call, into buffers all threads
@@ -322,15 +283,12 @@ at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::T
   at::Tensor xq = at::empty({k_padded / 4, rows}, x.options().dtype(at::kInt));
   at::Tensor xs = at::empty({blocks, rows}, x.options().dtype(at::kFloat));
   at::Tensor xsum = at::empty({blocks, rows}, x.options().dtype(at::kInt));
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xq", [&] {
-    const scalar_t* src = x2.data_ptr<scalar_t>();
-    const int64_t stride = x2.stride(0);
-    at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / k_padded),
-                     [&](int64_t r0, int64_t r1) {
-      quantize_activation_rows(src, stride, k, blocks, rows, r0, r1, xq.data_ptr<int32_t>(),
-                               xs.data_ptr<float>(), xsum.data_ptr<int32_t>());
-    });
-  });
+  const ActRows act{x2.data_ptr(), x2.scalar_type() == at::kBFloat16, x2.stride(0), k, blocks,
+                    rows, xq.data_ptr<int32_t>(), xs.data_ptr<float>(),
+                    xsum.data_ptr<int32_t>()};
+  a8_kernels();  // checks the CPU before any AVX2 code runs
+  at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / k_padded),
+                   [&](int64_t r0, int64_t r1) { quantize_activations(act, r0, r1); });
   const A8Args args{levels.data_ptr(),
                     reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
                     has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
