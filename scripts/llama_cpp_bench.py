@@ -1,6 +1,8 @@
 """The C++ engine (llama.cpp) on the same shapes, as a share of this machine's read bandwidth.
 
-    python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2] [--types f32,bf16,q8_0,q4_0]
+    python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2]
+                                      [--types f32,bf16,q8_0,q4_0,q4_0-pure]
+                                      [--qwen3core bfloat16,float32,int8,int4,w8a8,w4a8-sym]
                                       [--write docs/benchmarks-llama-cpp.md]
 
 1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``) from the sources
@@ -13,7 +15,8 @@
    ``--tokenizer`` (default /work/shared/qwen3-tokenizer; the converter needs one).
 3. Converts it with llama.cpp's own ``convert_hf_to_gguf.py`` (and its vendored ``gguf``
    package) to f32 and bf16, and quantizes the f32 file to q8_0 and q4_0 with ``llama-quantize``
-   (its default mix: some tensors stay at higher precision, counted in the bytes below).
+   (its default mix: some tensors stay at higher precision, counted in the bytes below; the
+   tied head of a q4_0 file is Q6_K) and, as ``q4_0-pure``, with ``--pure`` (every tensor q4_0).
 4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
    16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
    on the same checkpoint in bfloat16 and float32 (``--qwen3core``), side by side.
@@ -42,7 +45,11 @@ from pathlib import Path
 CACHE = Path.home() / ".cache" / "qwen3core" / "llama.cpp"
 TOKENIZER = Path("/work/shared/qwen3-tokenizer")
 TOOLS = ("llama-bench", "llama-quantize")
-QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0"}
+QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_0-pure": "Q4_0"}
+#: llama-quantize options per --types name. Its default mix keeps the (tied) output matrix of
+#: a q4_0 file at Q6_K; --pure makes every tensor q4_0, the same format as qwen3core's
+#: int4:sym / w4a8:sym with the head quantized. q8_0 quantizes the tied head to q8_0 already.
+QUANTIZE_OPTIONS = {"q4_0-pure": ["--pure"]}
 # a dense config.json has no MoE fields (qwen3core's config checks refuse their zeros)
 MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
               "decoder_sparse_step", "mlp_only_layers")  # --types name -> llama-quantize type
@@ -162,7 +169,8 @@ def convert(sources: Path, tools: Path, checkpoint: Path, out: Path, types: list
     for name, qtype in QUANTIZED.items():
         if name in types:
             files[name] = out / f"model-{name}.gguf"
-            quiet([str(tools / "llama-quantize"), str(files["f32"]), str(files[name]), qtype])
+            quiet([str(tools / "llama-quantize"), *QUANTIZE_OPTIONS.get(name, []),
+                   str(files["f32"]), str(files[name]), qtype])
     return files
 
 
@@ -194,21 +202,30 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
 
 # ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
 
-#: qwen3core variants: name -> (dtype, quantization scheme or None)
-QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None), "float32": ("float32", None),
-                      "int8": ("bfloat16", "int8"), "int4": ("bfloat16", "int4")}
+#: qwen3core variants: name -> (dtype, quantization scheme or None, head quantized too).
+#: llama.cpp's q8_0 / q4_0 files quantize the tied head (q8_0 / Q6_K, or q4_0 with --pure):
+#: the "+head" and w*a8 variants compare like with like (w8a8 ~ q8_0, w4a8:sym ~ q4_0-pure:
+#: the same weight formats, activations quantized to int8 per 32 as llama.cpp does).
+QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None, False), "float32": ("float32", None, False),
+                      "int8": ("bfloat16", "int8", False), "int4": ("bfloat16", "int4", False),
+                      "int8+head": ("bfloat16", "int8", True),
+                      "int4+head": ("bfloat16", "int4", True),
+                      "w8a8": ("bfloat16", "w8a8", True), "w4a8": ("bfloat16", "w4a8", True),
+                      "w4a8-sym": ("bfloat16", "w4a8:sym", True)}
 
 
 def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
                     ) -> dict[str, float]:
     """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens;
-    int8/int4 quantize the bf16 checkpoint's projections on load (``--quantize``)."""
-    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    quantized variants quantize the bf16 checkpoint's projections on load (``--quantize``,
+    ``--quantize-head``)."""
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
                "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
                "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
-               "--json", out.name, *(["--quantize", scheme] if scheme else [])])
+               "--json", out.name, *(["--quantize", scheme] if scheme else []),
+               *(["--quantize-head"] if head else [])])
         row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
     decode = row["decode_tokens_per_s"]
     return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
@@ -220,15 +237,14 @@ def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
     import torch
 
     from qwen3core.checkpoint.config import read_config, spec_from_config
-    from qwen3core.quant import scheme_families
+    from qwen3core.quant import resolve_scheme
     from qwen3core.quant.sizes import weight_bytes
 
-    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
     if scheme is None:
         return checkpoint_bytes_per_token(checkpoint, 2 if dtype == "bfloat16" else 4)
     spec = spec_from_config(read_config(checkpoint), str(checkpoint))
-    family = scheme_families()[scheme]
-    return weight_bytes(spec, getattr(torch, dtype), family.make(), False).per_token
+    return weight_bytes(spec, getattr(torch, dtype), resolve_scheme(scheme), head).per_token
 
 
 def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
@@ -305,12 +321,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="0.6B")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--types", default="f32,bf16,q8_0,q4_0")
+    parser.add_argument("--types", default="f32,bf16,q8_0,q4_0,q4_0-pure")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4",
+    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4,w8a8,w4a8-sym",
                         help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
-                             "these variants: bfloat16, float32, int8, int4 (bf16 quantized on "
-                             "load); '' to skip")
+                             f"these variants: {', '.join(QWEN3CORE_VARIANTS)} (bf16 quantized "
+                             "on load; +head and w*a8: the LM head too); '' to skip")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
     parser.add_argument("--cache", type=Path, default=CACHE)
@@ -322,7 +338,8 @@ def main() -> None:
     types = args.types.split(",")
     unknown = set(types) - {"f32", "bf16", *QUANTIZED}
     if unknown:
-        sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, q8_0, q4_0")
+        sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, "
+                 f"{', '.join(QUANTIZED)}")
     if set(filter(None, args.qwen3core.split(","))) - set(QWEN3CORE_VARIANTS):
         sys.exit(f"--qwen3core takes some of {', '.join(QWEN3CORE_VARIANTS)}")
     sources, tools = llama_cpp(args.cache, args.jobs)
