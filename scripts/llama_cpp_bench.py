@@ -200,6 +200,24 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
     return out
 
 
+def bench_cpu_time(tools: Path, model: Path, reps: int) -> dict[str, float]:
+    """Decode tokens per second of CPU time on one thread: ``llama-bench -t 1 -p 0`` for 32
+    and for 96 new tokens, the difference of the child processes' CPU times (so loading and
+    warm-up cancel), best of ``reps``. What one core achieves while others load the machine."""
+    import resource
+
+    def cpu_seconds(tokens: int) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run([str(tools / "llama-bench"), "-m", str(model), "-p", "0", "-n", str(tokens),
+             "-t", "1", "-r", "1", "-o", "json"], capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    short = min(cpu_seconds(32) for _ in range(reps))
+    long = min(cpu_seconds(96) for _ in range(reps))
+    return {"decode": 64 / (long - short), "decode_sd": 0.0, "prompt": float("nan")}
+
+
 # ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
 
 #: qwen3core variants: name -> (dtype, quantization scheme or None, head quantized too).
@@ -230,6 +248,20 @@ def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
     decode = row["decode_tokens_per_s"]
     return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
             "prompt": row["prefill_tokens_per_s"]["median"]}
+
+
+def bench_qwen3core_cpu_time(checkpoint: Path, variant: str, reps: int) -> dict[str, float]:
+    """``scripts/quant_bench.py --threads 1 --cpu-time``: batch-1 and batch-8 decode per
+    second of one thread's CPU time, and the read rate of one core over the same bytes."""
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        quiet([sys.executable, str(Path(__file__).with_name("quant_bench.py")), "--model",
+               str(checkpoint), "--dtype", dtype, "--schemes", scheme or "none", "--threads",
+               "1", "--cpu-time", "--rounds", str(reps), "--json", out.name,
+               *(["--head"] if head else [])])
+        row = next(iter(json.loads(Path(out.name).read_text()).values()))
+    return {"decode": row["batch1_tokens_per_s"], "decode_sd": 0.0, "prompt": float("nan"),
+            "batch8": row["batch8_tokens_per_s"], "core_read": row["read_bytes_per_s"]}
 
 
 def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
@@ -267,9 +299,10 @@ def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
 
 # ---- 5. bandwidth ------------------------------------------------------------------------------
 
-def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
+def read_bandwidth(threads: int, rounds: int, cpu_time: bool = False) -> tuple[float, float]:
     """(best, median) GB/s of the cpu backend's ``stream_read`` over 0.6B-shaped bf16 weights
-    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it."""
+    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it; with
+    ``cpu_time``, per second of the process's CPU time (one thread: one core's rate)."""
     import torch
     from qwen3core_backends.cpu.build import load_kernels
 
@@ -279,12 +312,13 @@ def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
     weights = [torch.randn(n, k).to(torch.bfloat16) for n, k in layer * 28 + [(151936, 1024)]]
     total = sum(w.nbytes for w in weights)
     ops = torch.ops.qwen3core_cpu
+    clock = time.process_time if cpu_time else time.perf_counter
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         for w in weights:
             ops.stream_read(w)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return total / min(times) / 1e9, total / statistics.median(times) / 1e9
 
 
@@ -295,9 +329,13 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
     best, median = bandwidth
     machine = platform.processor() or platform.machine()
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    how = (f"1 thread each, CPU time (llama-bench -t 1 -p 0, 96 minus 32 new tokens; "
+           f"qwen3core scripts/quant_bench.py --threads 1 --cpu-time), best of {args.reps}"
+           if args.cpu_time else
+           f"{args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}")
     lines = [
         (f"llama.cpp ({sources.parents[1].name}, native CPU build), random {args.preset} "
-         f"weights, {args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}; "
+         f"weights, {how}; "
          f"{machine}, {os.cpu_count()} CPUs; load average at the end {load} (other work "
          "on the machine slows both engines and the bandwidth alike, not equally)."),
         (f"Read bandwidth (stream_read, measured before and after the engines): best "
@@ -311,8 +349,9 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
     for name, r in results.items():
         name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
         floor = best * 1e9 / r["bytes"]
+        extra = f" (batch 8: {r['batch8']:.1f})" if "batch8" in r else ""
         lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
-                     f"{r['decode_sd']:.1f} | {floor:.1f} | {r['decode'] / floor:.0%} | "
+                     f"{r['decode_sd']:.1f}{extra} | {floor:.1f} | {r['decode'] / floor:.0%} | "
                      f"{r['prompt']:.1f} |")
     return "\n".join(lines)
 
@@ -328,6 +367,11 @@ def main() -> None:
                              f"these variants: {', '.join(QWEN3CORE_VARIANTS)} (bf16 quantized "
                              "on load; +head and w*a8: the LM head too); '' to skip")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread each, timed by CPU time (a shared machine): llama-bench "
+                             "-t 1 by the difference of two lengths, qwen3core by "
+                             "scripts/quant_bench.py --cpu-time; the floor is one core's read "
+                             "rate")
     parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
@@ -353,19 +397,22 @@ def main() -> None:
         write_checkpoint(args.preset, checkpoint, args.tokenizer, args.seed)
         files = convert(sources, tools, checkpoint, Path(tmp), types)
         log("measuring read bandwidth")  # before and after the engines: the load may change
-        before = read_bandwidth(args.threads, args.bandwidth_rounds)
+        threads = 1 if args.cpu_time else args.threads
+        before = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
         for variant in filter(None, args.qwen3core.split(",")):
             name = f"qwen3core {variant}"
-            results[name] = {**bench_qwen3core(checkpoint, variant, args.threads, args.reps),
-                             "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
+            measured = (bench_qwen3core_cpu_time(checkpoint, variant, args.reps) if args.cpu_time
+                        else bench_qwen3core(checkpoint, variant, args.threads, args.reps))
+            results[name] = {**measured, "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
             log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         shutil.rmtree(checkpoint)
         for name in types:
-            results[name] = {**bench(tools, files[name], args.threads, args.reps),
-                             "bytes": bytes_per_token(sources, files[name])}
+            measured = (bench_cpu_time(tools, files[name], args.reps) if args.cpu_time
+                        else bench(tools, files[name], args.threads, args.reps))
+            results[name] = {**measured, "bytes": bytes_per_token(sources, files[name])}
             log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         log("measuring read bandwidth again")
-        after = read_bandwidth(args.threads, args.bandwidth_rounds)
+        after = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
         bandwidth = (max(before[0], after[0]), min(before[1], after[1]))
     text = report(args, results, bandwidth, sources)
     print(text)

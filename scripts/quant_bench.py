@@ -17,6 +17,7 @@ load, it measures what one core achieves, for the decode steps and the read rate
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--head", action="store_true", help="quantize the LM head too")
     parser.add_argument("--cpu-time", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     global CLOCK
     if args.cpu_time:
@@ -86,6 +88,7 @@ def main() -> None:
     ops = None
     dense_logits = None
     ids = torch.randint(0, 1000, (1, 24), generator=torch.Generator().manual_seed(1))
+    results = {}
     print(f"{args.model} {args.dtype}, {args.threads} threads, {args.new_tokens} new tokens, "
           f"best of {args.rounds} rounds; head {'quantized' if args.head else 'as stored'}"
           f"{'; CPU time' if args.cpu_time else ''}")
@@ -131,7 +134,13 @@ def main() -> None:
                      f"{diff.mean():.4f} (logit std {dense_logits.std():.2f}), top-1 agree "
                      f"{100 * agree:.0f} %")
         print(line, flush=True)
+        results[scheme] = {"bytes_per_token": per_token, "read_bytes_per_s": max(read),
+                           "floor_tokens_per_s": floor, "batch1_tokens_per_s": max(b1),
+                           "batch8_tokens_per_s": max(b8)}
         del loaded, model, steps, tensors
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1)
 
 
 if __name__ == "__main__":
