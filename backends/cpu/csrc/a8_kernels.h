@@ -37,13 +37,15 @@ constexpr int a8_chains() {
 
 // One tile (16 outputs) for G rows over all groups, into out[G][16] (float32 sums). w: the
 // tile's levels (layout: kernels.h); scales/zeros: the tile's [groups][16]; xq, xs, xsum: the
-// activations at the first of the G rows (stride a.rows).
+// activations at the first of the G rows (row stride 1, step / block stride kRowSlots: the
+// offsets of every broadcast are constants).
 template <class D, int G, int Bits>
 void a8_rows(const A8Args& a, const uint8_t* w, const uint16_t* scales, const int8_t* zeros,
              const int32_t* xq, const float* xs, const int32_t* xsum, float* out) {
   constexpr int NV = kTile / D::lanes;
   constexpr int NC = a8_chains<D, G>();
-  const int64_t R = a.rows, per_group = a.group_size / kActBlock;
+  constexpr int64_t R = kRowSlots;
+  const int64_t per_group = a.group_size / kActBlock;
   for (int g = 0; g < G; ++g)
     for (int v = 0; v < NV; ++v) D::fstore(out + g * kTile + v * D::lanes, D::fzero());
 
@@ -140,7 +142,8 @@ struct A8Dispatch<D, Bits, 0> {
 // All rows for tiles [t0, t1): an A8TileFn.
 template <class D, int Bits, int MaxGroup>
 void run_a8_tiles(const A8Args& a, int64_t t0, int64_t t1) {
-  const int64_t k_padded = a.groups * a.group_size;
+  static_assert(kRowSlots % MaxGroup == 0, "a group of rows must not straddle two slot sets");
+  const int64_t k_padded = a.groups * a.group_size, blocks = k_padded / kActBlock;
   const int64_t level_bytes = Bits == 8 ? k_padded * kTile : k_padded / 2 * kTile;
   const uint8_t* levels = static_cast<const uint8_t*>(a.levels);
   alignas(64) float sums[MaxGroup * kTile];
@@ -150,8 +153,11 @@ void run_a8_tiles(const A8Args& a, int64_t t0, int64_t t1) {
     const int8_t* z = a.zeros == nullptr ? nullptr : a.zeros + t * a.groups * kTile;
     for (int64_t r0 = 0; r0 < a.rows; r0 += MaxGroup) {
       const int rows = static_cast<int>(a.rows - r0 < MaxGroup ? a.rows - r0 : MaxGroup);
-      A8Dispatch<D, Bits, MaxGroup>::run(rows, a, w, s, z, a.xq + r0, a.xscale + r0,
-                                         a.xsum + r0, sums);
+      const int64_t set = r0 / kRowSlots, slot = r0 % kRowSlots;
+      const int64_t at = set * blocks * kRowSlots + slot;
+      A8Dispatch<D, Bits, MaxGroup>::run(rows, a, w, s, z,
+                                         a.xq + set * k_padded / 4 * kRowSlots + slot,
+                                         a.xscale + at, a.xsum + at, sums);
       GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
       write_tile(out_args, t, r0, rows, sums);
     }

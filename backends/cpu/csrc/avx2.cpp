@@ -188,9 +188,11 @@ void quantize_activations(const ActRows& a, int64_t r0, int64_t r1) {
       }
       float s = block_amax(v) / 127.0f;
       if (s == 0.0f) s = 1.0f;
-      a.xsum[b * a.rows + r] = quantize_block(v, s, a.xq + b * (kActBlock / 4) * a.rows + r,
-                                              a.rows);
-      a.xscale[b * a.rows + r] = s;
+      const int64_t set = r / kRowSlots, slot = r % kRowSlots;
+      int32_t* xq = a.xq + (set * a.blocks * (kActBlock / 4) + b * (kActBlock / 4)) * kRowSlots;
+      const int64_t at = (set * a.blocks + b) * kRowSlots + slot;
+      a.xsum[at] = quantize_block(v, s, xq + slot, kRowSlots);
+      a.xscale[at] = s;
     }
   }
 }

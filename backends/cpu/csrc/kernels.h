@@ -68,11 +68,16 @@ using QTileFn = void (*)(const QGemvArgs&, int64_t tile_begin, int64_t tile_end)
 //   int4 levels: uint32 w[t][b][j]: byte e holds u[16t + j][8b + e] in its low nibble and
 //                u[16t + j][8b + 4 + e] in its high one, e = 0..3        (K_pad/2 bytes x 16)
 //   scales / zeros as above (int8: no zeros; int4 without zeros: every zero point zero_const).
-// Activations, per row r, in blocks of kActBlock inputs (qwen3core/quant/activations.py):
-//   xq int32 [K_pad/4][R]: four int8 levels of inputs 4i..4i+3, the first in the low byte;
-//   xscale float32 [blocks][R]; xsum int32 [blocks][R]: the sum of the block's levels.
+// Activations, in blocks of kActBlock inputs (qwen3core/quant/activations.py), rows in slots
+// of kRowSlots (row r: slot set r / kRowSlots, slot r % kRowSlots), so that a kernel's group of
+// rows finds each step's values at fixed offsets from one pointer:
+//   xq int32 [sets][K_pad/4][kRowSlots]: four int8 levels of inputs 4i..4i+3, the first in the
+//      low byte;
+//   xscale float32 [sets][blocks][kRowSlots]; xsum int32 [sets][blocks][kRowSlots]: the sum of
+//      the block's levels.
 // K_pad = groups * group_size, group_size a multiple of kActBlock.
 constexpr int64_t kActBlock = 32;
+constexpr int64_t kRowSlots = 8;  // a multiple of every kernel's rows per weight load
 
 struct A8Args {
   const void* levels;
@@ -101,7 +106,6 @@ struct ActRows {
   int64_t row_stride;
   int64_t k;
   int64_t blocks;  // K_pad / kActBlock
-  int64_t rows;    // R
   int32_t* xq;
   float* xscale;
   int32_t* xsum;

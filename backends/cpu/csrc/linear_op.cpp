@@ -280,12 +280,12 @@ at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::T
   if (rows == 0 || out_features == 0) return out.view(io.out_shape);
 
   const int64_t blocks = k_padded / kActBlock;
-  at::Tensor xq = at::empty({k_padded / 4, rows}, x.options().dtype(at::kInt));
-  at::Tensor xs = at::empty({blocks, rows}, x.options().dtype(at::kFloat));
-  at::Tensor xsum = at::empty({blocks, rows}, x.options().dtype(at::kInt));
+  const int64_t sets = (rows + kRowSlots - 1) / kRowSlots;  // layout: kernels.h
+  at::Tensor xq = at::empty({sets, k_padded / 4, kRowSlots}, x.options().dtype(at::kInt));
+  at::Tensor xs = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kFloat));
+  at::Tensor xsum = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kInt));
   const ActRows act{x2.data_ptr(), x2.scalar_type() == at::kBFloat16, x2.stride(0), k, blocks,
-                    rows, xq.data_ptr<int32_t>(), xs.data_ptr<float>(),
-                    xsum.data_ptr<int32_t>()};
+                    xq.data_ptr<int32_t>(), xs.data_ptr<float>(), xsum.data_ptr<int32_t>()};
   a8_kernels();  // checks the CPU before any AVX2 code runs
   at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / k_padded),
                    [&](int64_t r0, int64_t r1) { quantize_activations(act, r0, r1); });
