@@ -45,7 +45,8 @@ move one activation a whole level; measured, float32 logits then differ by ~0.00
 are therefore compared under bfloat16's rule in float32 too. That rule catches wrong kernels
 (a lost offset, swapped nibbles) but not a linear that skips the activation quantization
 altogether (0.014-0.044 of scale on the suite's specs, while flips alone reached 0.023 under
-a trial floor of 1/64): that is the operator-level tests' job, whose inputs are identical, so
+a trial floor of 1/64): that is the job of
+:func:`qwen3core.testing.quant_linear.check_quantized_linear`, whose inputs are identical, so
 the levels must agree bit for bit and the products to float32 rounding. float64 keeps its
 exact rule: a float64 difference moves a level only at an exact tie.
 """

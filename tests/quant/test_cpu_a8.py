@@ -1,8 +1,9 @@
 """The cpu backend's integer kernels (w8a8 / w4a8) against the schemes' eager reference.
 
-The kernel's own activation quantization, read back through an identity weight, bit for bit
-against the reference's; the operator against float64 products of the reference's quantized
-activations and dequantized weights; the equivalence property on fixed examples (long prompts
+``qwen3core.testing.quant_linear.check_quantized_linear``: the kernel's own activation
+quantization, read back through an identity weight, bit for bit against the reference's, and
+the operator against float64 products of the reference's quantized activations and
+dequantized weights (a linear that skips the activation quantization fails it); the equivalence property on fixed examples (long prompts
 included) and drawn ones; two deliberately wrong packings caught by the suite; and all of it
 again with the AVX2 kernels forced.
 """
@@ -12,16 +13,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
 from qwen3core_backends.cpu.linear import CpuLinear
+from qwen3core_backends.eager.linear import Linear
 
 from qwen3core import Implementation, hookimpl
-from qwen3core.quant import QuantizedWeight, resolve_scheme
-from qwen3core.quant.activations import fake_quantize_activations
+from qwen3core.quant import QuantizedWeight
 from qwen3core.testing import Workload, check_backend, check_example
+from qwen3core.testing.quant_linear import check_quantized_linear
 from tests.quant.test_cpu_quantized import LONG, MOE, SHORT, SPEC
 
 CPU = torch.device("cpu")
@@ -30,65 +33,40 @@ pytestmark = pytest.mark.skipif(_missing is not None,
                                 reason=f"cpu kernels unavailable here: {_missing}")
 
 SCHEMES = ["w8a8", "w8a8:channel", "w8a8:g128", "w4a8", "w4a8:sym", "w4a8:g64"]
-SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 256)]
 
 
-def _hard_rows(k: int) -> torch.Tensor:
-    """Rows with exact ties (a block whose amax is 127: scale 1), an all-zero block, huge and
-    tiny magnitudes, and a last block mostly padding."""
-    gen = torch.Generator().manual_seed(k)
-    x = torch.randn(6, k, generator=gen)
-    ties = torch.arange(k, dtype=torch.float32) % 64 - 31.5  # halves: ties at scale 1
-    ties[::32] = 127.0
-    x[0] = ties
-    x[1, :32] = 0.0
-    x[2] *= 1e30
-    x[3] *= 1e-30
-    x[4] = x[4].round()  # integers: many exact quotients
-    return x
+def cpu_linear(inp: int, out: int, dtype: torch.dtype) -> CpuLinear:
+    return CpuLinear(inp, out, dtype=dtype, device=CPU)
 
 
-def check_levels_bit_identical(k: int) -> None:
-    """An identity weight (int8 level 1, scale 1, per channel) makes the output the kernel's
-    q * s for each input: it must equal the reference's exactly."""
-    from qwen3core_backends.cpu.quant_linear import pack_quantized
-
-    eye = torch.eye(k, dtype=torch.int8)
-    qw = QuantizedWeight(eye, torch.ones(k, 1, dtype=torch.float16), None, k, 8, act_block=32)
-    packed = pack_quantized(qw)
-    x = _hard_rows(k)
-    for dtype in (torch.float32, torch.bfloat16):
-        xd = x.to(dtype)
-        got = packed(xd.float(), k)  # float32 out: the product q * s unrounded to bf16
-        expected = fake_quantize_activations(xd)
-        assert torch.equal(got, expected), (k, dtype, (got - expected).abs().max())
-
-
-def check_operator(scheme: str, out: int, inp: int) -> None:
-    from qwen3core_backends.cpu.quant_linear import pack_quantized
-
-    gen = torch.Generator().manual_seed(out * 1000 + inp)
-    qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
-    packed = pack_quantized(qw)
-    for rows in (1, 3, 8, 9, 33):
-        for dtype, tol in ((torch.float32, 2e-6), (torch.bfloat16, 8e-3)):
-            x = torch.randn(rows, inp, generator=gen).to(dtype)
-            ref = fake_quantize_activations(x, 32, torch.float64) @ qw.dequantize(torch.float64).T
-            got = packed(x, out)
-            assert got.dtype == dtype and got.shape == (rows, out)
-            err = ((got.double() - ref).abs().max() / ref.abs().max()).item()
-            assert err < tol, (scheme, out, inp, rows, dtype, err)
-
-
-@pytest.mark.parametrize("k", [32, 40, 100])
-def test_kernel_quantizes_activations_bit_identically(k):
-    check_levels_bit_identical(k)
+def check_scheme(scheme: str, shapes=((17, 33), (100, 64), (31, 1031), (48, 256))) -> None:
+    assert check_quantized_linear(cpu_linear, scheme, shapes=shapes, rows=(1, 3, 8, 9, 33)) > 0
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_operator_matches_the_reference_product(scheme, shape):
-    check_operator(scheme, *shape)
+def test_operator_matches_the_reference_product_and_levels(scheme):
+    """Identical inputs: the kernel's activation levels bit for bit (an identity weight, rows
+    of ties, zero blocks, 1e+-30), its products within float32 rounding of float64's."""
+    check_scheme(scheme)
+
+
+class _SkipsActivationQuantization(Linear):
+    """A linear that holds the weight but multiplies the activations as they are."""
+
+    def load_quantized(self, weight: QuantizedWeight) -> None:
+        super().load_quantized(replace(weight, act_block=None))
+
+
+def test_skipping_the_activation_quantization_is_caught_at_operator_level():
+    def skipping(inp, out, dtype):
+        return _SkipsActivationQuantization(inp, out, dtype=dtype, device=CPU)
+
+    def eager(inp, out, dtype):
+        return Linear(inp, out, dtype=dtype, device=CPU)
+
+    assert check_quantized_linear(eager, "w4a8") > 0  # the reference meets its own check
+    with pytest.raises(AssertionError, match="relative error"):
+        check_quantized_linear(skipping, "w8a8")
 
 
 def test_the_layer_holds_one_packed_copy_in_the_integer_layout():
@@ -176,9 +154,8 @@ def test_avx2_integer_kernels_when_forced():
     process, so in a fresh one)."""
     code = ("from qwen3core_backends.cpu.build import a8_isa; assert a8_isa() == 'avx2';"
             "import tests.quant.test_cpu_a8 as t;"
-            "[t.check_levels_bit_identical(k) for k in (40, 100)];"
-            "[t.check_operator(s, 31, 1031) for s in ('w8a8', 'w4a8', 'w4a8:sym')];"
-            "[t.check_operator(s, 100, 64) for s in ('w8a8:channel', 'w4a8:g64')];"
+            "[t.check_scheme(s, ((31, 1031),)) for s in ('w8a8', 'w4a8', 'w4a8:sym')];"
+            "[t.check_scheme(s, ((100, 64),)) for s in ('w8a8:channel', 'w4a8:g64')];"
             "import torch; from qwen3core.testing import check_example;"
             "assert check_example(t.SPEC, t.SHORT, {'linear': 'cpu', 'moe': 'eager'},"
             " torch.float32, quantize='w4a8') > 0")
