@@ -40,8 +40,8 @@ Schemes that quantize activations (``w8a8``, ``w4a8``) round each activation to 
 levels of its block's largest magnitude: a step of 1/127 of it, coarser than bfloat16's
 rounding, and discontinuous. Two correct implementations whose inputs to a linear differ in
 float32's last bit (another norm kernel) can land on either side of a rounding boundary and
-move one activation a whole level; measured, float32 logits then differ by ~0.005 of scale
-(20 times float32's floor; 1 in ~300 drawn examples of the full cpu selection). Those schemes
+move one activation a whole level; measured, float32 logits then differ by 0.005-0.023 of
+scale (50-230 times float32's floor; ~1 in 300 drawn examples of the cpu selection). Those schemes
 are therefore compared under bfloat16's rule in float32 too. That rule catches wrong kernels
 (a lost offset, swapped nibbles) but not a linear that skips the activation quantization
 altogether (0.014-0.044 of scale on the suite's specs, while flips alone reached 0.023 under
