@@ -27,6 +27,13 @@
 namespace qwen3core_cpu {
 namespace {
 
+// How far ahead of the integer dots weights are requested: the dots get through a cache line
+// in a fraction of the time a float kernel takes, so the request must be issued earlier.
+constexpr int64_t kA8PrefetchBytes = 16384;
+inline void a8_prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p) + kA8PrefetchBytes, _MM_HINT_T0);
+}
+
 // Independent int32 accumulator chains per (row, vector) when few rows share a weight load:
 // enough to hide the dot product's latency.
 template <class D, int G>
@@ -71,7 +78,7 @@ void a8_rows(const A8Args& a, const uint8_t* w, const uint16_t* scales, const in
         // [K/4][16][4] bytes: 64 per four inputs of the tile.
         const uint8_t* wb = w + b * kActBlock * kTile;
         for (int s = 0; s < kActBlock / 4; ++s) {
-          prefetch(wb + s * 64);
+          a8_prefetch(wb + s * 64);
           typename D::ireg wv[NV];
           for (int v = 0; v < NV; ++v) wv[v] = D::q8_weights(D::iload(wb + s * 64 + v * 64 / NV));
           for (int g = 0; g < G; ++g) {
@@ -84,7 +91,7 @@ void a8_rows(const A8Args& a, const uint8_t* w, const uint16_t* scales, const in
         // [K/8][16] words: byte j of a word holds input 8s + j (low nibble) and 8s + 4 + j.
         const uint8_t* wb = w + b * (kActBlock / 2) * kTile;
         for (int s = 0; s < kActBlock / 8; ++s) {
-          prefetch(wb + s * 64);
+          a8_prefetch(wb + s * 64);
           typename D::ireg lo[NV], hi[NV];
           for (int v = 0; v < NV; ++v) {
             const typename D::ireg words = D::iload(wb + s * 64 + v * 64 / NV);
