@@ -89,10 +89,9 @@ def pack_quantized_in_rows(weight: QuantizedWeight) -> PackedQuant:
     first = stacked = None
     for start in range(0, out, rows):
         stop = min(out, start + rows)
-        part = pack_quantized(QuantizedWeight(
-            weight.qweight[start:stop], weight.scales[start:stop],
-            None if weight.zeros is None else weight.zeros[start:stop], weight.group_size,
-            weight.bits, weight.g_idx))
+        part = pack_quantized(replace(
+            weight, qweight=weight.qweight[start:stop], scales=weight.scales[start:stop],
+            zeros=None if weight.zeros is None else weight.zeros[start:stop]))
         if first is None:
             first = part
             tiles = -(-out // TILE)
@@ -110,9 +109,10 @@ def pack_quantized_in_rows(weight: QuantizedWeight) -> PackedQuant:
 
 
 def _layout(part: PackedQuant) -> tuple:
-    perm = None if part.perm is None else part.perm.tolist()
-    return (part.bits, part.group_size, part.zero_const, part.levels.shape[1:],
-            part.scales.shape[1:], part.zeros.shape[1:], perm)
+    """Every field of a packed part but its tensors' tile counts."""
+    return tuple(value.tolist() if name == "perm" and value is not None
+                 else value.shape[1:] if isinstance(value, torch.Tensor) else value
+                 for name, value in vars(part).items())
 
 
 #: Weights from this size on are packed in place when their memory is the layer's alone (a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -90,11 +91,12 @@ def quantize_rows(scheme: QuantScheme, shape: tuple[int, int],
     step = chunk_rows(inp)
     if step >= out:
         return scheme.quantize(rows(slice(0, out)))
-    qweight = scales = zeros = None
+    first = qweight = scales = zeros = None
     for start in range(0, out, step):
         stop = min(out, start + step)
         part = scheme.quantize(rows(slice(start, stop)))
-        if qweight is None:
+        if first is None:
+            first = part
             qweight = part.qweight.new_empty(out, inp)
             scales = part.scales.new_empty(out, part.scales.shape[1])
             zeros = None if part.zeros is None else part.zeros.new_empty(scales.shape)
@@ -103,7 +105,9 @@ def quantize_rows(scheme: QuantScheme, shape: tuple[int, int],
         if zeros is not None:
             zeros[start:stop] = part.zeros
         del part
-    return QuantizedWeight(qweight, scales, zeros, scheme.group_for(inp), scheme.bits)
+    # The first chunk's other fields (group size, bits, activation blocks, ...) are the
+    # weight's: the scheme sets them, not the values.
+    return replace(first, qweight=qweight, scales=scales, zeros=zeros)
 
 
 def _drawn_rows(name: str, shape: tuple[int, int], seed: int, hidden_size: int

@@ -23,7 +23,7 @@ from qwen3core.memory import drop_file_pages, return_freed_memory
 from qwen3core.quant import QuantizedWeight, apply, resolve_scheme
 
 CPU = torch.device("cpu")
-SCHEMES = ["int8", "int8:channel", "int4", "int4:zp", "int4:g32:zp"]
+SCHEMES = ["int8", "int8:channel", "int4", "int4:zp", "int4:g32:zp", "w8a8", "w4a8"]
 _missing = cpu_backend._check(CPU, torch.float32)
 needs_kernels = pytest.mark.skipif(_missing is not None,
                                    reason=f"cpu kernels unavailable here: {_missing}")
@@ -33,7 +33,7 @@ def _same(a: QuantizedWeight, b: QuantizedWeight) -> None:
     assert torch.equal(a.qweight, b.qweight) and torch.equal(a.scales, b.scales)
     assert (a.zeros is None) == (b.zeros is None)
     assert a.zeros is None or torch.equal(a.zeros, b.zeros)
-    assert (a.group_size, a.bits) == (b.group_size, b.bits)
+    assert (a.group_size, a.bits, a.act_block) == (b.group_size, b.bits, b.act_block)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -60,8 +60,9 @@ def test_packing_in_chunks_equals_packing_whole(scheme, g_idx, monkeypatch):
     gen = torch.Generator().manual_seed(out + inp)
     qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
     if g_idx:  # columns in activation order: every chunk carries the same permutation
-        if qw.scales.shape[1] == 1:
-            pytest.skip("one group per channel: no activation order")
+        if qw.scales.shape[1] == 1 or qw.act_block is not None:
+            pytest.skip("no activation order: one group per channel, or int8 activations "
+                        "(their blocks follow the column order)")
         perm = torch.randperm(inp, generator=gen)
         qw = QuantizedWeight(qw.qweight[:, perm], qw.scales, qw.zeros, qw.group_size, qw.bits,
                              g_idx=qw.column_groups()[perm])
@@ -69,8 +70,8 @@ def test_packing_in_chunks_equals_packing_whole(scheme, g_idx, monkeypatch):
     got, want = cpu_linear.pack_quantized_in_rows(qw), cpu_linear.pack_quantized(qw)
     for name in ("levels", "scales", "zeros"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
-    assert (got.bits, got.group_size, got.zero_const) == (want.bits, want.group_size,
-                                                          want.zero_const)
+    assert (got.bits, got.group_size, got.zero_const, got.act_block) == (
+        want.bits, want.group_size, want.zero_const, want.act_block)
     assert (got.perm is None) == (want.perm is None)
     assert got.perm is None or torch.equal(got.perm, want.perm)
 
