@@ -30,8 +30,8 @@ from qwen3core.errors import BackendSelectionError
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp", "pointwise_ops.cpp",
-           "attention_op.cpp")
-HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h")
+           "attention_op.cpp", "decode_avx2.cpp")
+HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "decode_kernels.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -181,6 +181,12 @@ def _register_fake() -> None:
           ) -> torch.Tensor:
         b, h, s, d = q.shape
         return q.new_empty((b, s, h, d)).transpose(1, 2)
+
+    @torch.library.register_fake("qwen3core_cpu::qk_norm_rotary")
+    def _(q: torch.Tensor, k: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
+          eps: float, positions: torch.Tensor, inv_freq: torch.Tensor, scale: float = 1.0
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty_like(q), torch.empty_like(k)
 
     @torch.library.register_fake("qwen3core_cpu::silu_mul")
     def _(gate_up: torch.Tensor) -> torch.Tensor:

@@ -19,11 +19,19 @@ MIN_SLOTS = 256
 def write_rows(buffer: torch.Tensor, start: torch.Tensor, new: torch.Tensor) -> None:
     """buffer [B, H, room, D] gets row b of new [B, H, S, D] at slots start[b] .. +S.
 
-    One scatter for every row (no per-row python loop, no host read of ``start``); it raises
-    for a slot beyond the buffer."""
-    b, h, s, d = new.shape
-    slots = start[:, None] + torch.arange(s, device=new.device)  # [B, S]
-    buffer.scatter_(2, slots[:, None, :, None].expand(b, h, s, d), new)
+    One indexed copy for every row (no per-row python loop, no host read of ``start``); it
+    raises for a slot beyond the buffer. Not ``scatter_``: for bfloat16 and float16 torch's CPU
+    scatter widens the whole destination to float32 and back, which made every decode step
+    copy each layer's entire cache twice."""
+    b, s = new.shape[0], new.shape[2]
+    steps = torch.arange(s, device=new.device)
+    if b == 1:  # one row: its slots index the slot dimension directly (the cheapest copy)
+        buffer.index_copy_(2, start + steps, new)
+        return
+    slots = start[:, None] + steps  # [B, S]
+    rows = torch.arange(b, device=new.device)[:, None]  # [B, 1]
+    # buffer[rows, :, slots] is [B, S, H, D]: the indexed dimensions come first.
+    buffer[rows, :, slots] = new.transpose(1, 2)
 
 
 class DynamicKVCache:
