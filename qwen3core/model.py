@@ -13,7 +13,7 @@ from torch import nn
 
 from qwen3core.cache import Cache, PassThroughStorage
 from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
-from qwen3core.fusion import fuse_linears
+from qwen3core.fusion import NormRotary, fuse_linears, fuse_norms_and_rotary
 from qwen3core.parallel.embedding import token_embedding
 from qwen3core.parallel.experts import require_local_experts
 
@@ -40,11 +40,15 @@ class Attention(nn.Module):
         # q, k and v as one product when the linear implementation can fuse them (set by
         # prepare_weights, once the weights are real); not a module, so no checkpoint keys.
         self.qkv: FusedLinear | None = None
+        # q_norm, k_norm and the rotation as one call where the rope implementation offers it
+        # (also set by prepare_weights).
+        self.norm_rotary: NormRotary | None = None
         kv_size = spec.num_key_value_heads * spec.head_dim
         self.qkv_sizes = [spec.num_attention_heads * spec.head_dim, kv_size, kv_size]
 
     def prepare_weights(self) -> None:
         self.qkv = fuse_linears(self.q_proj, self.k_proj, self.v_proj)
+        self.norm_rotary = fuse_norms_and_rotary(self.q_norm, self.k_norm, self.rotary)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.qkv is not None:
@@ -54,10 +58,14 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
         b, s, _ = x.shape
         q, k, v = self.project(x)
-        q = self.q_norm(q.view(b, s, -1, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
+        q = q.view(b, s, -1, self.head_dim)  # [B, S, H_q, D]
+        k = k.view(b, s, -1, self.head_dim)
         v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
-        q, k = self.rotary(q, k, batch.positions)
+        if self.norm_rotary is not None:
+            q, k = self.norm_rotary(q.transpose(1, 2), k.transpose(1, 2), batch.positions)
+        else:
+            q, k = self.rotary(self.q_norm(q).transpose(1, 2), self.k_norm(k).transpose(1, 2),
+                               batch.positions)
         k, v = storage.update(self.layer_idx, batch.start, k, v, batch.length)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]
         return self.reduce(self.o_proj(out.transpose(1, 2).reshape(b, s, -1)))
