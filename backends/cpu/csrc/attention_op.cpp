@@ -51,7 +51,8 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   const int64_t grain = std::max<int64_t>(
       1, kGrainWork / std::max<int64_t>(1, 2 * keys * d * groups));
   at::parallel_for(0, tasks, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<float> qf(groups * d), acc(groups * d), scores(groups * keys);
+    std::vector<float> qf(groups * d), acc(groups * d), scores(std::min<int64_t>(groups, 4) * keys);
+    std::vector<int32_t> live(keys);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / (kv_heads * seq), hk = (r / seq) % kv_heads, s = r % seq;
       for (int64_t g = 0; g < groups; ++g) {
@@ -65,10 +66,10 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       if constexpr (std::is_same_v<T, at::BFloat16>)
         decode::attend_bf16(qf.data(), d, groups, reinterpret_cast<const uint16_t*>(kbase), ks.s,
                             reinterpret_cast<const uint16_t*>(vbase), vs.s, allowed, mt, keys,
-                            d, scale, scores.data(), acc.data());
+                            d, scale, scores.data(), acc.data(), live.data());
       else
         decode::attend_f32(qf.data(), d, groups, kbase, ks.s, vbase, vs.s, allowed, mt, keys, d,
-                           scale, scores.data(), acc.data());
+                           scale, scores.data(), acc.data(), live.data());
       for (int64_t g = 0; g < groups; ++g) {
         T* orow = op + b * os.b + (hk * groups + g) * os.h + s * os.s;
         for (int64_t i = 0; i < d; ++i) orow[i] = static_cast<T>(acc[g * d + i]);

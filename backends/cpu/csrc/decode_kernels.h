@@ -40,17 +40,17 @@ void silu_mul_f32(const float* gate, const float* up, float* out, int64_t n);
 // Attention of `groups` query rows (float32, each `d` long, `q_stride` apart) sharing one key
 // and value head: keys `k + t * k_stride`, values `v + t * v_stride`, t < keys, skipped where
 // allowed[t * mask_stride] is 0. Scores in float32 times `scale`, a float32 softmax, the
-// weighted sum accumulated in float32; `scores` has room for groups * keys floats, `acc` for
-// groups * d. Writes acc[g * d + i] already divided by the softmax total (zeros for a row that
-// may see no key).
+// weighted sum accumulated in float32. Scratch: `scores` holds min(groups, 4) * keys floats,
+// `live` keys ints. Writes acc[g * d + i] already divided by the softmax total (zeros for a
+// row that may see no key).
 void attend_bf16(const float* q, int64_t q_stride, int64_t groups, const uint16_t* k,
                  int64_t k_stride, const uint16_t* v, int64_t v_stride, const uint8_t* allowed,
                  int64_t mask_stride, int64_t keys, int64_t d, float scale, float* scores,
-                 float* acc);
+                 float* acc, int32_t* live);
 void attend_f32(const float* q, int64_t q_stride, int64_t groups, const float* k,
                 int64_t k_stride, const float* v, int64_t v_stride, const uint8_t* allowed,
                 int64_t mask_stride, int64_t keys, int64_t d, float scale, float* scores,
-                float* acc);
+                float* acc, int32_t* live);
 
 // float32 -> bfloat16 bits, round to nearest even (NaN -> quiet NaN), as c10::BFloat16 rounds.
 void narrow_bf16(const float* x, uint16_t* y, int64_t n);
