@@ -87,9 +87,18 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = ctx.mlp(spec.hidden_size, spec.intermediate_size)
 
-    def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), batch, storage)
-        return x + self.reduce(self.mlp(self.post_attention_layernorm(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
+                storage: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, S, E]: the previous layer's MLP output, still to be added to ``residual`` (the
+        stream before it), or the embeddings when ``residual`` is None (the first layer).
+        Returns this layer's (MLP output, residual) in the same sense: each residual add is
+        left to the norm that follows it, which does both in one call."""
+        if residual is None:
+            h, residual = self.input_layernorm(x), x
+        else:
+            h, residual = self.input_layernorm(x, residual)
+        h, residual = self.post_attention_layernorm(self.self_attn(h, batch, storage), residual)
+        return self.reduce(self.mlp(h)), residual
 
 
 class Decoder(nn.Module):
@@ -155,11 +164,14 @@ class Qwen3Model(nn.Module):
             cache = Cache(PassThroughStorage(), b, None, input_ids.device)
         batch = cache.begin(attention_mask, s)
         x = self.model.embed_tokens(input_ids)  # [B, S, E]
+        residual = None  # the stream x is still to be added to (see DecoderLayer.forward)
         for layer in self.model.layers:
-            x = layer(x, batch, cache.storage)
+            x, residual = layer(x, residual, batch, cache.storage)
         if last_only:
             x = x[:, -1:]
-        return self.parallel.gather_vocab(self.lm_head(self.model.norm(x)), self.spec)
+            residual = None if residual is None else residual[:, -1:]
+        x = self.model.norm(x) if residual is None else self.model.norm(x, residual)[0]
+        return self.parallel.gather_vocab(self.lm_head(x), self.spec)
 
     def prepare_weights(self) -> None:
         """Let each module convert freshly loaded weights into its own layout (once)."""

@@ -171,6 +171,11 @@ def _register_fake() -> None:
     def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return x.new_empty(x.shape)
 
+    @torch.library.register_fake("qwen3core_cpu::add_rms_norm")
+    def _(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.new_empty(x.shape), x.new_empty(x.shape)
+
     @torch.library.register_fake("qwen3core_cpu::rotary")
     def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
           scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

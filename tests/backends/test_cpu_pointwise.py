@@ -246,3 +246,27 @@ def test_silu_mul_at_the_ends_of_the_float_range(dtype, ops):
     assert torch.equal(got.isnan(), want.isnan())
     finite = ~want.isnan()
     torch.testing.assert_close(got[finite], want[finite], rtol=2 ** -7, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1024), (3, 5, 128), (2, 7)])
+def test_add_rms_norm_is_the_residual_add_then_the_norm(dtype, shape, ops):
+    dim = shape[-1]
+    norm = CpuRMSNorm(dim, 1e-6, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(dim, generator=gen(21)))
+    x = (torch.randn(shape, generator=gen(22)) * 3).to(dtype)
+    residual = (torch.randn(shape, generator=gen(23)) * 5).to(dtype)
+    normed, total = norm(x, residual)
+    assert torch.equal(total, x + residual)  # the add rounds as torch's does
+    assert torch.equal(normed, ops.rms_norm(x + residual, norm.weight, 1e-6))
+    eager = RMSNorm(dim, 1e-6, dtype=dtype, device=CPU)
+    eager.load_state_dict(norm.state_dict())
+    want_normed, want_total = eager(x, residual)
+    assert torch.equal(total, want_total)
+    assert_matches_eager(normed, want_normed)
+
+
+def test_add_rms_norm_rejects_a_mismatched_residual(ops):
+    with pytest.raises(RuntimeError, match="residual must be a CPU tensor of x's dtype and shape"):
+        ops.add_rms_norm(torch.randn(2, 8), torch.randn(2, 4), torch.ones(8), 1e-6)

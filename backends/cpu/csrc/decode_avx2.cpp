@@ -144,6 +144,25 @@ float inverse_rms(const T* x, int64_t dim, float eps) {
   return rsqrt_of_mean(sum, dim, eps);
 }
 
+// sum[i] = dtype(x[i] + r[i]) (stored); returns the inverse RMS of sum.
+template <bool Bf16, typename T, typename Store>
+float add_inverse_rms(const T* x, const T* r, int64_t dim, float eps, Store sum_out) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= dim; i += 8) {
+    const __m256 v = round_v<Bf16>(_mm256_add_ps(load<Bf16>(x + i), load<Bf16>(r + i)));
+    sum_out.vec(i, v);
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
+  }
+  float sum = hsum(acc);
+  for (; i < dim; ++i) {
+    const float v = round_s<Bf16>(scalar<Bf16>(x[i]) + scalar<Bf16>(r[i]));
+    sum_out.one(i, v);
+    sum += v * v;
+  }
+  return rsqrt_of_mean(sum, dim, eps);
+}
+
 // y[i] = dtype(w[i] * dtype(x[i] * inv)) as float32.
 template <bool Bf16, typename T, typename Store>
 void normalise(const T* x, const T* w, int64_t dim, float inv, Store store) {
@@ -363,6 +382,16 @@ void rms_norm_bf16(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t di
 }
 void rms_norm_f32(const float* x, const float* w, float* y, int64_t dim, float eps) {
   normalise<false>(x, w, dim, inverse_rms<false>(x, dim, eps), StoreF32{y});
+}
+void add_rms_norm_bf16(const uint16_t* x, const uint16_t* residual, const uint16_t* w,
+                       uint16_t* y, uint16_t* sum, int64_t dim, float eps) {
+  const float inv = add_inverse_rms<true>(x, residual, dim, eps, StoreBf16{sum});
+  normalise<true>(sum, w, dim, inv, StoreBf16{y});
+}
+void add_rms_norm_f32(const float* x, const float* residual, const float* w, float* y,
+                      float* sum, int64_t dim, float eps) {
+  const float inv = add_inverse_rms<false>(x, residual, dim, eps, StoreF32{sum});
+  normalise<false>(sum, w, dim, inv, StoreF32{y});
 }
 void rms_norm_head_bf16(const uint16_t* x, const uint16_t* w, float* y, int64_t dim,
                         float eps) {

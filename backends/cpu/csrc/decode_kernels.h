@@ -20,6 +20,12 @@ namespace decode {
 void rms_norm_bf16(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t dim, float eps);
 void rms_norm_f32(const float* x, const float* w, float* y, int64_t dim, float eps);
 
+// The residual add and RMSNorm of one row: sum = dtype(x + residual), y = rms_norm(sum).
+void add_rms_norm_bf16(const uint16_t* x, const uint16_t* residual, const uint16_t* w,
+                       uint16_t* y, uint16_t* sum, int64_t dim, float eps);
+void add_rms_norm_f32(const float* x, const float* residual, const float* w, float* y,
+                      float* sum, int64_t dim, float eps);
+
 // One head of "rotate half" rotary embedding with float32 cos/sin already rounded to the
 // dtype: out[i] = dtype(dtype(x1 cos) + dtype(-x2 sin)), out[i + half] = dtype(dtype(x2 cos) +
 // dtype(x1 sin)). `x` is float32 holding dtype values (a bfloat16 head widened, or a norm's

@@ -71,6 +71,41 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return y;
 }
 
+// ---- add_rms_norm(x, residual): (rms_norm(s), s) with s = dtype(x + residual), one pass. ----
+
+std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                const at::Tensor& weight, double eps) {
+  check_cpu_float(x, "x");
+  TORCH_CHECK(residual.scalar_type() == x.scalar_type() && residual.device().is_cpu() &&
+                  residual.sizes() == x.sizes(),
+              "add_rms_norm: residual must be a CPU tensor of x's dtype and shape ", x.sizes(),
+              ", got ", residual.sizes(), " of ", residual.scalar_type());
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() && weight.dim() == 1 &&
+                  x.dim() >= 1 && weight.size(0) == x.size(-1),
+              "add_rms_norm: weight must be a [", x.dim() ? x.size(-1) : 0, "] tensor of ",
+              x.scalar_type(), ", got ", weight.sizes(), " of ", weight.scalar_type());
+  const at::Tensor xc = x.contiguous(), rc = residual.contiguous(), wc = weight.contiguous();
+  at::Tensor y = at::empty_like(xc), sum = at::empty_like(xc);
+  const int64_t dim = x.size(-1), rows = dim ? xc.numel() / dim : 0;
+  if (rows == 0) return {y, sum};
+  const float e = static_cast<float>(eps);
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / dim), [&](int64_t r0,
+                                                                           int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r * dim;
+      if (bf16)
+        decode::add_rms_norm_bf16(bits(xc) + o, bits(rc) + o, bits(wc), bits(y) + o,
+                                  bits(sum) + o, dim, e);
+      else
+        decode::add_rms_norm_f32(xc.data_ptr<float>() + o, rc.data_ptr<float>() + o,
+                                 wc.data_ptr<float>(), y.data_ptr<float>() + o,
+                                 sum.data_ptr<float>() + o, dim, e);
+    }
+  });
+  return {y, sum};
+}
+
 // ---- Rotary embedding ("rotate half") of q and k [B, H, S, D] at positions [B, S]. ----
 //   out[i]       = x[i] * cos[i] - x[i + D/2] * sin[i]
 //   out[i + D/2] = x[i + D/2] * cos[i] + x[i] * sin[i]
@@ -235,6 +270,7 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  m.def("add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("rotary(Tensor q, Tensor k, Tensor positions, Tensor inv_freq, float scale=1.0) -> "
         "(Tensor, Tensor)");
   m.def("qk_norm_rotary(Tensor q, Tensor k, Tensor q_weight, Tensor k_weight, float eps, "
@@ -244,6 +280,7 @@ TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
 
 TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
   m.impl("rms_norm", &qwen3core_cpu::rms_norm);
+  m.impl("add_rms_norm", &qwen3core_cpu::add_rms_norm);
   m.impl("rotary", &qwen3core_cpu::rotary);
   m.impl("qk_norm_rotary", &qwen3core_cpu::qk_norm_rotary);
   m.impl("silu_mul", &qwen3core_cpu::silu_mul);
