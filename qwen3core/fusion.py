@@ -38,8 +38,8 @@ def _in_features(layer: nn.Module) -> int:
     return found if isinstance(found, int) else layer.weight.shape[1]
 
 
-#: ``(q, k, positions) -> (q, k)``: q [B, H_q, S, D] and k [B, H_kv, S, D] *before* their
-#: per-head norms, rotated after them.
+#: ``(q, k, positions) -> (q, k)``: the q and k projections as they come, [B, S, H_q * D] and
+#: [B, S, H_kv * D], in; normed per head and rotated, [B, H_q, S, D] and [B, H_kv, S, D], out.
 NormRotary = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
                       tuple[torch.Tensor, torch.Tensor]]
 

@@ -58,14 +58,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
         b, s, _ = x.shape
         q, k, v = self.project(x)
-        q = q.view(b, s, -1, self.head_dim)  # [B, S, H_q, D]
-        k = k.view(b, s, -1, self.head_dim)
         v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
-        if self.norm_rotary is not None:
-            q, k = self.norm_rotary(q.transpose(1, 2), k.transpose(1, 2), batch.positions)
+        if self.norm_rotary is not None:  # takes the projections as they are: [B, S, H * D]
+            q, k = self.norm_rotary(q, k, batch.positions)
         else:
-            q, k = self.rotary(self.q_norm(q).transpose(1, 2), self.k_norm(k).transpose(1, 2),
-                               batch.positions)
+            q = self.q_norm(q.view(b, s, -1, self.head_dim)).transpose(1, 2)  # [B, H_q, S, D]
+            k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
+            q, k = self.rotary(q, k, batch.positions)
         k, v = storage.update(self.layer_idx, batch.start, k, v, batch.length)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]
         return self.reduce(self.o_proj(out.transpose(1, 2).reshape(b, s, -1)))

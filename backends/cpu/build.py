@@ -191,6 +191,10 @@ def _register_fake() -> None:
     def _(q: torch.Tensor, k: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
           eps: float, positions: torch.Tensor, inv_freq: torch.Tensor, scale: float = 1.0
           ) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.dim() == 3:  # projections [B, S, H * D] -> [B, H, S, D] views
+            d = q_weight.shape[0]
+            q = q.new_empty((q.shape[0], q.shape[1], q.shape[2] // d, d)).transpose(1, 2)
+            k = k.new_empty((k.shape[0], k.shape[1], k.shape[2] // d, d)).transpose(1, 2)
         return torch.empty_like(q), torch.empty_like(k)
 
     @torch.library.register_fake("qwen3core_cpu::silu_mul")

@@ -210,19 +210,29 @@ def test_qk_norm_rotary_is_the_norms_then_the_rotation(dtype, dim, ops):
 
 
 def test_rotary_fuses_only_this_backends_norms(ops):
+    """The fused callable takes the projections [B, S, H * D] as the model has them and
+    returns what the three modules return on the [B, H, S, D] head views."""
     rotary = CpuRotary(16, 1e6, device=CPU)
     q_norm, k_norm = _norms(torch.float32, 16)
     fused = rotary.fuse_norms(q_norm, k_norm)
     assert fused is not None
     eager_norm = RMSNorm(16, 1e-6, dtype=torch.float32, device=CPU)
     assert rotary.fuse_norms(eager_norm, k_norm) is None  # a selected eager norm stays eager
-    q, k = _q_and_k(torch.float32, seed=17)
+    qkv = torch.randn(2, 5, (4 + 2 + 2) * 16, generator=gen(17))
+    q, k, _ = qkv.split([4 * 16, 2 * 16, 2 * 16], dim=-1)  # strided, as the fused qkv gives
     positions = torch.tensor([[0, 1, 2, 3, 4], [9, 8, 7, 6, 5]])
-    want = rotary(q_norm(q), k_norm(k), positions)
-    for g, w in zip(fused(q, k, positions), want):
+
+    def separately(q, k):
+        heads_q = q_norm(q.unflatten(-1, (-1, 16))).transpose(1, 2)
+        heads_k = k_norm(k.unflatten(-1, (-1, 16))).transpose(1, 2)
+        return rotary(heads_q, heads_k, positions)
+
+    got = fused(q, k, positions)
+    for g, w in zip(got, separately(q, k)):
         assert torch.equal(g, w)
+    assert got[0].shape == (2, 4, 5, 16) and got[1].shape == (2, 2, 5, 16)
     q64, k64 = q.double(), k.double()  # no kernel for float64: the three modules, unfused
-    for g, w in zip(fused(q64, k64, positions), rotary(q_norm(q64), k_norm(k64), positions)):
+    for g, w in zip(fused(q64, k64, positions), separately(q64, k64)):
         assert torch.equal(g, w)
 
 

@@ -218,11 +218,24 @@ std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor&
 
 // rotary(rms_norm(q, q_weight, eps), rms_norm(k, k_weight, eps), ...) in one pass per head:
 // the q_norm/k_norm modules and the rotation of a layer as one operator call.
-std::tuple<at::Tensor, at::Tensor> qk_norm_rotary(const at::Tensor& q, const at::Tensor& k,
+// q and k may also come as the projections make them, [B, S, H * D] (D = the weights' size):
+// they are then viewed as [B, H, S, D] here, which saves the caller four view operators.
+std::tuple<at::Tensor, at::Tensor> qk_norm_rotary(const at::Tensor& q_in, const at::Tensor& k_in,
                                                   const at::Tensor& q_weight,
                                                   const at::Tensor& k_weight, double eps,
                                                   const at::Tensor& positions,
                                                   const at::Tensor& inv_freq, double scale) {
+  TORCH_CHECK(q_in.dim() == k_in.dim() && (q_in.dim() == 3 || q_in.dim() == 4),
+              "qk_norm_rotary: q and k must both be [B, H, S, D] or both [B, S, H * D], got ",
+              q_in.sizes(), " and ", k_in.sizes());
+  const int64_t d = q_weight.dim() == 1 ? q_weight.size(0) : 0;
+  auto heads = [d](const at::Tensor& t) {
+    if (t.dim() == 4) return t;
+    TORCH_CHECK(d > 0 && t.size(-1) % d == 0, "qk_norm_rotary: the last dimension ",
+                t.size(-1), " is not a whole number of heads of the norm weight's size ", d);
+    return t.view({t.size(0), t.size(1), t.size(2) / d, d}).transpose(1, 2);
+  };
+  const at::Tensor q = heads(q_in), k = heads(k_in);
   check_rotary_inputs(q, k, positions, inv_freq);
   for (const at::Tensor* w : {&q_weight, &k_weight})
     TORCH_CHECK(w->scalar_type() == q.scalar_type() && w->dim() == 1 && w->is_contiguous() &&
