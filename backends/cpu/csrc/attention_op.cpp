@@ -12,11 +12,13 @@
 // call on a single query row; this loop spends microseconds.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -29,6 +31,18 @@ namespace {
 // short decode attention runs on the calling thread: a second thread's wakeup costs more than
 // the whole of it, while a long context still spreads over the threads.
 constexpr int64_t kGrainWork = int64_t{1} << 20;
+
+// Whether to run the AVX-512 loops: where the linear kernels chose AVX-512 (their choice honours
+// QWEN3CORE_CPU_ISA, so forcing "avx2" tests the AVX2 loops here too). Asked once.
+bool wide_vectors() {
+  static const bool wide = [] {
+    const auto isa = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("qwen3core_cpu::isa", "")
+                         .typed<std::string()>();
+    return isa.call().rfind("avx512", 0) == 0;
+  }();
+  return wide;
+}
 
 struct View4 {  // strides of a [B, H, S or T, D] tensor (D has unit stride)
   int64_t b, h, s;
@@ -50,6 +64,7 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   const int64_t tasks = batch * kv_heads * seq;
   const int64_t grain = std::max<int64_t>(
       1, kGrainWork / std::max<int64_t>(1, 2 * keys * d * groups));
+  const bool wide = wide_vectors();
   at::parallel_for(0, tasks, grain, [&](int64_t r0, int64_t r1) {
     std::vector<float> qf(groups * d), acc(groups * d), scores(std::min<int64_t>(groups, 4) * keys);
     std::vector<int32_t> live(keys);
@@ -64,12 +79,14 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       const uint8_t* allowed = maskp + b * mb + s * ms;
       // The mask gives every row at least one key (AttentionBatch); a row with none gets zeros.
       if constexpr (std::is_same_v<T, at::BFloat16>)
-        decode::attend_bf16(qf.data(), d, groups, reinterpret_cast<const uint16_t*>(kbase), ks.s,
-                            reinterpret_cast<const uint16_t*>(vbase), vs.s, allowed, mt, keys,
-                            d, scale, scores.data(), acc.data(), live.data());
+        (wide ? decode::attend_bf16_avx512 : decode::attend_bf16)(
+            qf.data(), d, groups, reinterpret_cast<const uint16_t*>(kbase), ks.s,
+            reinterpret_cast<const uint16_t*>(vbase), vs.s, allowed, mt, keys, d, scale,
+            scores.data(), acc.data(), live.data());
       else
-        decode::attend_f32(qf.data(), d, groups, kbase, ks.s, vbase, vs.s, allowed, mt, keys, d,
-                           scale, scores.data(), acc.data(), live.data());
+        (wide ? decode::attend_f32_avx512 : decode::attend_f32)(
+            qf.data(), d, groups, kbase, ks.s, vbase, vs.s, allowed, mt, keys, d, scale,
+            scores.data(), acc.data(), live.data());
       for (int64_t g = 0; g < groups; ++g) {
         T* orow = op + b * os.b + (hk * groups + g) * os.h + s * os.s;
         for (int64_t i = 0; i < d; ++i) orow[i] = static_cast<T>(acc[g * d + i]);

@@ -58,6 +58,16 @@ void attend_f32(const float* q, int64_t q_stride, int64_t groups, const float* k
                 int64_t mask_stride, int64_t keys, int64_t d, float scale, float* scores,
                 float* acc, int32_t* live);
 
+// The same on AVX-512 (16 lanes); only where the CPU has it (see attention_op.cpp).
+void attend_bf16_avx512(const float* q, int64_t q_stride, int64_t groups, const uint16_t* k,
+                        int64_t k_stride, const uint16_t* v, int64_t v_stride,
+                        const uint8_t* allowed, int64_t mask_stride, int64_t keys, int64_t d,
+                        float scale, float* scores, float* acc, int32_t* live);
+void attend_f32_avx512(const float* q, int64_t q_stride, int64_t groups, const float* k,
+                       int64_t k_stride, const float* v, int64_t v_stride,
+                       const uint8_t* allowed, int64_t mask_stride, int64_t keys, int64_t d,
+                       float scale, float* scores, float* acc, int32_t* live);
+
 // float32 -> bfloat16 bits, round to nearest even (NaN -> quiet NaN), as c10::BFloat16 rounds.
 void narrow_bf16(const float* x, uint16_t* y, int64_t n);
 
