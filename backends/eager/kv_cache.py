@@ -87,7 +87,7 @@ class DynamicKVCache:
             self.keys[layer_idx], self.values[layer_idx] = keys, values
         write_rows(keys, start, k, self.slots)
         write_rows(values, start, v, self.slots)
-        return keys[:, :, :length], values[:, :, :length]  # [B, H_kv, T, D] views
+        return keys.narrow(2, 0, length), values.narrow(2, 0, length)  # [B, H_kv, T, D] views
 
     def _regrow(self, old: torch.Tensor | None, needed: int, new: torch.Tensor) -> torch.Tensor:
         stored = 0 if old is None else old.shape[2]

@@ -70,15 +70,19 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     std::vector<int32_t> live(keys);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / (kv_heads * seq), hk = (r / seq) % kv_heads, s = r % seq;
+      constexpr bool bf16 = std::is_same_v<T, at::BFloat16>;
       for (int64_t g = 0; g < groups; ++g) {
         const T* qrow = qp + b * qs.b + (hk * groups + g) * qs.h + s * qs.s;
-        for (int64_t i = 0; i < d; ++i) qf[g * d + i] = static_cast<float>(qrow[i]);
+        if constexpr (bf16)
+          decode::widen_bf16(reinterpret_cast<const uint16_t*>(qrow), qf.data() + g * d, d);
+        else
+          std::copy(qrow, qrow + d, qf.data() + g * d);
       }
       const T* kbase = kp + b * ks.b + hk * ks.h;
       const T* vbase = vp + b * vs.b + hk * vs.h;
       const uint8_t* allowed = maskp + b * mb + s * ms;
       // The mask gives every row at least one key (AttentionBatch); a row with none gets zeros.
-      if constexpr (std::is_same_v<T, at::BFloat16>)
+      if constexpr (bf16)
         (wide ? decode::attend_bf16_avx512 : decode::attend_bf16)(
             qf.data(), d, groups, reinterpret_cast<const uint16_t*>(kbase), ks.s,
             reinterpret_cast<const uint16_t*>(vbase), vs.s, allowed, mt, keys, d, scale,
@@ -87,9 +91,12 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
         (wide ? decode::attend_f32_avx512 : decode::attend_f32)(
             qf.data(), d, groups, kbase, ks.s, vbase, vs.s, allowed, mt, keys, d, scale,
             scores.data(), acc.data(), live.data());
-      for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t g = 0; g < groups; ++g) {  // rounded once, as c10::BFloat16 rounds
         T* orow = op + b * os.b + (hk * groups + g) * os.h + s * os.s;
-        for (int64_t i = 0; i < d; ++i) orow[i] = static_cast<T>(acc[g * d + i]);
+        if constexpr (bf16)
+          decode::narrow_bf16(acc.data() + g * d, reinterpret_cast<uint16_t*>(orow), d);
+        else
+          std::copy(acc.data() + g * d, acc.data() + (g + 1) * d, orow);
       }
     }
   });
