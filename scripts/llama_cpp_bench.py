@@ -1,6 +1,8 @@
 """The C++ engine (llama.cpp) on the same shapes, as a share of this machine's read bandwidth.
 
-    python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2] [--types f32,bf16,q8_0,q4_0]
+    python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2]
+                                      [--types f32,bf16,q8_0,q4_0,q4_0-pure]
+                                      [--qwen3core bfloat16,float32,int8,int4,w8a8,w4a8-sym]
                                       [--write docs/benchmarks-llama-cpp.md]
 
 1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``) from the sources
@@ -13,7 +15,8 @@
    ``--tokenizer`` (default /work/shared/qwen3-tokenizer; the converter needs one).
 3. Converts it with llama.cpp's own ``convert_hf_to_gguf.py`` (and its vendored ``gguf``
    package) to f32 and bf16, and quantizes the f32 file to q8_0 and q4_0 with ``llama-quantize``
-   (its default mix: some tensors stay at higher precision, counted in the bytes below).
+   (its default mix: some tensors stay at higher precision, counted in the bytes below; the
+   tied head of a q4_0 file is Q6_K) and, as ``q4_0-pure``, with ``--pure`` (every tensor q4_0).
 4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
    16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
    on the same checkpoint in bfloat16 and float32 (``--qwen3core``), side by side.
@@ -42,7 +45,11 @@ from pathlib import Path
 CACHE = Path.home() / ".cache" / "qwen3core" / "llama.cpp"
 TOKENIZER = Path("/work/shared/qwen3-tokenizer")
 TOOLS = ("llama-bench", "llama-quantize")
-QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0"}
+QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_0-pure": "Q4_0"}
+#: llama-quantize options per --types name. Its default mix keeps the (tied) output matrix of
+#: a q4_0 file at Q6_K; --pure makes every tensor q4_0, the same format as qwen3core's
+#: int4:sym / w4a8:sym with the head quantized. q8_0 quantizes the tied head to q8_0 already.
+QUANTIZE_OPTIONS = {"q4_0-pure": ["--pure"]}
 # a dense config.json has no MoE fields (qwen3core's config checks refuse their zeros)
 MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob",
               "decoder_sparse_step", "mlp_only_layers")  # --types name -> llama-quantize type
@@ -162,7 +169,8 @@ def convert(sources: Path, tools: Path, checkpoint: Path, out: Path, types: list
     for name, qtype in QUANTIZED.items():
         if name in types:
             files[name] = out / f"model-{name}.gguf"
-            quiet([str(tools / "llama-quantize"), str(files["f32"]), str(files[name]), qtype])
+            quiet([str(tools / "llama-quantize"), *QUANTIZE_OPTIONS.get(name, []),
+                   str(files["f32"]), str(files[name]), qtype])
     return files
 
 
@@ -192,27 +200,68 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
     return out
 
 
+def bench_cpu_time(tools: Path, model: Path, reps: int) -> dict[str, float]:
+    """Decode tokens per second of CPU time on one thread: ``llama-bench -t 1 -p 0`` for 32
+    and for 96 new tokens, the difference of the child processes' CPU times (so loading and
+    warm-up cancel), best of ``reps``. What one core achieves while others load the machine."""
+    import resource
+
+    def cpu_seconds(tokens: int) -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run([str(tools / "llama-bench"), "-m", str(model), "-p", "0", "-n", str(tokens),
+             "-t", "1", "-r", "1", "-o", "json"], capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    short = min(cpu_seconds(32) for _ in range(reps))
+    long = min(cpu_seconds(96) for _ in range(reps))
+    return {"decode": 64 / (long - short), "decode_sd": 0.0, "prompt": float("nan")}
+
+
 # ---- 4b. qwen3core on the same checkpoint -----------------------------------------------------
 
-#: qwen3core variants: name -> (dtype, quantization scheme or None)
-QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None), "float32": ("float32", None),
-                      "int8": ("bfloat16", "int8"), "int4": ("bfloat16", "int4")}
+#: qwen3core variants: name -> (dtype, quantization scheme or None, head quantized too).
+#: llama.cpp's q8_0 / q4_0 files quantize the tied head (q8_0 / Q6_K, or q4_0 with --pure):
+#: the "+head" and w*a8 variants compare like with like (w8a8 ~ q8_0, w4a8:sym ~ q4_0-pure:
+#: the same weight formats, activations quantized to int8 per 32 as llama.cpp does).
+QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None, False), "float32": ("float32", None, False),
+                      "int8": ("bfloat16", "int8", False), "int4": ("bfloat16", "int4", False),
+                      "int8+head": ("bfloat16", "int8", True),
+                      "int4+head": ("bfloat16", "int4", True),
+                      "w8a8": ("bfloat16", "w8a8", True), "w4a8": ("bfloat16", "w4a8", True),
+                      "w4a8-sym": ("bfloat16", "w4a8:sym", True)}
 
 
 def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
                     ) -> dict[str, float]:
     """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens;
-    int8/int4 quantize the bf16 checkpoint's projections on load (``--quantize``)."""
-    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    quantized variants quantize the bf16 checkpoint's projections on load (``--quantize``,
+    ``--quantize-head``)."""
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
                "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
                "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
-               "--json", out.name, *(["--quantize", scheme] if scheme else [])])
+               "--json", out.name, *(["--quantize", scheme] if scheme else []),
+               *(["--quantize-head"] if head else [])])
         row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
     decode = row["decode_tokens_per_s"]
     return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
             "prompt": row["prefill_tokens_per_s"]["median"]}
+
+
+def bench_qwen3core_cpu_time(checkpoint: Path, variant: str, reps: int) -> dict[str, float]:
+    """``scripts/quant_bench.py --threads 1 --cpu-time``: batch-1 and batch-8 decode per
+    second of one thread's CPU time, and the read rate of one core over the same bytes."""
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        quiet([sys.executable, str(Path(__file__).with_name("quant_bench.py")), "--model",
+               str(checkpoint), "--dtype", dtype, "--schemes", scheme or "none", "--threads",
+               "1", "--cpu-time", "--rounds", str(reps), "--json", out.name,
+               *(["--head"] if head else [])])
+        row = next(iter(json.loads(Path(out.name).read_text()).values()))
+    return {"decode": row["batch1_tokens_per_s"], "decode_sd": 0.0, "prompt": float("nan"),
+            "batch8": row["batch8_tokens_per_s"], "core_read": row["read_bytes_per_s"]}
 
 
 def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
@@ -220,15 +269,14 @@ def qwen3core_bytes_per_token(checkpoint: Path, variant: str) -> int:
     import torch
 
     from qwen3core.checkpoint.config import read_config, spec_from_config
-    from qwen3core.quant import scheme_families
+    from qwen3core.quant import resolve_scheme
     from qwen3core.quant.sizes import weight_bytes
 
-    dtype, scheme = QWEN3CORE_VARIANTS[variant]
+    dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
     if scheme is None:
         return checkpoint_bytes_per_token(checkpoint, 2 if dtype == "bfloat16" else 4)
     spec = spec_from_config(read_config(checkpoint), str(checkpoint))
-    family = scheme_families()[scheme]
-    return weight_bytes(spec, getattr(torch, dtype), family.make(), False).per_token
+    return weight_bytes(spec, getattr(torch, dtype), resolve_scheme(scheme), head).per_token
 
 
 def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
@@ -251,9 +299,10 @@ def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
 
 # ---- 5. bandwidth ------------------------------------------------------------------------------
 
-def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
+def read_bandwidth(threads: int, rounds: int, cpu_time: bool = False) -> tuple[float, float]:
     """(best, median) GB/s of the cpu backend's ``stream_read`` over 0.6B-shaped bf16 weights
-    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it."""
+    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it; with
+    ``cpu_time``, per second of the process's CPU time (one thread: one core's rate)."""
     import torch
     from qwen3core_backends.cpu.build import load_kernels
 
@@ -263,12 +312,13 @@ def read_bandwidth(threads: int, rounds: int) -> tuple[float, float]:
     weights = [torch.randn(n, k).to(torch.bfloat16) for n, k in layer * 28 + [(151936, 1024)]]
     total = sum(w.nbytes for w in weights)
     ops = torch.ops.qwen3core_cpu
+    clock = time.process_time if cpu_time else time.perf_counter
     times = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = clock()
         for w in weights:
             ops.stream_read(w)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return total / min(times) / 1e9, total / statistics.median(times) / 1e9
 
 
@@ -279,9 +329,13 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
     best, median = bandwidth
     machine = platform.processor() or platform.machine()
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    how = (f"1 thread each, CPU time (llama-bench -t 1 -p 0, 96 minus 32 new tokens; "
+           f"qwen3core scripts/quant_bench.py --threads 1 --cpu-time), best of {args.reps}"
+           if args.cpu_time else
+           f"{args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}")
     lines = [
         (f"llama.cpp ({sources.parents[1].name}, native CPU build), random {args.preset} "
-         f"weights, {args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}; "
+         f"weights, {how}; "
          f"{machine}, {os.cpu_count()} CPUs; load average at the end {load} (other work "
          "on the machine slows both engines and the bandwidth alike, not equally)."),
         (f"Read bandwidth (stream_read, measured before and after the engines): best "
@@ -295,8 +349,9 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
     for name, r in results.items():
         name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
         floor = best * 1e9 / r["bytes"]
+        extra = f" (batch 8: {r['batch8']:.1f})" if "batch8" in r else ""
         lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
-                     f"{r['decode_sd']:.1f} | {floor:.1f} | {r['decode'] / floor:.0%} | "
+                     f"{r['decode_sd']:.1f}{extra} | {floor:.1f} | {r['decode'] / floor:.0%} | "
                      f"{r['prompt']:.1f} |")
     return "\n".join(lines)
 
@@ -305,13 +360,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="0.6B")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--types", default="f32,bf16,q8_0,q4_0")
+    parser.add_argument("--types", default="f32,bf16,q8_0,q4_0,q4_0-pure")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4",
+    parser.add_argument("--qwen3core", default="bfloat16,float32,int8,int4,w8a8,w4a8-sym",
                         help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
-                             "these variants: bfloat16, float32, int8, int4 (bf16 quantized on "
-                             "load); '' to skip")
+                             f"these variants: {', '.join(QWEN3CORE_VARIANTS)} (bf16 quantized "
+                             "on load; +head and w*a8: the LM head too); '' to skip")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread each, timed by CPU time (a shared machine): llama-bench "
+                             "-t 1 by the difference of two lengths, qwen3core by "
+                             "scripts/quant_bench.py --cpu-time; the floor is one core's read "
+                             "rate")
     parser.add_argument("--jobs", type=int, default=2, help="compile jobs for the build")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
@@ -322,7 +382,8 @@ def main() -> None:
     types = args.types.split(",")
     unknown = set(types) - {"f32", "bf16", *QUANTIZED}
     if unknown:
-        sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, q8_0, q4_0")
+        sys.exit(f"unknown --types {sorted(unknown)}; choose from f32, bf16, "
+                 f"{', '.join(QUANTIZED)}")
     if set(filter(None, args.qwen3core.split(","))) - set(QWEN3CORE_VARIANTS):
         sys.exit(f"--qwen3core takes some of {', '.join(QWEN3CORE_VARIANTS)}")
     sources, tools = llama_cpp(args.cache, args.jobs)
@@ -336,19 +397,22 @@ def main() -> None:
         write_checkpoint(args.preset, checkpoint, args.tokenizer, args.seed)
         files = convert(sources, tools, checkpoint, Path(tmp), types)
         log("measuring read bandwidth")  # before and after the engines: the load may change
-        before = read_bandwidth(args.threads, args.bandwidth_rounds)
+        threads = 1 if args.cpu_time else args.threads
+        before = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
         for variant in filter(None, args.qwen3core.split(",")):
             name = f"qwen3core {variant}"
-            results[name] = {**bench_qwen3core(checkpoint, variant, args.threads, args.reps),
-                             "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
+            measured = (bench_qwen3core_cpu_time(checkpoint, variant, args.reps) if args.cpu_time
+                        else bench_qwen3core(checkpoint, variant, args.threads, args.reps))
+            results[name] = {**measured, "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
             log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         shutil.rmtree(checkpoint)
         for name in types:
-            results[name] = {**bench(tools, files[name], args.threads, args.reps),
-                             "bytes": bytes_per_token(sources, files[name])}
+            measured = (bench_cpu_time(tools, files[name], args.reps) if args.cpu_time
+                        else bench(tools, files[name], args.threads, args.reps))
+            results[name] = {**measured, "bytes": bytes_per_token(sources, files[name])}
             log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         log("measuring read bandwidth again")
-        after = read_bandwidth(args.threads, args.bandwidth_rounds)
+        after = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
         bandwidth = (max(before[0], after[0]), min(before[1], after[1]))
     text = report(args, results, bandwidth, sources)
     print(text)

@@ -2,6 +2,7 @@
 
     python scripts/quant_bench.py [--model random:0.6B] [--schemes none,int8,int4]
                                   [--new-tokens 32] [--rounds 3] [--threads 2] [--head]
+    python scripts/quant_bench.py --kernels --schemes int8,w8a8,int4,w4a8 --rounds 5
 
 For each scheme: load the model (default selection, quantized on load), then, alternating
 round by round, (1) time batch-1 and batch-8 greedy decode steps and (2) stream-read every
@@ -12,11 +13,17 @@ quantized schemes, the logit error against the unquantized model on the same wei
 
 ``--cpu-time`` (with ``--threads 1``) times by the process's CPU time: on a machine other jobs
 load, it measures what one core achieves, for the decode steps and the read rate alike.
+
+``--kernels`` instead measures each scheme's kernel alone on weights that stay in cache (one
+thread, CPU time): GB of weights and GMAC per second at 1, 4 and 8 rows, from the difference
+between 768 and 256 outputs x 1024 inputs, so the per-call overhead cancels. That is the
+compute rate a core has to spare beyond the bytes it must stream.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -68,6 +75,40 @@ def decode_seconds(model, steps: Steps, batch: int, new_tokens: int, vocab: int)
     return CLOCK() - start
 
 
+def kernel_rates(schemes: list[str], rounds: int) -> None:
+    from qwen3core_backends.cpu.quant_linear import pack_quantized
+
+    from qwen3core.quant import resolve_scheme
+
+    torch.set_num_threads(1)
+    inp, sizes = 1024, (256, 768)
+
+    def per_call(packed, x, out: int, calls: int = 300) -> float:
+        for _ in range(30):
+            packed(x, out)
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.process_time()
+            for _ in range(calls):
+                packed(x, out)
+            best = min(best, (time.process_time() - start) / calls)
+        return best
+
+    print(f"kernels alone, weights in cache, one thread, CPU time, best of {rounds}")
+    for scheme in schemes:
+        packs = {n: pack_quantized(resolve_scheme(scheme).quantize(torch.randn(n, inp)))
+                 for n in sizes}
+        for rows in (1, 4, 8):
+            x = torch.randn(rows, inp).to(torch.bfloat16)
+            took = {n: per_call(p, x, n) for n, p in packs.items()}
+            dt = took[sizes[1]] - took[sizes[0]]
+            nbytes = packs[sizes[1]].nbytes - packs[sizes[0]].nbytes
+            macs = rows * (sizes[1] - sizes[0]) * inp
+            print(f"{scheme:8s} rows {rows}: {nbytes / dt / 1e9:6.1f} GB/s of weights, "
+                  f"{macs / dt / 1e9:6.1f} GMAC/s (a call at {sizes[0]} outputs: "
+                  f"{took[sizes[0]] * 1e6:.1f} us)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="random:0.6B")
@@ -78,7 +119,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--head", action="store_true", help="quantize the LM head too")
     parser.add_argument("--cpu-time", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--kernels", action="store_true",
+                        help="measure the kernels alone, in cache (see the module docstring)")
     args = parser.parse_args()
+    if args.kernels:
+        kernel_rates(args.schemes.split(","), args.rounds)
+        return
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
@@ -86,6 +133,7 @@ def main() -> None:
     ops = None
     dense_logits = None
     ids = torch.randint(0, 1000, (1, 24), generator=torch.Generator().manual_seed(1))
+    results = {}
     print(f"{args.model} {args.dtype}, {args.threads} threads, {args.new_tokens} new tokens, "
           f"best of {args.rounds} rounds; head {'quantized' if args.head else 'as stored'}"
           f"{'; CPU time' if args.cpu_time else ''}")
@@ -131,7 +179,13 @@ def main() -> None:
                      f"{diff.mean():.4f} (logit std {dense_logits.std():.2f}), top-1 agree "
                      f"{100 * agree:.0f} %")
         print(line, flush=True)
+        results[scheme] = {"bytes_per_token": per_token, "read_bytes_per_s": max(read),
+                           "floor_tokens_per_s": floor, "batch1_tokens_per_s": max(b1),
+                           "batch8_tokens_per_s": max(b8)}
         del loaded, model, steps, tensors
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1)
 
 
 if __name__ == "__main__":

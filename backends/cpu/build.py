@@ -29,11 +29,11 @@ from qwen3core.errors import BackendSelectionError
 
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "stream_op.cpp", "pointwise_ops.cpp",
-           "attention_op.cpp", "decode_avx2.cpp", "decode_attention_avx2.cpp",
+SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "avx512_vnni.cpp", "stream_op.cpp",
+           "pointwise_ops.cpp", "attention_op.cpp", "decode_avx2.cpp", "decode_attention_avx2.cpp",
            "decode_attention_avx512.cpp")
-HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "decode_kernels.h", "decode_simd.h",
-           "decode_attention.h")
+HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h", "decode_kernels.h",
+           "decode_simd.h", "decode_attention.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -169,6 +169,11 @@ def _register_fake() -> None:
           bits: int, group_size: int, zero_const: float, out_features: int) -> torch.Tensor:
         return x.new_empty((*x.shape[:-1], out_features))
 
+    @torch.library.register_fake("qwen3core_cpu::qlinear_a8")
+    def _(x: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+          bits: int, group_size: int, zero_const: int, out_features: int) -> torch.Tensor:
+        return x.new_empty((*x.shape[:-1], out_features))
+
     @torch.library.register_fake("qwen3core_cpu::rms_norm")
     def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return x.new_empty(x.shape)
@@ -226,3 +231,10 @@ def isa() -> str:
     """The instruction set the loaded kernels dispatch to ("avx2", "avx512f", "avx512bf16")."""
     load_kernels()
     return torch.ops.qwen3core_cpu.isa()
+
+
+def a8_isa() -> str:
+    """The instruction set of the integer kernels for int8 activations ("avx512vnni",
+    "avx2")."""
+    load_kernels()
+    return torch.ops.qwen3core_cpu.a8_isa()

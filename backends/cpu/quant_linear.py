@@ -6,6 +6,11 @@ word, in an order one shift and one mask unpack; float16 scales and int8 zero po
 Nothing else of the weight is kept: no dense copy, no unpacked levels. The numbers are the
 scheme's reference (``backends/eager/linear.py``): ``(q - z) * s`` summed in float32.
 
+A weight with ``act_block`` (the ``w8a8`` / ``w4a8`` schemes) is packed instead for the
+integer kernels (``csrc/a8_kernels.h``, layout in ``csrc/kernels.h``): int8 levels as
+unsigned bytes ``q + 128``, four inputs of an output side by side (what ``vpdpbusd`` takes);
+int4 nibbles four inputs apart in one byte. The operator quantizes the activations itself.
+
 Activation-ordered groups (GPTQ ``desc_act``: a ``g_idx`` that is not ``i // group_size``)
 are packed with their input columns sorted by group, and each call gathers the activations in
 the same order: the same sum, with contiguous groups.
@@ -24,6 +29,7 @@ from qwen3core.quant.weight import QuantizedWeight
 from .build import load_kernels
 
 TILE = 16
+A8_BLOCK = 32  # kActBlock in csrc/kernels.h
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,13 @@ class PackedQuant:
     group_size: int
     zero_const: float
     perm: torch.Tensor | None  # int64 [in]: input order of the packed columns, or None
+    act_block: int | None = None  # int8 activations per this many inputs: the a8 layout
 
     def __call__(self, x: torch.Tensor, out_features: int) -> torch.Tensor:
+        if self.act_block is not None:
+            return torch.ops.qwen3core_cpu.qlinear_a8(x, self.levels, self.scales, self.zeros,
+                                                      self.bits, self.group_size,
+                                                      int(self.zero_const), out_features)
         if self.perm is not None:
             x = x.index_select(-1, self.perm)
         return torch.ops.qwen3core_cpu.qlinear(x, self.levels, self.scales, self.zeros,
@@ -73,6 +84,8 @@ def _column_order(weight: QuantizedWeight) -> tuple[torch.Tensor, torch.Tensor |
 @torch.no_grad()
 def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
     load_kernels()  # build the extension while the model is built, not mid-forward
+    if weight.act_block is not None:
+        return _pack_a8(weight)
     q, perm = _column_order(weight)
     out, inp = q.shape
     groups = weight.scales.shape[1]
@@ -120,6 +133,69 @@ def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
     return PackedQuant(packed, _tiles(scales, out), zeros, weight.bits, gs, zero_const, perm)
 
 
+def _half_scales(weight: QuantizedWeight) -> torch.Tensor:
+    scales = weight.scales
+    if scales.dtype != torch.float16:
+        as_half = scales.to(torch.float16)
+        if not torch.equal(as_half.to(scales.dtype), scales):
+            raise QuantizationError(
+                "the cpu kernels hold float16 scales; these are not exactly float16 "
+                f"({scales.dtype}); select backends={{'linear': 'eager'}} for them")
+        scales = as_half
+    return scales
+
+
+def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
+    """The integer kernels' layout (see the module docstring and csrc/kernels.h)."""
+    if weight.act_block != A8_BLOCK:
+        raise QuantizationError(f"the cpu integer kernels quantize activations per "
+                                f"{A8_BLOCK} inputs, not {weight.act_block}")
+    out, inp = weight.qweight.shape
+    groups, gs = weight.scales.shape[1], weight.group_size
+    if gs % A8_BLOCK:
+        if groups != 1:
+            raise QuantizationError(f"the cpu integer kernels need weight groups of a multiple "
+                                    f"of {A8_BLOCK} inputs, got {gs}")
+        gs = -(-gs // A8_BLOCK) * A8_BLOCK  # one group per channel: pad it with zero inputs
+    levels = weight.qweight.to(torch.int16)
+    zeros = torch.empty(0, dtype=torch.int8)
+    zero_const = 0.0
+    if weight.bits == 8:
+        if weight.zeros is not None:
+            raise QuantizationError("the cpu integer kernels take symmetric int8 levels (no "
+                                    "zero points)")
+        lo, hi = -128, 127
+    else:
+        lo, hi = 0, 15
+        if int(levels.min()) < 0:  # signed -8..7: as 0..15 around the zero point 8
+            levels = levels + 8
+            lo, hi = 8 - 8, 7 + 8
+            zero_const = 8.0
+        if weight.zeros is not None:
+            z = weight.zeros.to(torch.float32) + zero_const
+            if not torch.equal(z, z.round()) or float(z.min()) < 0 or float(z.max()) > 15:
+                raise QuantizationError("the cpu integer kernels need int4 zero points in "
+                                        "0..15")
+            zeros = _tiles(z.to(torch.int8), out)
+            zero_const = 0.0
+    if int(levels.min()) < lo or int(levels.max()) > hi:
+        raise QuantizationError(f"{weight.bits}-bit levels outside the range the integer "
+                                f"kernels take")
+    n_pad, k_pad = -(-out // TILE) * TILE, groups * gs
+    padded = levels.new_zeros(n_pad, k_pad)  # padding levels multiply zero activations
+    padded[:out, :inp] = levels
+    tiles = n_pad // TILE
+    if weight.bits == 8:
+        u = (padded + 128).to(torch.uint8).view(tiles, TILE, k_pad // 4, 4)
+        packed = u.transpose(1, 2).contiguous().view(tiles, k_pad, TILE)
+    else:
+        u = padded.to(torch.uint8).view(tiles, TILE, k_pad // 8, 2, 4)
+        pairs = u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)  # [tiles, 16, K/8, 4]
+        packed = pairs.transpose(1, 2).contiguous().view(tiles, k_pad // 2, TILE)
+    return PackedQuant(packed, _tiles(_half_scales(weight), out), zeros, weight.bits, gs,
+                       zero_const, None, A8_BLOCK)
+
+
 def _int4_blocks(levels: torch.Tensor) -> torch.Tensor:
     """[N_pad, K_pad] levels 0..15 -> uint8 [tiles, K_pad/2, 16]: per tile, blocks of 8 inputs
     as one 32-bit word per output (16 words, 64 bytes); nibble n of the low half holds input
@@ -153,9 +229,10 @@ def concat_packed(parts: Sequence[PackedQuant], out_features: Sequence[int]
         if n % TILE:
             return None
     for part in parts:
-        if (part.bits, part.group_size, part.zero_const, part.levels.shape[1:],
+        if (part.bits, part.group_size, part.zero_const, part.act_block, part.levels.shape[1:],
                 part.scales.shape[1:], part.zeros.numel() > 0) != (
-                first.bits, first.group_size, first.zero_const, first.levels.shape[1:],
+                first.bits, first.group_size, first.zero_const, first.act_block,
+                first.levels.shape[1:],
                 first.scales.shape[1:], first.zeros.numel() > 0):
             return None
         if (part.perm is None) != (first.perm is None) or (
@@ -163,4 +240,5 @@ def concat_packed(parts: Sequence[PackedQuant], out_features: Sequence[int]
             return None
     zeros = torch.cat([p.zeros for p in parts]) if first.zeros.numel() else first.zeros
     return PackedQuant(torch.cat([p.levels for p in parts]), torch.cat([p.scales for p in parts]),
-                       zeros, first.bits, first.group_size, first.zero_const, first.perm)
+                       zeros, first.bits, first.group_size, first.zero_const, first.perm,
+                       first.act_block)

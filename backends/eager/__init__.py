@@ -82,6 +82,6 @@ def qwen3core_runner():
 @hookimpl
 def qwen3core_quant_scheme():
     # The first-party schemes; their numerics are the eager linear's load_quantized path.
-    from qwen3core.quant.schemes import INT4, INT8
+    from qwen3core.quant.schemes import INT4, INT8, W4A8, W8A8
 
-    return [INT8, INT4]
+    return [INT8, INT4, W8A8, W4A8]

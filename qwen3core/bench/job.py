@@ -22,6 +22,7 @@ class Job:
     label: str = ""
     engine: str = "qwen3core"  # or "transformers", the reference it is compared with
     quantize: str | None = None  # a scheme qwen3core quantizes the projections with
+    quantize_head: bool = False  # and the LM head too
     tensor_parallel: int = 1  # ranks the model is split over (qwen3core engine only)
 
     def to_dict(self) -> dict:

@@ -25,7 +25,7 @@ def run_qwen3core(job: Job) -> dict:
     started = time.perf_counter()
     loaded = qwen3core.load(job.model, dtype=job.dtype, device=job.device,
                             backends=job.selection, tensor_parallel=job.tensor_parallel,
-                            quantize=job.quantize)
+                            quantize=job.quantize, quantize_head=job.quantize_head)
     load_seconds = time.perf_counter() - started
     device, model = loaded.device, loaded.model
     steps = Steps(model)

@@ -189,11 +189,7 @@ class DenseState(Mapping[str, torch.Tensor]):
 
 
 def _to_device(weight: QuantizedWeight, device: torch.device) -> QuantizedWeight:
-    def move(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.to(device)
-
-    return QuantizedWeight(move(weight.qweight), move(weight.scales), move(weight.zeros),
-                           weight.group_size, weight.bits, move(weight.g_idx))
+    return weight.to(device)
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module | None:

@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads per worker on CPU (default: torch's choice)")
     p.add_argument("--quantize", default=None, metavar="SCHEME",
-                   help="quantize qwen3core's projections on load: int8, int4, int4:g64 ...")
+                   help="quantize qwen3core's projections on load: int8, int4, w8a8, w4a8, "
+                        "int4:g64 ...")
+    p.add_argument("--quantize-head", action="store_true",
+                   help="with --quantize: the LM head too (as llama.cpp's q8_0/q4_0 files do)")
     p.add_argument("--compare-transformers", action="store_true",
                    help="also measure Hugging Face transformers on the same weights")
     p.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
@@ -71,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",")})
     except ValueError:
         raise Qwen3CoreError(f"--batch-sizes expects integers like 1,8, got {args.batch_sizes!r}")
+    if args.quantize_head and not args.quantize:
+        raise Qwen3CoreError("--quantize-head needs --quantize SCHEME")
     if args.tensor_parallel < 1:
         raise Qwen3CoreError(f"--tensor-parallel must be >= 1, got {args.tensor_parallel}")
     if args.tensor_parallel > 1:
@@ -95,11 +100,13 @@ def run(args: argparse.Namespace) -> int:
     base = Job(model=args.model, dtype=args.dtype, device=device, selection=None,
                prompt_len=args.prompt_len, new_tokens=args.new_tokens,
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads,
-               tensor_parallel=args.tensor_parallel, quantize=args.quantize)
+               tensor_parallel=args.tensor_parallel, quantize=args.quantize,
+               quantize_head=args.quantize_head)
     results = run_all(base, combos, compare_transformers=args.compare_transformers)
     table = rows(results, batch_sizes)
     runs = "one run each" if args.repeats == 1 else f"median of {args.repeats} runs (range)"
     quantized = f", qwen3core quantized {args.quantize}" if args.quantize else ""
+    quantized += " (head too)" if args.quantize and args.quantize_head else ""
     print(f"qwen3 bench: {args.model}, {args.dtype}{quantized}, {device}, prompt "
           f"{args.prompt_len}, {args.new_tokens} new tokens, {runs}; batch > 1 decode speeds "
           f"are totals over the rows")

@@ -66,11 +66,7 @@ def quantized_targets(model: nn.Module, spec: Qwen3Spec, head: bool) -> dict[str
 
 
 def weight_to(weight: QuantizedWeight, device: torch.device) -> QuantizedWeight:
-    def move(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.to(device)
-
-    return QuantizedWeight(move(weight.qweight), move(weight.scales), move(weight.zeros),
-                           weight.group_size, weight.bits, move(weight.g_idx))
+    return weight.to(device)
 
 
 def _materialise_rest(model: nn.Module, device: torch.device) -> None:
@@ -190,8 +186,16 @@ def scheme_from_config(config: Mapping[str, object], where: str) -> QuantScheme:
         raise CheckpointError(f"{where}: quantization_config quant_method "
                               f"{config.get('quant_method')!r} is not {QUANT_METHOD!r}")
     try:
+        activations = config.get("activations")
+        act_block = None
+        if activations is not None:
+            if dict(activations) != {"bits": 8, "block_size": activations.get("block_size"),
+                                     "symmetric": True, "dynamic": True}:
+                raise ValueError(f"unsupported activation quantization {activations}: only "
+                                 "dynamic symmetric 8-bit blocks are")
+            act_block = int(activations["block_size"])
         return QuantScheme(str(config["scheme"]), int(config["bits"]), config["group_size"],
-                           bool(config["zero_point"]))
-    except (KeyError, TypeError, ValueError) as exc:
+                           bool(config["zero_point"]), act_block)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: malformed quantization_config {dict(config)} "
                               f"({exc})") from None

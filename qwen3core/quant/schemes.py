@@ -18,6 +18,13 @@ The first-party schemes:
           ``group_size`` inputs (32) or per output channel (``group_size=None``).
 ``int4``  levels 0..15 with an integer zero point per group (``w = (q - z) * s``), or
           symmetric levels -8..7 (``zero_point=False``); groups of 32..128 inputs.
+``w8a8``  the ``int8`` weight, and activations quantized dynamically to int8 per block of 32
+          inputs (:mod:`qwen3core.quant.activations`), so kernels multiply integers.
+``w4a8``  the ``int4`` weight with those int8 activations.
+
+The weight tensors of ``w8a8`` / ``w4a8`` are those of ``int8`` / ``int4`` (same levels,
+scales, zero points, checkpoint tensors); only ``act_block`` differs, in the scheme and in
+every :class:`QuantizedWeight` it makes.
 
 Scales are float16 (as in llama.cpp's q8_0/q4_0, AWQ and GPTQ): half the bytes of float32 and,
 for weights of ordinary size, no loss a bfloat16 model would notice.
@@ -32,6 +39,7 @@ from typing import Any
 import torch
 
 from qwen3core.errors import Qwen3CoreError
+from qwen3core.quant.activations import ACT_BLOCK
 from qwen3core.quant.weight import QuantizedWeight
 
 #: ``quant_method`` in the ``quantization_config`` of checkpoints this package writes.
@@ -51,8 +59,12 @@ class QuantScheme:
     bits: int
     group_size: int | None  # None: one group per output channel
     zero_point: bool
+    act_block: int | None = None  # activations quantized to int8 per this many inputs, or None
 
     def __post_init__(self) -> None:
+        if self.act_block is not None and self.act_block != ACT_BLOCK:
+            raise QuantizationError(f"scheme {self.name!r}: activations are quantized per "
+                                    f"block of {ACT_BLOCK} inputs, not {self.act_block}")
         if self.bits not in (4, 8):
             raise QuantizationError(f"scheme {self.name!r}: bits must be 4 or 8")
         if self.group_size is not None and (self.group_size < 2 or self.group_size % 2):
@@ -65,7 +77,8 @@ class QuantScheme:
 
     def __str__(self) -> str:
         group = "channel" if self.group_size is None else f"g{self.group_size}"
-        return f"{self.name}({group}{', zero points' if self.zero_point else ''})"
+        acts = "" if self.act_block is None else f", int8 activations per {self.act_block}"
+        return f"{self.name}({group}{', zero points' if self.zero_point else ''}{acts})"
 
     # -- numerics -----------------------------------------------------------------------------
     def levels(self) -> tuple[int, int]:
@@ -107,7 +120,7 @@ class QuantScheme:
             q = torch.round(w / s[..., None])
             zeros_out = None
         q = q.clamp(lo, hi).to(torch.int8).view(out, groups * gs)[:, :inp].contiguous()
-        return QuantizedWeight(q, scales, zeros_out, gs, self.bits)
+        return QuantizedWeight(q, scales, zeros_out, gs, self.bits, act_block=self.act_block)
 
     def accepts(self, weight: QuantizedWeight) -> str | None:
         """Why ``weight`` is not of this scheme, or None."""
@@ -118,6 +131,9 @@ class QuantScheme:
                 "no zero points where the scheme has them")
         if weight.g_idx is not None:
             return "a g_idx (activation-order groups)"
+        if weight.act_block != self.act_block:
+            return (f"activation blocks of {weight.act_block} (None: float activations), the "
+                    f"scheme has {self.act_block}")
         return None
 
     # -- checkpoint storage -------------------------------------------------------------------
@@ -160,7 +176,7 @@ class QuantScheme:
                                     f"{in_features}")
         zeros = tensors["zeros"].to(torch.int8) if self.zero_point else None
         return QuantizedWeight(q.contiguous(), tensors["scales"].to(SCALE_DTYPE), zeros,
-                               self.group_for(in_features), self.bits)
+                               self.group_for(in_features), self.bits, act_block=self.act_block)
 
     def checkpoint_suffixes(self) -> tuple[str, ...]:
         return ("qweight", "scales", "zeros") if self.zero_point else ("qweight", "scales")
@@ -174,9 +190,13 @@ class QuantScheme:
         return shapes
 
     def quantization_config(self, *, head: bool) -> dict[str, Any]:
-        return {"quant_method": QUANT_METHOD, "scheme": self.name, "bits": self.bits,
-                "group_size": self.group_size, "zero_point": self.zero_point,
-                "lm_head": head}
+        config = {"quant_method": QUANT_METHOD, "scheme": self.name, "bits": self.bits,
+                  "group_size": self.group_size, "zero_point": self.zero_point, "lm_head": head}
+        if self.act_block is not None:
+            # Dynamic: no stored activation scales, only how they are computed.
+            config["activations"] = {"bits": 8, "block_size": self.act_block,
+                                     "symmetric": True, "dynamic": True}
+        return config
 
     # -- sizes --------------------------------------------------------------------------------
     def nbytes(self, out: int, inp: int) -> int:
@@ -201,6 +221,7 @@ class SchemeFamily:
     default_zero_point: bool
     bits: int
     allowed_group_sizes: tuple[int | None, ...]
+    act_block: int | None = None
 
     def make(self, group_size: int | None | str = "default",
              zero_point: bool | None = None) -> QuantScheme:
@@ -211,10 +232,14 @@ class SchemeFamily:
             raise QuantizationError(f"scheme {self.name!r} takes group sizes {allowed}; got "
                                     f"{gs}")
         zp = self.default_zero_point if zero_point is None else zero_point
-        return QuantScheme(self.name, self.bits, gs, zp)
+        return QuantScheme(self.name, self.bits, gs, zp, self.act_block)
 
 
 INT8 = SchemeFamily("int8", "symmetric 8-bit, float16 scale per 32 inputs or per channel",
                     32, False, 8, (32, 64, 128, None))
 INT4 = SchemeFamily("int4", "4-bit, float16 scale and integer zero point per 32-128 inputs",
                     32, True, 4, (32, 64, 128))
+W8A8 = SchemeFamily("w8a8", "int8 weights (as int8) times int8 activations quantized per 32 "
+                    "inputs on the fly", 32, False, 8, (32, 64, 128, None), ACT_BLOCK)
+W4A8 = SchemeFamily("w4a8", "int4 weights (as int4) times int8 activations quantized per 32 "
+                    "inputs on the fly", 32, True, 4, (32, 64, 128), ACT_BLOCK)

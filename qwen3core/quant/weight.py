@@ -8,11 +8,17 @@ Every quantized format is unpacked into this one form before a kernel repacks it
 with ``g(i) = g_idx[i]`` when ``g_idx`` is given (GPTQ with ``desc_act``: groups follow the
 activation order, not the column order) and ``g(i) = i // group_size`` otherwise. Symmetric
 schemes have no zero points (``zeros is None``: zero is 0).
+
+``act_block`` set (the ``w8a8`` / ``w4a8`` schemes) says that the activations this weight
+multiplies are themselves quantized first, dynamically, to int8 per block of ``act_block``
+inputs (:mod:`qwen3core.quant.activations`). The product is then
+``quantize_activations(x) @ dequantize().T``: the weight carries the whole definition of
+the number its product stands for, so every module that adopts it computes the same one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -26,6 +32,7 @@ class QuantizedWeight:
     group_size: int  # input columns per group; in_features for one group per output channel
     bits: int  # 4 or 8: the range the levels were drawn from
     g_idx: torch.Tensor | None = None  # [in] int64 group of each input column, or None
+    act_block: int | None = None  # activations quantized to int8 per this many inputs, or None
 
     def __post_init__(self) -> None:
         out, inp = self.qweight.shape
@@ -43,6 +50,11 @@ class QuantizedWeight:
                             f"{tuple(self.scales.shape)}")
         if self.g_idx is not None and self.g_idx.shape != (inp,):
             problems.append(f"g_idx shape {tuple(self.g_idx.shape)} != ({inp},)")
+        if self.act_block is not None and self.act_block < 1:
+            problems.append(f"act_block must be positive or None, got {self.act_block}")
+        if self.act_block is not None and self.g_idx is not None:
+            problems.append("activation quantization blocks follow the column order; a g_idx "
+                            "(activation-order groups) cannot be combined with them")
         if problems:
             raise ValueError("malformed QuantizedWeight: " + "; ".join(problems))
 
@@ -70,6 +82,14 @@ class QuantizedWeight:
         if self.zeros is not None:
             levels = levels - self.zeros.to(work).index_select(1, groups)
         return (levels * scales).to(dtype)
+
+    def to(self, device: torch.device | str) -> QuantizedWeight:
+        """The same weight with its tensors on ``device``."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return replace(self, qweight=move(self.qweight), scales=move(self.scales),
+                       zeros=move(self.zeros), g_idx=move(self.g_idx))
 
 
 @runtime_checkable

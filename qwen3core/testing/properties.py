@@ -125,7 +125,7 @@ def blame_message(failure: AssertionError, spec: Qwen3Spec, workload: Workload,
 def _check_example(spec: Qwen3Spec, workload: Workload, selection: Mapping[str, str],
                    dtype: torch.dtype, device: str, registry: Registry | None,
                    alone: bool, quantize: str | None = None) -> int:
-    tolerance = tolerance_for(dtype)
+    tolerance = tolerance_for(dtype, quantize)
     reference = reference_model(spec, dtype, device, quantize=quantize)
     candidate = candidate_model(reference, selection, registry)
     prompts, new = workload.prompt_lists(), workload.max_new_tokens

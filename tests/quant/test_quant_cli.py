@@ -29,8 +29,12 @@ def test_bad_scheme_is_one_line_error(capsys):
 def test_info_lists_bytes_per_token_per_scheme(capsys):
     assert cli_main(["info", "--model", "random:0.6B", "--dtype", "bfloat16", "--json"]) == 0
     schemes = json.loads(capsys.readouterr().out)["schemes"]
-    assert set(schemes) == {"bfloat16", "int8", "int8 + head", "int4", "int4 + head"}
+    assert set(schemes) == {"bfloat16", "int8", "int8 + head", "int4", "int4 + head", "w8a8",
+                            "w8a8 + head", "w4a8", "w4a8 + head"}
     per_token = {k: v["bytes_per_token"] for k, v in schemes.items()}
+    # Activation quantization changes no weight byte.
+    assert per_token["w8a8 + head"] == per_token["int8 + head"]
+    assert per_token["w4a8"] == per_token["int4"]
     assert per_token["int4 + head"] < per_token["int4"] < per_token["int8"] < per_token["bfloat16"]
     # bfloat16: every weight read once per token, the tied head once, one embedding row.
     spec = preset("0.6B")

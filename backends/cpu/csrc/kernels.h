@@ -63,6 +63,62 @@ struct QGemvArgs {
 };
 using QTileFn = void (*)(const QGemvArgs&, int64_t tile_begin, int64_t tile_end);
 
+// Weights times int8-quantized activations (the w8a8 / w4a8 schemes; a8_kernels.h), per tile t:
+//   int8 levels: uint8 w[t][k/4][j][e] = q[16t + j][4(k/4) + e] + 128     (K_pad bytes x 16)
+//   int4 levels: uint32 w[t][b][j]: byte e holds u[16t + j][8b + e] in its low nibble and
+//                u[16t + j][8b + 4 + e] in its high one, e = 0..3        (K_pad/2 bytes x 16)
+//   scales / zeros as above (int8: no zeros; int4 without zeros: every zero point zero_const).
+// Activations, in blocks of kActBlock inputs (qwen3core/quant/activations.py), rows in slots
+// of kRowSlots (row r: slot set r / kRowSlots, slot r % kRowSlots), so that a kernel's group of
+// rows finds each step's values at fixed offsets from one pointer:
+//   xq int32 [sets][K_pad/4][kRowSlots]: four int8 levels of inputs 4i..4i+3, the first in the
+//      low byte;
+//   xscale float32 [sets][blocks][kRowSlots]; xsum int32 [sets][blocks][kRowSlots]: the sum of
+//      the block's levels.
+// K_pad = groups * group_size, group_size a multiple of kActBlock.
+constexpr int64_t kActBlock = 32;
+constexpr int64_t kRowSlots = 8;  // a multiple of every kernel's rows per weight load
+
+struct A8Args {
+  const void* levels;
+  const uint16_t* scales;
+  const int8_t* zeros;  // nullptr: every zero point is zero_const (int4 only)
+  int32_t zero_const;
+  const int32_t* xq;
+  const float* xscale;
+  const int32_t* xsum;
+  int64_t rows;
+  int64_t groups;
+  int64_t group_size;
+  int64_t out_features;
+  void* out;
+  bool out_bf16;
+};
+using A8TileFn = void (*)(const A8Args&, int64_t tile_begin, int64_t tile_end);
+
+// Rows [r0, r1) of x [R, K] (bfloat16 or float32, unit stride along K) quantized per block of
+// kActBlock inputs into xq / xscale / xsum (layout above), exactly as
+// qwen3core/quant/activations.py defines it. AVX2 (avx2.cpp): one implementation for every
+// integer kernel, so their levels agree bit for bit.
+struct ActRows {
+  const void* x;
+  bool bf16;
+  int64_t row_stride;
+  int64_t k;
+  int64_t blocks;  // K_pad / kActBlock
+  int32_t* xq;
+  float* xscale;
+  int32_t* xsum;
+};
+void quantize_activations(const ActRows& a, int64_t r0, int64_t r1);
+
+// The integer kernels of one instruction set (nullptr members: not available).
+struct A8KernelSet {
+  const char* name;
+  A8TileFn q8;
+  A8TileFn q4;
+};
+
 struct KernelSet {
   const char* name;
   XFormat bf16_x_format;
@@ -76,5 +132,8 @@ struct KernelSet {
 // Each returns nullptr when the running CPU (and OS) cannot execute it.
 const KernelSet* avx2_kernels();
 const KernelSet* avx512_kernels();
+// AVX2's integer kernels (vpmaddubsw), AVX-512 VNNI's (vpdpbusd).
+const A8KernelSet* avx2_a8_kernels();
+const A8KernelSet* avx512_a8_kernels();
 
 }  // namespace qwen3core_cpu

@@ -222,7 +222,89 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   return out.view(out_shape);
 }
 
+// The integer kernels for int8 activations: VNNI where the CPU has it, else AVX2's
+// (QWEN3CORE_CPU_ISA=avx2 forces those; =avx512 on a CPU without VNNI also gets them).
+const A8KernelSet* choose_a8_kernels() {
+  const char* forced = std::getenv("QWEN3CORE_CPU_ISA");
+  const bool avx2_only = forced != nullptr && std::strcmp(forced, "avx2") == 0;
+  const A8KernelSet* best = avx2_only ? nullptr : avx512_a8_kernels();
+  return best != nullptr ? best : avx2_a8_kernels();
+}
+
+const A8KernelSet& a8_kernels() {
+  kernels();  // the same checks of QWEN3CORE_CPU_ISA and of the CPU first
+  static const A8KernelSet* chosen = choose_a8_kernels();
+  TORCH_CHECK(chosen != nullptr, "the qwen3core cpu integer kernels need AVX2");
+  return *chosen;
+}
+
+// qlinear_a8(x [..., K], levels, scales, zeros, bits, group_size, zero_const, N) -> [..., N] in
+// x's dtype: the w8a8 / w4a8 product (layout: kernels.h; packed by
+// backends/cpu/quant_linear.py). x is quantized here, once per call, into buffers all threads
+// read; ``zeros`` may be empty (int8; int4 with every zero point ``zero_const``).
+at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::Tensor& scales,
+                      const at::Tensor& zeros, int64_t bits, int64_t group_size,
+                      int64_t zero_const, int64_t out_features) {
+  TORCH_CHECK(x.device().is_cpu() && levels.device().is_cpu(),
+              "qwen3core_cpu::qlinear_a8 runs on CPU tensors");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
+              "qwen3core_cpu::qlinear_a8 takes bfloat16 or float32 activations, not ",
+              x.scalar_type());
+  TORCH_CHECK(bits == 4 || bits == 8, "bits must be 4 or 8, got ", bits);
+  TORCH_CHECK(group_size > 0 && group_size % kActBlock == 0, "group_size must be a multiple "
+              "of ", kActBlock, ", got ", group_size);
+  TORCH_CHECK(levels.is_contiguous() && levels.dim() == 3 && levels.size(2) == kTile &&
+                  levels.scalar_type() == at::kByte,
+              "levels of shape ", levels.sizes(), " are not uint8 [tiles, K or K/2, 16]");
+  const int64_t tiles = levels.size(0);
+  const int64_t k_padded = bits == 8 ? levels.size(1) : levels.size(1) * 2;
+  TORCH_CHECK(k_padded % group_size == 0, "padded K ", k_padded, " is not a multiple of ",
+              group_size);
+  const int64_t groups = k_padded / group_size;
+  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() &&
+                  scales.numel() == tiles * groups * kTile,
+              "scales must be float16 [tiles, groups, 16]");
+  const bool has_zeros = zeros.numel() > 0;
+  TORCH_CHECK(!has_zeros || (bits == 4 && zeros.scalar_type() == at::kChar &&
+                             zeros.is_contiguous() && zeros.numel() == tiles * groups * kTile),
+              "zeros must be int8 [tiles, groups, 16] (int4 only) or empty");
+  const int64_t k = x.dim() > 0 ? x.size(-1) : 0;
+  TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k > k_padded - group_size,
+              "x has ", k, " input features but the packed weight has ", k_padded,
+              " (padded to groups of ", group_size, ")");
+
+  const Rows io = rows_of(x, k, out_features, tiles);
+  const at::Tensor& x2 = io.x;
+  const at::Tensor& out = io.out;
+  const int64_t rows = x2.size(0);
+  if (rows == 0 || out_features == 0) return out.view(io.out_shape);
+
+  const int64_t blocks = k_padded / kActBlock;
+  const int64_t sets = (rows + kRowSlots - 1) / kRowSlots;  // layout: kernels.h
+  at::Tensor xq = at::empty({sets, k_padded / 4, kRowSlots}, x.options().dtype(at::kInt));
+  at::Tensor xs = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kFloat));
+  at::Tensor xsum = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kInt));
+  const ActRows act{x2.data_ptr(), x2.scalar_type() == at::kBFloat16, x2.stride(0), k, blocks,
+                    xq.data_ptr<int32_t>(), xs.data_ptr<float>(), xsum.data_ptr<int32_t>()};
+  a8_kernels();  // checks the CPU before any AVX2 code runs
+  at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / k_padded),
+                   [&](int64_t r0, int64_t r1) { quantize_activations(act, r0, r1); });
+  const A8Args args{levels.data_ptr(),
+                    reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
+                    has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
+                    static_cast<int32_t>(zero_const),
+                    xq.data_ptr<int32_t>(), xs.data_ptr<float>(), xsum.data_ptr<int32_t>(),
+                    rows, groups, group_size, out_features, out.data_ptr(),
+                    x.scalar_type() == at::kBFloat16};
+  const A8KernelSet& ks = a8_kernels();
+  const A8TileFn fn = bits == 8 ? ks.q8 : ks.q4;
+  const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
+  run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles, tile_bytes);
+  return out.view(io.out_shape);
+}
+
 std::string isa() { return kernels().name; }
+std::string a8_isa() { return a8_kernels().name; }
 
 }  // namespace
 }  // namespace qwen3core_cpu
@@ -232,9 +314,13 @@ TORCH_LIBRARY(qwen3core_cpu, m) {
   m.def("isa() -> str", &qwen3core_cpu::isa);
   m.def("qlinear(Tensor x, Tensor levels, Tensor scales, Tensor zeros, int bits, "
         "int group_size, float zero_const, int out_features) -> Tensor");
+  m.def("a8_isa() -> str", &qwen3core_cpu::a8_isa);
+  m.def("qlinear_a8(Tensor x, Tensor levels, Tensor scales, Tensor zeros, int bits, "
+        "int group_size, int zero_const, int out_features) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
   m.impl("linear", &qwen3core_cpu::linear);
   m.impl("qlinear", &qwen3core_cpu::qlinear);
+  m.impl("qlinear_a8", &qwen3core_cpu::qlinear_a8);
 }
