@@ -97,13 +97,18 @@ class Cache:
             self._host_lengths = None
         else:
             self._check_room(self.length + num_new)
-        new_valid = self._new_valid(attention_mask, num_new)  # [B, S]
-        positions = self.seen[:, None] + torch.cumsum(new_valid, dim=1) - 1  # [B, S]
-        positions = positions.clamp_(min=0)
-        self.seen = self.seen + new_valid.sum(dim=1)
+        # One real token per row (a decode step) needs neither the prefix sums nor the causal
+        # comparison: see _decode_step.
+        one_real_token = attention_mask is None and num_new == 1
+        if one_real_token:
+            positions = self.seen[:, None]  # each row's count of real tokens so far
+            self.seen = self.seen + 1
+        else:
+            new_valid = self._new_valid(attention_mask, num_new)  # [B, S]
+            positions = self.seen[:, None] + torch.cumsum(new_valid, dim=1) - 1  # [B, S]
+            positions = positions.clamp_(min=0)
+            self.seen = self.seen + new_valid.sum(dim=1)
         start = self.next_slot  # [B]
-        device = new_valid.device
-        query_slots = start[:, None] + torch.arange(num_new, device=device)  # [B, S]
         self.next_slot = start + num_new
         if self._host_lengths is not None:
             self._host_lengths = [n + num_new for n in self._host_lengths]
@@ -113,11 +118,26 @@ class Cache:
             visible = length = self.length
             if self.valid.shape[1] < visible:  # unbounded storage: extend the validity record
                 self.valid = _widen(self.valid, visible)
-        self.valid.scatter_(1, query_slots, new_valid)
-        key_slots = torch.arange(visible, device=device)  # [T]
-        mask = _mask(self.valid[:, :visible], new_valid, query_slots, key_slots)
+        if one_real_token:
+            mask = self._decode_step(start, visible)
+        else:
+            query_slots = start[:, None] + torch.arange(num_new, device=start.device)  # [B, S]
+            self.valid.scatter_(1, query_slots, new_valid)
+            key_slots = torch.arange(visible, device=start.device)  # [T]
+            mask = _mask(self.valid[:, :visible], new_valid, query_slots, key_slots)
         return AttentionBatch(positions=positions, mask=mask, start=start, length=length,
                               plain_causal=not full_capacity and self.unpadded)
+
+    def _decode_step(self, start: torch.Tensor, visible: int) -> torch.Tensor:
+        """Mark each row's one new slot valid and return the step's mask [B, 1, 1, T].
+
+        With one real query per row, ``_mask`` reduces to the validity record itself: a row's
+        valid slots are the ones it wrote, all at or before its new slot, so the causal
+        comparison removes nothing, and no query is padding. A copy (one operator instead of the
+        general path's dozen), since the record changes in place at the next step.
+        """
+        self.valid.scatter_(1, start[:, None], True)
+        return self.valid[:, None, None, :visible].clone()
 
     def _new_valid(self, attention_mask: torch.Tensor | None, num_new: int) -> torch.Tensor:
         device = self.seen.device

@@ -94,7 +94,11 @@ class KVCache(Protocol):
         """Store row ``b`` of k, v [B, H_kv, S, D] at slots ``start[b] .. start[b]+S``
         (``start`` [B] int64 on the device) and return all keys and values attention may see,
         [B, H_kv, T, D]: T = ``length`` (a python int, at least every row's end) for a growing
-        storage, the capacity for a full-capacity one (which receives ``length=None``)."""
+        storage, the capacity for a full-capacity one (which receives ``length=None``).
+
+        Every layer of a step receives the same ``start`` tensor, and the next step a new one
+        (the caller never changes it in place), so a storage may build its per-step index work
+        once per step, keyed on that object."""
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` (int64 [B']) in this order."""

@@ -1,13 +1,20 @@
-"""Fusing linear layers that read the same input, where their implementation offers it.
+"""Fusing components that run back to back, where their implementation offers it.
 
 A linear implementation may give its module class a ``fuse(layers)`` classmethod (see
 :class:`~qwen3core.contracts.FusedLinear`). Memory-bound decode profits: one call streams the
 q, k and v weights (or gate and up) back to back instead of three calls that each pay a start
 and a ramp-up. Implementations without it are called one by one, as before.
+
+A rope implementation may offer ``fuse_norms(q_norm, k_norm)``: the per-head q/k RMSNorms and
+the rotation as one callable (see docs/hooks.md). At decode sizes each call costs more in
+dispatch than in arithmetic, so three calls per layer become one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
 from torch import nn
 
 from qwen3core.contracts import FusedLinear
@@ -29,3 +36,16 @@ def _in_features(layer: nn.Module) -> int:
     # A layer holding a quantized weight (load_quantized) has no dense ``weight``.
     found = getattr(layer, "in_features", None)
     return found if isinstance(found, int) else layer.weight.shape[1]
+
+
+#: ``(q, k, positions) -> (q, k)``: the q and k projections as they come, [B, S, H_q * D] and
+#: [B, S, H_kv * D], in; normed per head and rotated, [B, H_q, S, D] and [B, H_kv, S, D], out.
+NormRotary = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                      tuple[torch.Tensor, torch.Tensor]]
+
+
+def fuse_norms_and_rotary(q_norm: nn.Module, k_norm: nn.Module, rotary) -> NormRotary | None:
+    """``rotary(q_norm(q), k_norm(k), positions)`` as one callable, or None when the rotary
+    implementation has no ``fuse_norms`` or declines these norm modules."""
+    fuse = getattr(rotary, "fuse_norms", None)
+    return None if fuse is None else fuse(q_norm, k_norm)

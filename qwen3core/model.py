@@ -13,7 +13,7 @@ from torch import nn
 
 from qwen3core.cache import Cache, PassThroughStorage
 from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
-from qwen3core.fusion import fuse_linears
+from qwen3core.fusion import NormRotary, fuse_linears, fuse_norms_and_rotary
 from qwen3core.parallel.embedding import token_embedding
 from qwen3core.parallel.experts import require_local_experts
 
@@ -40,11 +40,15 @@ class Attention(nn.Module):
         # q, k and v as one product when the linear implementation can fuse them (set by
         # prepare_weights, once the weights are real); not a module, so no checkpoint keys.
         self.qkv: FusedLinear | None = None
+        # q_norm, k_norm and the rotation as one call where the rope implementation offers it
+        # (also set by prepare_weights).
+        self.norm_rotary: NormRotary | None = None
         kv_size = spec.num_key_value_heads * spec.head_dim
         self.qkv_sizes = [spec.num_attention_heads * spec.head_dim, kv_size, kv_size]
 
     def prepare_weights(self) -> None:
         self.qkv = fuse_linears(self.q_proj, self.k_proj, self.v_proj)
+        self.norm_rotary = fuse_norms_and_rotary(self.q_norm, self.k_norm, self.rotary)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.qkv is not None:
@@ -54,10 +58,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
         b, s, _ = x.shape
         q, k, v = self.project(x)
-        q = self.q_norm(q.view(b, s, -1, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
         v = v.view(b, s, -1, self.head_dim).transpose(1, 2)  # [B, H_kv, S, D]
-        q, k = self.rotary(q, k, batch.positions)
+        if self.norm_rotary is not None:  # takes the projections as they are: [B, S, H * D]
+            q, k = self.norm_rotary(q, k, batch.positions)
+        else:
+            q = self.q_norm(q.view(b, s, -1, self.head_dim)).transpose(1, 2)  # [B, H_q, S, D]
+            k = self.k_norm(k.view(b, s, -1, self.head_dim)).transpose(1, 2)
+            q, k = self.rotary(q, k, batch.positions)
         k, v = storage.update(self.layer_idx, batch.start, k, v, batch.length)  # [B, H_kv, T, D]
         out = self.attend(q, k, v, batch, self.scale)  # [B, H_q, S, D]
         return self.reduce(self.o_proj(out.transpose(1, 2).reshape(b, s, -1)))
@@ -79,9 +86,18 @@ class DecoderLayer(nn.Module):
         else:
             self.mlp = ctx.mlp(spec.hidden_size, spec.intermediate_size)
 
-    def forward(self, x: torch.Tensor, batch: AttentionBatch, storage: KVCache) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), batch, storage)
-        return x + self.reduce(self.mlp(self.post_attention_layernorm(x)))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
+                storage: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, S, E]: the previous layer's MLP output, still to be added to ``residual`` (the
+        stream before it), or the embeddings when ``residual`` is None (the first layer).
+        Returns this layer's (MLP output, residual) in the same sense: each residual add is
+        left to the norm that follows it, which does both in one call."""
+        if residual is None:
+            h, residual = self.input_layernorm(x), x
+        else:
+            h, residual = self.input_layernorm(x, residual)
+        h, residual = self.post_attention_layernorm(self.self_attn(h, batch, storage), residual)
+        return self.reduce(self.mlp(h)), residual
 
 
 class Decoder(nn.Module):
@@ -147,11 +163,14 @@ class Qwen3Model(nn.Module):
             cache = Cache(PassThroughStorage(), b, None, input_ids.device)
         batch = cache.begin(attention_mask, s)
         x = self.model.embed_tokens(input_ids)  # [B, S, E]
+        residual = None  # the stream x is still to be added to (see DecoderLayer.forward)
         for layer in self.model.layers:
-            x = layer(x, batch, cache.storage)
+            x, residual = layer(x, residual, batch, cache.storage)
         if last_only:
             x = x[:, -1:]
-        return self.parallel.gather_vocab(self.lm_head(self.model.norm(x)), self.spec)
+            residual = None if residual is None else residual[:, -1:]
+        x = self.model.norm(x) if residual is None else self.model.norm(x, residual)[0]
+        return self.parallel.gather_vocab(self.lm_head(x), self.spec)
 
     def prepare_weights(self) -> None:
         """Let each module convert freshly loaded weights into its own layout (once)."""

@@ -20,7 +20,7 @@ _sdpa = make_sdpa_attention(native_gqa=_torch_version() >= (2, 5))
 
 def cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: AttentionBatch,
                   scale: float) -> torch.Tensor:
-    if (q.device.type == "cpu" and q.dtype in KERNEL_DTYPES and q.shape[2] <= MAX_QUERY_TOKENS
+    if (q.is_cpu and q.dtype in KERNEL_DTYPES and q.shape[2] <= MAX_QUERY_TOKENS
             and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1):
         return torch.ops.qwen3core_cpu.attention(q, k, v, batch.mask, scale)
     return _sdpa(q, k, v, batch, scale)  # [B, H_q, S, D]

@@ -30,8 +30,10 @@ from qwen3core.errors import BackendSelectionError
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "avx512_vnni.cpp", "stream_op.cpp",
-           "pointwise_ops.cpp", "attention_op.cpp")
-HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h")
+           "pointwise_ops.cpp", "attention_op.cpp", "decode_avx2.cpp", "decode_attention_avx2.cpp",
+           "decode_attention_avx512.cpp")
+HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h", "decode_kernels.h",
+           "decode_simd.h", "decode_attention.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -176,6 +178,11 @@ def _register_fake() -> None:
     def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return x.new_empty(x.shape)
 
+    @torch.library.register_fake("qwen3core_cpu::add_rms_norm")
+    def _(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.new_empty(x.shape), x.new_empty(x.shape)
+
     @torch.library.register_fake("qwen3core_cpu::rotary")
     def _(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
           scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,6 +193,16 @@ def _register_fake() -> None:
           ) -> torch.Tensor:
         b, h, s, d = q.shape
         return q.new_empty((b, s, h, d)).transpose(1, 2)
+
+    @torch.library.register_fake("qwen3core_cpu::qk_norm_rotary")
+    def _(q: torch.Tensor, k: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
+          eps: float, positions: torch.Tensor, inv_freq: torch.Tensor, scale: float = 1.0
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.dim() == 3:  # projections [B, S, H * D] -> [B, H, S, D] views
+            d = q_weight.shape[0]
+            q = q.new_empty((q.shape[0], q.shape[1], q.shape[2] // d, d)).transpose(1, 2)
+            k = k.new_empty((k.shape[0], k.shape[1], k.shape[2] // d, d)).transpose(1, 2)
+        return torch.empty_like(q), torch.empty_like(k)
 
     @torch.library.register_fake("qwen3core_cpu::silu_mul")
     def _(gate_up: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ class CpuSwiGLU(SwiGLU):
         self.gate_up = fuse_linears(self.gate_proj, self.up_proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up is None or x.device.type != "cpu" or x.dtype not in KERNEL_DTYPES:
+        if self.gate_up is None or not x.is_cpu or x.dtype not in KERNEL_DTYPES:
             return super().forward(x)  # unfused projections: the eager expression, same numerics
         gate_up = self.gate_up(x)  # [..., 2I]
         return self.down_proj(torch.ops.qwen3core_cpu.silu_mul(gate_up))

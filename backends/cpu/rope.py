@@ -10,6 +10,7 @@ from qwen3core.rope_scaling import RopeScaling
 
 from .build import load_kernels
 from .linear import KERNEL_DTYPES
+from .norm import CpuRMSNorm
 
 
 class CpuRotary(nn.Module):
@@ -47,5 +48,42 @@ class CpuRotary(nn.Module):
             return self.fallback(q, k, positions)
         return torch.ops.qwen3core_cpu.rotary(q, k, positions, self.inv_freq, self.scale)
 
+    def fuse_norms(self, q_norm: nn.Module, k_norm: nn.Module) -> CpuNormRotary | None:
+        """The q/k norms and this rotation as one operator call (see qwen3core.fusion); only
+        for this backend's own norms, so a selection of another norm keeps its own."""
+        if type(q_norm) is not CpuRMSNorm or type(k_norm) is not CpuRMSNorm:
+            return None
+        if q_norm.eps != k_norm.eps:
+            return None
+        return CpuNormRotary(q_norm, k_norm, self)
+
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, theta={self.theta}, scaling={self.scaling}"
+
+
+class CpuNormRotary:
+    """``rotary(q_norm(q), k_norm(k), positions)`` as ``qwen3core_cpu::qk_norm_rotary``: each
+    head normalised and rotated in one pass, the same roundings as the three calls. Takes the
+    projections [B, S, H * D] and returns [B, H, S, D] (see qwen3core.fusion.NormRotary). Holds
+    the modules, not their tensors, so weights loaded or prepared later are the ones used."""
+
+    def __init__(self, q_norm: CpuRMSNorm, k_norm: CpuRMSNorm, rotary: CpuRotary):
+        self.q_norm, self.k_norm, self.rotary = q_norm, k_norm, rotary
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        qw, kw = self.q_norm.weight, self.k_norm.weight
+        dtype = q.dtype
+        if (not q.is_cpu or dtype not in KERNEL_DTYPES or k.dtype != dtype or qw.dtype != dtype
+                or kw.dtype != dtype or q.stride(-1) != 1 or k.stride(-1) != 1):
+            return self.unfused(q, k, positions)
+        return torch.ops.qwen3core_cpu.qk_norm_rotary(q, k, qw, kw, self.q_norm.eps, positions,
+                                                      self.rotary.inv_freq, self.rotary.scale)
+
+    def unfused(self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three modules one by one (inputs the kernel does not take, e.g. float64)."""
+        d = self.rotary.head_dim
+        q = self.q_norm(q.unflatten(-1, (-1, d))).transpose(1, 2)
+        k = self.k_norm(k.unflatten(-1, (-1, d))).transpose(1, 2)
+        return self.rotary(q, k, positions)

@@ -15,7 +15,11 @@ class CudaRMSNorm(nn.Module):
     def prepare_weights(self) -> None:
         prepare_kernels(self.weight.device)  # compile or load now, not inside the first step
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if residual is not None:  # the residual add stays a torch operator (no fused kernel yet)
+            x = x + residual
+            return rms_norm(x, self.weight, self.eps), x
         return rms_norm(x, self.weight, self.eps)  # [..., D]
 
     def extra_repr(self) -> str:

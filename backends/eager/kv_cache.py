@@ -16,14 +16,54 @@ import torch
 MIN_SLOTS = 256
 
 
-def write_rows(buffer: torch.Tensor, start: torch.Tensor, new: torch.Tensor) -> None:
+class RowSlots:
+    """Where a step's new tokens go, as the index tensors of an indexed copy; made once per step.
+
+    Every layer's ``update`` in a step receives the same ``start`` tensor, and keys and values
+    go to the same slots, so the index is built once per step rather than twice per layer
+    (building it is two torch operators, as much as the copy). Keyed on the ``start`` object:
+    the ``KVCache`` contract has the caller hand every layer of a step the same ``start`` and a
+    new tensor for the next step, never one changed in place (inference tensors keep no version
+    counter that could tell). Under compilation it is built every call (the compiler removes
+    the repetition itself).
+    """
+
+    def __init__(self):
+        self._key: tuple[torch.Tensor, int] | None = None
+        self._index: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def __call__(self, start: torch.Tensor, num_new: int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(slots, rows): slots [S] for one row, else slots [B, S] and rows [B, 1]."""
+        if torch.compiler.is_compiling():
+            return _row_slots(start, num_new)
+        key = self._key
+        if key is None or key[0] is not start or key[1] != num_new:
+            self._index = _row_slots(start, num_new)
+            self._key = (start, num_new)
+        return self._index
+
+
+def _row_slots(start: torch.Tensor, num_new: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    steps = torch.arange(num_new, device=start.device)
+    if start.shape[0] == 1:
+        return start + steps, None
+    return start[:, None] + steps, torch.arange(start.shape[0], device=start.device)[:, None]
+
+
+def write_rows(buffer: torch.Tensor, start: torch.Tensor, new: torch.Tensor,
+               slots: RowSlots | None = None) -> None:
     """buffer [B, H, room, D] gets row b of new [B, H, S, D] at slots start[b] .. +S.
 
-    One scatter for every row (no per-row python loop, no host read of ``start``); it raises
-    for a slot beyond the buffer."""
-    b, h, s, d = new.shape
-    slots = start[:, None] + torch.arange(s, device=new.device)  # [B, S]
-    buffer.scatter_(2, slots[:, None, :, None].expand(b, h, s, d), new)
+    One indexed copy for every row (no per-row python loop, no host read of ``start``); it
+    raises for a slot beyond the buffer. Not ``scatter_``: for bfloat16 and float16 torch's CPU
+    scatter widens the whole destination to float32 and back, which made every decode step
+    copy each layer's entire cache twice. ``slots`` reuses the index of an earlier call."""
+    index, rows = (slots or _row_slots)(start, new.shape[2])
+    if rows is None:  # one row: its slots index the slot dimension directly (the cheapest copy)
+        buffer.index_copy_(2, index, new)
+    else:  # buffer[rows, :, slots] is [B, S, H, D]: the indexed dimensions come first
+        buffer[rows, :, index] = new.transpose(1, 2)
 
 
 class DynamicKVCache:
@@ -35,6 +75,7 @@ class DynamicKVCache:
         self.capacity = capacity
         self.keys: list[torch.Tensor | None] = [None] * num_layers  # buffers [B, H_kv, room, D]
         self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.slots = RowSlots()
 
     def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +85,9 @@ class DynamicKVCache:
         if keys is None or keys.shape[2] < length:
             keys, values = self._regrow(keys, length, k), self._regrow(values, length, v)
             self.keys[layer_idx], self.values[layer_idx] = keys, values
-        write_rows(keys, start, k)
-        write_rows(values, start, v)
-        return keys[:, :, :length], values[:, :, :length]  # [B, H_kv, T, D] views
+        write_rows(keys, start, k, self.slots)
+        write_rows(values, start, v, self.slots)
+        return keys.narrow(2, 0, length), values.narrow(2, 0, length)  # [B, H_kv, T, D] views
 
     def _regrow(self, old: torch.Tensor | None, needed: int, new: torch.Tensor) -> torch.Tensor:
         stored = 0 if old is None else old.shape[2]

@@ -10,7 +10,16 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim, dtype=dtype, device=device))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """norm(x); with ``residual``, (norm(x + residual), x + residual): the decoder's residual
+        add and the norm after it (see docs/hooks.md)."""
+        if residual is not None:
+            x = x + residual
+            return self.normalise(x), x
+        return self.normalise(x)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
         input_dtype = x.dtype
         # float32 statistics; float64 inputs keep float64 so float64 runs are exact references.
         x32 = x.to(torch.promote_types(input_dtype, torch.float32))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from qwen3core_backends.eager.kv_cache import write_rows
+from qwen3core_backends.eager.kv_cache import RowSlots, write_rows
 
 
 class StaticKVCache:
@@ -29,14 +29,15 @@ class StaticKVCache:
         shape = (batch_size, num_kv_heads, capacity, head_dim)  # [B, H_kv, T, D]
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.slots = RowSlots()
 
     def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.keys[layer_idx], self.values[layer_idx]
         # A scatter on the device: no host round trip, and it raises for a slot beyond the
         # capacity.
-        write_rows(keys, start, k)
-        write_rows(values, start, v)
+        write_rows(keys, start, k, self.slots)
+        write_rows(values, start, v, self.slots)
         return keys, values  # [B, H_kv, capacity, D]
 
     def reorder(self, rows: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ of the float64 result, plus the rounding to bfloat16 (unit roundoff 2^-8) for bf
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -53,7 +54,7 @@ def _exact(q, k, v, mask, scale):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.bfloat16]),
-       batch=st.integers(1, 3), heads_kv=st.integers(1, 3), groups=st.integers(1, 4),
+       batch=st.integers(1, 3), heads_kv=st.integers(1, 3), groups=st.integers(1, 6),
        seq=st.integers(1, MAX_QUERY_TOKENS), keys=st.integers(1, 70),
        dim=st.sampled_from([4, 8, 13, 64]), spare=st.integers(0, 9))
 def test_matches_exact_attention(seed, dtype, batch, heads_kv, groups, seq, keys, dim, spare):
@@ -67,6 +68,41 @@ def test_matches_exact_attention(seed, dtype, batch, heads_kv, groups, seq, keys
     bound = want.abs() * rounding + 1e-5 * (1 + want.abs())
     excess = ((got.double() - want).abs() - bound).max().item()
     assert excess <= 0, f"off the exact result by {excess:.3g} beyond the bound"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_long_context_split_over_threads_matches_exact_attention(dtype):
+    """Enough keys that the operator hands tasks to several threads (on a multi-core run)."""
+    q, k, v, mask = _inputs(5, dtype, 2, 8, 2, 2, 1500, 64, 1503)
+    got = torch.ops.qwen3core_cpu.attention(q, k, v, mask, 0.125)
+    want = _exact(q, k, v, mask, 0.125)
+    rounding = 2.0 ** -8 if dtype == torch.bfloat16 else 0.0
+    bound = want.abs() * rounding + 1e-5 * (1 + want.abs())
+    assert ((got.double() - want).abs() - bound).max().item() <= 0
+
+
+def _check_against_exact(seed: int, dtype: torch.dtype, groups: int, keys: int, dim: int):
+    q, k, v, mask = _inputs(seed, dtype, 2, 2 * groups, 2, 2, keys, dim, keys + 3)
+    got = torch.ops.qwen3core_cpu.attention(q, k, v, mask, dim ** -0.5)
+    want = _exact(q, k, v, mask, dim ** -0.5)
+    rounding = 2.0 ** -8 if dtype == torch.bfloat16 else 0.0
+    bound = want.abs() * rounding + 1e-5 * (1 + want.abs())
+    assert ((got.double() - want).abs() - bound).max().item() <= 0
+
+
+def test_avx2_loops_when_forced():
+    """The AVX2 loops on a machine that would pick AVX-512 (the choice follows the linear
+    kernels', made once per process, so in a fresh one); on an AVX2 machine, the same loops."""
+    code = ("import torch; from qwen3core_backends.cpu.build import isa; assert isa() == 'avx2';"
+            "from tests.backends.test_cpu_attention import _check_against_exact as c;"
+            "[c(s, t, g, n, d) for s, (t, g, n, d) in enumerate([(torch.float32, 1, 9, 13),"
+            " (torch.bfloat16, 2, 70, 64), (torch.bfloat16, 5, 33, 128),"
+            " (torch.float32, 3, 40, 24)])]")
+    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=False, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_output_is_laid_out_for_the_following_reshape():

@@ -176,3 +176,110 @@ def test_swiglu_reads_gate_and_up_as_one_packed_weight(dtype, ops):
     x = torch.randn(3, 1, 24, generator=gen(9)).to(dtype)
     want = mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
     assert_matches_eager(mlp(x), want)
+
+
+def _norms(dtype, dim, eps=1e-6):
+    q_norm = CpuRMSNorm(dim, eps, dtype=dtype, device=CPU)
+    k_norm = CpuRMSNorm(dim, eps, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        q_norm.weight.copy_(torch.rand(dim, generator=gen(11)) + 0.5)
+        k_norm.weight.copy_(torch.rand(dim, generator=gen(12)) + 0.5)
+    return q_norm, k_norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [16, 128, 10])
+def test_qk_norm_rotary_is_the_norms_then_the_rotation(dtype, dim, ops):
+    """The fused operator computes exactly what the three operators compute, on the strided
+    [B, S, H, D] -> [B, H, S, D] head views the model passes."""
+    q_norm, k_norm = _norms(dtype, dim)
+    q, k = _q_and_k(dtype, batch=2, seq=3, heads_q=4, heads_k=2, dim=dim, seed=13)
+    q, k = q * 3, k * 3  # values away from 1, so the norms matter
+    q = q.transpose(1, 2).contiguous().transpose(1, 2)
+    k = k.transpose(1, 2).contiguous().transpose(1, 2)
+    positions = torch.tensor([[0, 5, 6], [3, 4, 40000]])
+    inv_freq = rotary_inv_freq(dim, 1e6, CPU)
+    want = ops.rotary(ops.rms_norm(q, q_norm.weight, 1e-6), ops.rms_norm(k, k_norm.weight, 1e-6),
+                      positions, inv_freq, 0.9)
+    got = ops.qk_norm_rotary(q, k, q_norm.weight, k_norm.weight, 1e-6, positions, inv_freq, 0.9)
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    assert got[0].stride() == q.stride()
+    eager_q, eager_k = EagerRotary(dim, 1e6)(RMSNorm.forward(q_norm, q),
+                                             RMSNorm.forward(k_norm, k), positions)
+    plain = ops.qk_norm_rotary(q, k, q_norm.weight, k_norm.weight, 1e-6, positions, inv_freq)
+    assert_matches_eager(plain[0], eager_q)
+    assert_matches_eager(plain[1], eager_k)
+
+
+def test_rotary_fuses_only_this_backends_norms(ops):
+    """The fused callable takes the projections [B, S, H * D] as the model has them and
+    returns what the three modules return on the [B, H, S, D] head views."""
+    rotary = CpuRotary(16, 1e6, device=CPU)
+    q_norm, k_norm = _norms(torch.float32, 16)
+    fused = rotary.fuse_norms(q_norm, k_norm)
+    assert fused is not None
+    eager_norm = RMSNorm(16, 1e-6, dtype=torch.float32, device=CPU)
+    assert rotary.fuse_norms(eager_norm, k_norm) is None  # a selected eager norm stays eager
+    qkv = torch.randn(2, 5, (4 + 2 + 2) * 16, generator=gen(17))
+    q, k, _ = qkv.split([4 * 16, 2 * 16, 2 * 16], dim=-1)  # strided, as the fused qkv gives
+    positions = torch.tensor([[0, 1, 2, 3, 4], [9, 8, 7, 6, 5]])
+
+    def separately(q, k):
+        heads_q = q_norm(q.unflatten(-1, (-1, 16))).transpose(1, 2)
+        heads_k = k_norm(k.unflatten(-1, (-1, 16))).transpose(1, 2)
+        return rotary(heads_q, heads_k, positions)
+
+    got = fused(q, k, positions)
+    for g, w in zip(got, separately(q, k)):
+        assert torch.equal(g, w)
+    assert got[0].shape == (2, 4, 5, 16) and got[1].shape == (2, 2, 5, 16)
+    q64, k64 = q.double(), k.double()  # no kernel for float64: the three modules, unfused
+    for g, w in zip(fused(q64, k64, positions), separately(q64, k64)):
+        assert torch.equal(g, w)
+
+
+def test_qk_norm_rotary_rejects_a_mismatched_weight(ops):
+    q, k = _q_and_k(torch.float32)
+    inv_freq = rotary_inv_freq(16, 1e6, CPU)
+    with pytest.raises(RuntimeError, match="norm weights must be contiguous \\[16\\]"):
+        ops.qk_norm_rotary(q, k, torch.ones(16), torch.ones(8), 1e-6,
+                           torch.zeros(2, 5, dtype=torch.int64), inv_freq)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_mul_at_the_ends_of_the_float_range(dtype, ops):
+    """The vectorised exp saturates: silu(-200) is -0 (e^200 overflows), silu(200) is 200, and
+    NaN stays NaN, as in the eager expression."""
+    gate = torch.tensor([-200.0, -90.0, -88.5, -20.0, 0.0, 20.0, 88.5, 90.0, 200.0,
+                         float("nan"), float("inf"), -float("inf"), 1.0, 2.0, 3.0, 4.0])
+    gate_up = torch.cat((gate, torch.full_like(gate, 1.5))).to(dtype)
+    got = ops.silu_mul(gate_up)
+    want = F.silu(gate.to(dtype)) * torch.full_like(gate, 1.5).to(dtype)
+    assert torch.equal(got.isnan(), want.isnan())
+    finite = ~want.isnan()
+    torch.testing.assert_close(got[finite], want[finite], rtol=2 ** -7, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1024), (3, 5, 128), (2, 7)])
+def test_add_rms_norm_is_the_residual_add_then_the_norm(dtype, shape, ops):
+    dim = shape[-1]
+    norm = CpuRMSNorm(dim, 1e-6, dtype=dtype, device=CPU)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(dim, generator=gen(21)))
+    x = (torch.randn(shape, generator=gen(22)) * 3).to(dtype)
+    residual = (torch.randn(shape, generator=gen(23)) * 5).to(dtype)
+    normed, total = norm(x, residual)
+    assert torch.equal(total, x + residual)  # the add rounds as torch's does
+    assert torch.equal(normed, ops.rms_norm(x + residual, norm.weight, 1e-6))
+    eager = RMSNorm(dim, 1e-6, dtype=dtype, device=CPU)
+    eager.load_state_dict(norm.state_dict())
+    want_normed, want_total = eager(x, residual)
+    assert torch.equal(total, want_total)
+    assert_matches_eager(normed, want_normed)
+
+
+def test_add_rms_norm_rejects_a_mismatched_residual(ops):
+    with pytest.raises(RuntimeError, match="residual must be a CPU tensor of x's dtype and shape"):
+        ops.add_rms_norm(torch.randn(2, 8), torch.randn(2, 4), torch.ones(8), 1e-6)

@@ -5,41 +5,43 @@
 // hands out views of its buffers), mask [B, 1, S, T] bool. Returns [B, H_q, S, D] laid out as
 // [B, S, H_q, D] in memory, so the model's transpose-and-reshape before o_proj is free.
 //
-// One task per query row (b, h, s): scores in float32 over the keys the mask allows, a float32
-// softmax with the running maximum subtracted, and the weighted sum of the values accumulated in
-// float32 and rounded once to the activation dtype. torch's SDPA spends ~0.2 ms of setup per
+// One task per key/value head and query position (b, h_kv, s), for the query heads that share
+// that head: scores in float32 over the keys the mask allows, a float32 softmax with the maximum
+// subtracted, and the weighted sum of the values accumulated in float32 and rounded once to the
+// activation dtype (AVX2 loops in decode_avx2.cpp). torch's SDPA spends ~0.2 ms of setup per
 // call on a single query row; this loop spends microseconds.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
+#include <type_traits>
 #include <vector>
+
+#include "decode_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
 
-// Partial sums per lane: independent chains the compiler maps onto vector registers (a single
-// float accumulator would be one serial chain, since float addition cannot be reordered).
-constexpr int kLanes = 8;
+// Tasks get about this many multiply-adds (keys x D x query rows, for K and V each) so that a
+// short decode attention runs on the calling thread: a second thread's wakeup costs more than
+// the whole of it, while a long context still spreads over the threads.
+constexpr int64_t kGrainWork = int64_t{1} << 20;
 
-template <typename T>
-float dot(const float* q, const T* k, int64_t d) {
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= d; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] += q[i + j] * static_cast<float>(k[i + j]);
-  float sum = 0.f;
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  for (; i < d; ++i) sum += q[i] * static_cast<float>(k[i]);
-  return sum;
-}
-
-template <typename T>
-void add_scaled(float* acc, const T* v, float p, int64_t d) {
-  for (int64_t i = 0; i < d; ++i) acc[i] += p * static_cast<float>(v[i]);
+// Whether to run the AVX-512 loops: where the linear kernels chose AVX-512 (their choice honours
+// QWEN3CORE_CPU_ISA, so forcing "avx2" tests the AVX2 loops here too). Asked once.
+bool wide_vectors() {
+  static const bool wide = [] {
+    const auto isa = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("qwen3core_cpu::isa", "")
+                         .typed<std::string()>();
+    return isa.call().rfind("avx512", 0) == 0;
+  }();
+  return wide;
 }
 
 struct View4 {  // strides of a [B, H, S or T, D] tensor (D has unit stride)
@@ -50,42 +52,52 @@ struct View4 {  // strides of a [B, H, S or T, D] tensor (D has unit stride)
 template <typename T>
 void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
             const at::Tensor& mask, float scale, at::Tensor& out) {
-  const int64_t batch = q.size(0), heads = q.size(1), seq = q.size(2), d = q.size(3);
-  const int64_t keys = k.size(2), groups = heads / k.size(1);
+  const int64_t batch = q.size(0), seq = q.size(2), d = q.size(3);
+  const int64_t kv_heads = k.size(1), keys = k.size(2), groups = q.size(1) / kv_heads;
   const View4 qs(q), ks(k), vs(v), os(out);
   const int64_t mb = mask.stride(0), ms = mask.stride(2), mt = mask.stride(3);
   const T *qp = q.data_ptr<T>(), *kp = k.data_ptr<T>(), *vp = v.data_ptr<T>();
-  const bool* maskp = mask.data_ptr<bool>();
+  const uint8_t* maskp = reinterpret_cast<const uint8_t*>(mask.data_ptr<bool>());
   T* op = out.data_ptr<T>();
-  const int64_t rows = batch * heads * seq;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, keys * d));
-  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<float> qf(d), acc(d), scores(keys);
+  // One task per (row, key/value head, query position): the query heads of a group share each
+  // read of a key and a value row.
+  const int64_t tasks = batch * kv_heads * seq;
+  const int64_t grain = std::max<int64_t>(
+      1, kGrainWork / std::max<int64_t>(1, 2 * keys * d * groups));
+  const bool wide = wide_vectors();
+  at::parallel_for(0, tasks, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<float> qf(groups * d), acc(groups * d), scores(std::min<int64_t>(groups, 4) * keys);
+    std::vector<int32_t> live(keys);
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / (heads * seq), h = (r / seq) % heads, s = r % seq;
-      const T* qrow = qp + b * qs.b + h * qs.h + s * qs.s;
-      const T* kbase = kp + b * ks.b + (h / groups) * ks.h;
-      const T* vbase = vp + b * vs.b + (h / groups) * vs.h;
-      const bool* allowed = maskp + b * mb + s * ms;
-      for (int64_t i = 0; i < d; ++i) qf[i] = static_cast<float>(qrow[i]);
-      float top = -std::numeric_limits<float>::infinity();
-      for (int64_t t = 0; t < keys; ++t) {
-        if (!allowed[t * mt]) continue;
-        scores[t] = dot(qf.data(), kbase + t * ks.s, d) * scale;
-        top = std::max(top, scores[t]);
+      const int64_t b = r / (kv_heads * seq), hk = (r / seq) % kv_heads, s = r % seq;
+      constexpr bool bf16 = std::is_same_v<T, at::BFloat16>;
+      for (int64_t g = 0; g < groups; ++g) {
+        const T* qrow = qp + b * qs.b + (hk * groups + g) * qs.h + s * qs.s;
+        if constexpr (bf16)
+          decode::widen_bf16(reinterpret_cast<const uint16_t*>(qrow), qf.data() + g * d, d);
+        else
+          std::copy(qrow, qrow + d, qf.data() + g * d);
       }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      float total = 0.f;
-      for (int64_t t = 0; t < keys; ++t) {
-        if (!allowed[t * mt]) continue;
-        const float p = std::exp(scores[t] - top);
-        total += p;
-        add_scaled(acc.data(), vbase + t * vs.s, p, d);
-      }
+      const T* kbase = kp + b * ks.b + hk * ks.h;
+      const T* vbase = vp + b * vs.b + hk * vs.h;
+      const uint8_t* allowed = maskp + b * mb + s * ms;
       // The mask gives every row at least one key (AttentionBatch); a row with none gets zeros.
-      const float norm = total > 0.f ? 1.f / total : 0.f;
-      T* orow = op + b * os.b + h * os.h + s * os.s;
-      for (int64_t i = 0; i < d; ++i) orow[i] = static_cast<T>(acc[i] * norm);
+      if constexpr (bf16)
+        (wide ? decode::attend_bf16_avx512 : decode::attend_bf16)(
+            qf.data(), d, groups, reinterpret_cast<const uint16_t*>(kbase), ks.s,
+            reinterpret_cast<const uint16_t*>(vbase), vs.s, allowed, mt, keys, d, scale,
+            scores.data(), acc.data(), live.data());
+      else
+        (wide ? decode::attend_f32_avx512 : decode::attend_f32)(
+            qf.data(), d, groups, kbase, ks.s, vbase, vs.s, allowed, mt, keys, d, scale,
+            scores.data(), acc.data(), live.data());
+      for (int64_t g = 0; g < groups; ++g) {  // rounded once, as c10::BFloat16 rounds
+        T* orow = op + b * os.b + (hk * groups + g) * os.h + s * os.s;
+        if constexpr (bf16)
+          decode::narrow_bf16(acc.data() + g * d, reinterpret_cast<uint16_t*>(orow), d);
+        else
+          std::copy(acc.data() + g * d, acc.data() + (g + 1) * d, orow);
+      }
     }
   });
 }

@@ -13,12 +13,16 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
+
+#include "decode_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
 
-// Rows of about this many elements per task, so decode-sized inputs run on the calling thread.
+// Rows of about this many elements per task, so decode-sized inputs run on the calling thread
+// (a second thread costs a wakeup that is longer than a decode row's arithmetic).
 constexpr int64_t kGrainElements = 1 << 15;
 
 // The activation dtype's rounding of a float32 value (identity for float32).
@@ -33,27 +37,14 @@ void check_cpu_float(const at::Tensor& t, const char* name) {
               " must be bfloat16 or float32, got ", t.scalar_type());
 }
 
-// ---- RMSNorm: y = weight * dtype(x * rsqrt(mean(x^2) + eps)) over the last dimension. ----
-
-template <typename T>
-void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, float eps) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / dim), [&](int64_t r0,
-                                                                           int64_t r1) {
-    std::vector<float> x32(dim);
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * dim;
-      float sum = 0.f;
-      for (int64_t i = 0; i < dim; ++i) {
-        x32[i] = static_cast<float>(xr[i]);
-        sum += x32[i] * x32[i];
-      }
-      const float inv = 1.f / std::sqrt(sum / static_cast<float>(dim) + eps);
-      T* yr = y + r * dim;
-      for (int64_t i = 0; i < dim; ++i)
-        yr[i] = static_cast<T>(static_cast<float>(w[i]) * round_to<T>(x32[i] * inv));
-    }
-  });
+inline const uint16_t* bits(const at::Tensor& t) {
+  return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
 }
+inline uint16_t* bits(at::Tensor& t) {
+  return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+}
+
+// ---- RMSNorm: y = weight * dtype(x * rsqrt(mean(x^2) + eps)) over the last dimension. ----
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   check_cpu_float(x, "x");
@@ -65,33 +56,94 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor y = at::empty_like(xc);
   const int64_t dim = x.size(-1), rows = dim ? xc.numel() / dim : 0;
   if (rows == 0) return y;
-  if (x.scalar_type() == at::kBFloat16)
-    rms_norm_rows(xc.data_ptr<at::BFloat16>(), wc.data_ptr<at::BFloat16>(),
-                  y.data_ptr<at::BFloat16>(), rows, dim, static_cast<float>(eps));
-  else
-    rms_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), y.data_ptr<float>(), rows, dim,
-                  static_cast<float>(eps));
+  const float e = static_cast<float>(eps);
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / dim), [&](int64_t r0,
+                                                                           int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (bf16)
+        decode::rms_norm_bf16(bits(xc) + r * dim, bits(wc), bits(y) + r * dim, dim, e);
+      else
+        decode::rms_norm_f32(xc.data_ptr<float>() + r * dim, wc.data_ptr<float>(),
+                             y.data_ptr<float>() + r * dim, dim, e);
+    }
+  });
   return y;
+}
+
+// ---- add_rms_norm(x, residual): (rms_norm(s), s) with s = dtype(x + residual), one pass. ----
+
+std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                                const at::Tensor& weight, double eps) {
+  check_cpu_float(x, "x");
+  TORCH_CHECK(residual.scalar_type() == x.scalar_type() && residual.device().is_cpu() &&
+                  residual.sizes() == x.sizes(),
+              "add_rms_norm: residual must be a CPU tensor of x's dtype and shape ", x.sizes(),
+              ", got ", residual.sizes(), " of ", residual.scalar_type());
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type() && weight.dim() == 1 &&
+                  x.dim() >= 1 && weight.size(0) == x.size(-1),
+              "add_rms_norm: weight must be a [", x.dim() ? x.size(-1) : 0, "] tensor of ",
+              x.scalar_type(), ", got ", weight.sizes(), " of ", weight.scalar_type());
+  const at::Tensor xc = x.contiguous(), rc = residual.contiguous(), wc = weight.contiguous();
+  at::Tensor y = at::empty_like(xc), sum = at::empty_like(xc);
+  const int64_t dim = x.size(-1), rows = dim ? xc.numel() / dim : 0;
+  if (rows == 0) return {y, sum};
+  const float e = static_cast<float>(eps);
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / dim), [&](int64_t r0,
+                                                                           int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o = r * dim;
+      if (bf16)
+        decode::add_rms_norm_bf16(bits(xc) + o, bits(rc) + o, bits(wc), bits(y) + o,
+                                  bits(sum) + o, dim, e);
+      else
+        decode::add_rms_norm_f32(xc.data_ptr<float>() + o, rc.data_ptr<float>() + o,
+                                 wc.data_ptr<float>(), y.data_ptr<float>() + o,
+                                 sum.data_ptr<float>() + o, dim, e);
+    }
+  });
+  return {y, sum};
 }
 
 // ---- Rotary embedding ("rotate half") of q and k [B, H, S, D] at positions [B, S]. ----
 //   out[i]       = x[i] * cos[i] - x[i + D/2] * sin[i]
 //   out[i + D/2] = x[i + D/2] * cos[i] + x[i] * sin[i]
 // cos/sin of position * inv_freq in float32, rounded to the dtype; each product and the sum
-// rounded to the dtype, as `q * cos + rotate_half(q) * sin` rounds them.
+// rounded to the dtype, as `q * cos + rotate_half(q) * sin` rounds them. With norm weights
+// (qk_norm_rotary) each head is first RMS-normalised, as the q_norm/k_norm modules would do
+// before the rotation: the normed head (dtype values) never leaves the task's float buffer.
+
+struct HeadNorm {  // the per-head RMSNorm applied before the rotation, if any
+  const at::Tensor* weight = nullptr;
+  float eps = 0.f;
+};
 
 template <typename T>
 void rotate_heads(const at::Tensor& in, at::Tensor& out, int64_t b, int64_t s,
-                  const float* cos, const float* sin, int64_t half) {
+                  const float* cos, const float* sin, int64_t half, const HeadNorm& norm,
+                  float* head) {
   const T* src = in.data_ptr<T>();
   T* dst = out.data_ptr<T>();
+  constexpr bool bf16 = std::is_same_v<T, at::BFloat16>;
+  const int64_t d = 2 * half;
   for (int64_t h = 0; h < in.size(1); ++h) {
     const T* x = src + b * in.stride(0) + h * in.stride(1) + s * in.stride(2);
     T* o = dst + b * out.stride(0) + h * out.stride(1) + s * out.stride(2);
-    for (int64_t i = 0; i < half; ++i) {
-      const float x1 = static_cast<float>(x[i]), x2 = static_cast<float>(x[i + half]);
-      o[i] = static_cast<T>(round_to<T>(x1 * cos[i]) + round_to<T>(-x2 * sin[i]));
-      o[i + half] = static_cast<T>(round_to<T>(x2 * cos[i]) + round_to<T>(x1 * sin[i]));
+    if constexpr (bf16) {
+      const uint16_t* xb = reinterpret_cast<const uint16_t*>(x);
+      if (norm.weight)
+        decode::rms_norm_head_bf16(xb, bits(*norm.weight), head, d, norm.eps);
+      else
+        decode::widen_bf16(xb, head, d);
+      decode::rotate_bf16(head, cos, sin, reinterpret_cast<uint16_t*>(o), half);
+    } else {
+      const float* xf = x;
+      if (norm.weight) {
+        decode::rms_norm_head_f32(xf, norm.weight->data_ptr<float>(), head, d, norm.eps);
+        xf = head;
+      }
+      decode::rotate_f32(xf, cos, sin, o, half);
     }
   }
 }
@@ -99,13 +151,13 @@ void rotate_heads(const at::Tensor& in, at::Tensor& out, int64_t b, int64_t s,
 template <typename T>
 void rotary_tokens(const at::Tensor& q, at::Tensor& q_out, const at::Tensor& k,
                    at::Tensor& k_out, const at::Tensor& positions, const float* inv_freq,
-                   float scale) {
+                   float scale, const HeadNorm& q_norm, const HeadNorm& k_norm) {
   const int64_t batch = q.size(0), seq = q.size(2), half = q.size(3) / 2;
   const int64_t per_token = (q.size(1) + k.size(1)) * q.size(3);
   const int64_t* pos = positions.data_ptr<int64_t>();
   at::parallel_for(0, batch * seq, std::max<int64_t>(1, kGrainElements / per_token),
                    [&](int64_t t0, int64_t t1) {
-    std::vector<float> cos(half), sin(half);
+    std::vector<float> cos(half), sin(half), head(2 * half);
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / seq, s = t % seq;
       const float position = static_cast<float>(pos[b * positions.stride(0) +
@@ -116,15 +168,14 @@ void rotary_tokens(const at::Tensor& q, at::Tensor& q_out, const at::Tensor& k,
         cos[i] = round_to<T>(std::cos(angle) * scale);
         sin[i] = round_to<T>(std::sin(angle) * scale);
       }
-      rotate_heads<T>(q, q_out, b, s, cos.data(), sin.data(), half);
-      rotate_heads<T>(k, k_out, b, s, cos.data(), sin.data(), half);
+      rotate_heads<T>(q, q_out, b, s, cos.data(), sin.data(), half, q_norm, head.data());
+      rotate_heads<T>(k, k_out, b, s, cos.data(), sin.data(), half, k_norm, head.data());
     }
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor& k,
-                                          const at::Tensor& positions,
-                                          const at::Tensor& inv_freq, double scale) {
+void check_rotary_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& positions,
+                         const at::Tensor& inv_freq) {
   check_cpu_float(q, "q");
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && k.device().is_cpu(),
               "rotary: k must be a CPU tensor of q's dtype ", q.scalar_type());
@@ -141,35 +192,63 @@ std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor&
   TORCH_CHECK(inv_freq.scalar_type() == at::kFloat && inv_freq.is_contiguous() &&
                   inv_freq.numel() == q.size(3) / 2,
               "rotary: inv_freq must be float32 [D/2]");
+}
+
+std::tuple<at::Tensor, at::Tensor> rotate(const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& positions,
+                                          const at::Tensor& inv_freq, double scale,
+                                          const HeadNorm& q_norm, const HeadNorm& k_norm) {
   at::Tensor q_out = at::empty_like(q), k_out = at::empty_like(k);  // same strides as inputs
   if (q.numel() == 0 && k.numel() == 0) return {q_out, k_out};
   if (q.scalar_type() == at::kBFloat16)
     rotary_tokens<at::BFloat16>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>(),
-                                static_cast<float>(scale));
+                                static_cast<float>(scale), q_norm, k_norm);
   else
     rotary_tokens<float>(q, q_out, k, k_out, positions, inv_freq.data_ptr<float>(),
-                         static_cast<float>(scale));
+                         static_cast<float>(scale), q_norm, k_norm);
   return {q_out, k_out};
 }
 
-// ---- silu_mul(gate_up [..., 2I]) -> [..., I]: dtype(silu(gate)) * up, rounded. ----
-
-template <typename T>
-void silu_mul_rows(const T* gu, T* out, int64_t rows, int64_t inter) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / inter), [&](int64_t r0,
-                                                                             int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* gate = gu + r * 2 * inter;
-      const T* up = gate + inter;
-      T* o = out + r * inter;
-      for (int64_t i = 0; i < inter; ++i) {
-        const float g = static_cast<float>(gate[i]);
-        o[i] = static_cast<T>(round_to<T>(g / (1.f + std::exp(-g))) *
-                              static_cast<float>(up[i]));
-      }
-    }
-  });
+std::tuple<at::Tensor, at::Tensor> rotary(const at::Tensor& q, const at::Tensor& k,
+                                          const at::Tensor& positions,
+                                          const at::Tensor& inv_freq, double scale) {
+  check_rotary_inputs(q, k, positions, inv_freq);
+  return rotate(q, k, positions, inv_freq, scale, HeadNorm{}, HeadNorm{});
 }
+
+// rotary(rms_norm(q, q_weight, eps), rms_norm(k, k_weight, eps), ...) in one pass per head:
+// the q_norm/k_norm modules and the rotation of a layer as one operator call.
+// q and k may also come as the projections make them, [B, S, H * D] (D = the weights' size):
+// they are then viewed as [B, H, S, D] here, which saves the caller four view operators.
+std::tuple<at::Tensor, at::Tensor> qk_norm_rotary(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                  const at::Tensor& q_weight,
+                                                  const at::Tensor& k_weight, double eps,
+                                                  const at::Tensor& positions,
+                                                  const at::Tensor& inv_freq, double scale) {
+  TORCH_CHECK(q_in.dim() == k_in.dim() && (q_in.dim() == 3 || q_in.dim() == 4),
+              "qk_norm_rotary: q and k must both be [B, H, S, D] or both [B, S, H * D], got ",
+              q_in.sizes(), " and ", k_in.sizes());
+  const int64_t d = q_weight.dim() == 1 ? q_weight.size(0) : 0;
+  auto heads = [d](const at::Tensor& t) {
+    if (t.dim() == 4) return t;
+    TORCH_CHECK(d > 0 && t.size(-1) % d == 0, "qk_norm_rotary: the last dimension ",
+                t.size(-1), " is not a whole number of heads of the norm weight's size ", d);
+    return t.view({t.size(0), t.size(1), t.size(2) / d, d}).transpose(1, 2);
+  };
+  const at::Tensor q = heads(q_in), k = heads(k_in);
+  check_rotary_inputs(q, k, positions, inv_freq);
+  for (const at::Tensor* w : {&q_weight, &k_weight})
+    TORCH_CHECK(w->scalar_type() == q.scalar_type() && w->dim() == 1 && w->is_contiguous() &&
+                    w->size(0) == q.size(3),
+                "qk_norm_rotary: the norm weights must be contiguous [", q.size(3),
+                "] tensors of ", q.scalar_type(), ", got ", w->sizes(), " of ",
+                w->scalar_type());
+  const float e = static_cast<float>(eps);
+  return rotate(q, k, positions, inv_freq, scale, HeadNorm{&q_weight, e},
+                HeadNorm{&k_weight, e});
+}
+
+// ---- silu_mul(gate_up [..., 2I]) -> [..., I]: dtype(silu(gate)) * up, rounded. ----
 
 at::Tensor silu_mul(const at::Tensor& gate_up) {
   check_cpu_float(gate_up, "gate_up");
@@ -183,10 +262,19 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
   at::Tensor out = at::empty(shape, gu.options());
   const int64_t rows = inter ? out.numel() / inter : 0;
   if (rows == 0) return out;
-  if (gu.scalar_type() == at::kBFloat16)
-    silu_mul_rows(gu.data_ptr<at::BFloat16>(), out.data_ptr<at::BFloat16>(), rows, inter);
-  else
-    silu_mul_rows(gu.data_ptr<float>(), out.data_ptr<float>(), rows, inter);
+  const bool bf16 = gu.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / inter), [&](int64_t r0,
+                                                                             int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      if (bf16) {
+        const uint16_t* gate = bits(gu) + r * 2 * inter;
+        decode::silu_mul_bf16(gate, gate + inter, bits(out) + r * inter, inter);
+      } else {
+        const float* gate = gu.data_ptr<float>() + r * 2 * inter;
+        decode::silu_mul_f32(gate, gate + inter, out.data_ptr<float>() + r * inter, inter);
+      }
+    }
+  });
   return out;
 }
 
@@ -195,13 +283,18 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
   m.def("rms_norm(Tensor x, Tensor weight, float eps) -> Tensor");
+  m.def("add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)");
   m.def("rotary(Tensor q, Tensor k, Tensor positions, Tensor inv_freq, float scale=1.0) -> "
         "(Tensor, Tensor)");
+  m.def("qk_norm_rotary(Tensor q, Tensor k, Tensor q_weight, Tensor k_weight, float eps, "
+        "Tensor positions, Tensor inv_freq, float scale=1.0) -> (Tensor, Tensor)");
   m.def("silu_mul(Tensor gate_up) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
   m.impl("rms_norm", &qwen3core_cpu::rms_norm);
+  m.impl("add_rms_norm", &qwen3core_cpu::add_rms_norm);
   m.impl("rotary", &qwen3core_cpu::rotary);
+  m.impl("qk_norm_rotary", &qwen3core_cpu::qk_norm_rotary);
   m.impl("silu_mul", &qwen3core_cpu::silu_mul);
 }

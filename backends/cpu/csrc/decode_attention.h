@@ -1,0 +1,166 @@
+// The decode attention's loops over one key/value head, written once over a vector type `V`
+// (decode_attention_avx2.cpp: 8 lanes; decode_attention_avx512.cpp: 16), included after each
+// file's target pragma into an anonymous namespace. See decode_kernels.h for the contract.
+//
+// V provides: reg, lanes, zero(), loadf(const float*), load<Bf16>(const T*) (bfloat16 bits or
+// float32 to float32 lanes), fma(a, b, c) = a * b + c, add, set1, storef, hsum. The softmax's
+// exp runs on AVX2 lanes (decode_simd.h) in both: it is one call per key, not per element.
+#pragma once
+
+#include "decode_simd.h"
+
+namespace qwen3core_cpu {
+namespace decode {
+namespace {
+
+// ---- attention over one key/value head ----
+//
+// G (1..4) query rows share each read of a key and a value row. Scores are kept only for the
+// keys the mask allows, compacted (`live` lists their indices), so the softmax and the value
+// pass skip masked slots (which may hold anything, e.g. another row's future).
+
+constexpr int64_t kGroupBlock = 4;
+
+template <typename V, int G, bool Bf16, typename T>
+void scores_block(const float* q, int64_t q_stride, const T* k, int64_t k_stride,
+                  const int32_t* live, int64_t n, int64_t d, float scale, float* scores,
+                  int64_t score_stride, float* top) {
+  for (int g = 0; g < G; ++g) top[g] = -__builtin_inff();
+  for (int64_t j = 0; j < n; ++j) {
+    const T* krow = k + live[j] * k_stride;
+    typename V::reg a0[G], a1[G];  // two chains per row: an add waits on the previous one
+    for (int g = 0; g < G; ++g) a0[g] = a1[g] = V::zero();
+    constexpr int L = V::lanes;
+    int64_t i = 0;
+    for (; i + 2 * L <= d; i += 2 * L) {
+      const typename V::reg k0 = V::template load<Bf16>(krow + i);
+      const typename V::reg k1 = V::template load<Bf16>(krow + i + L);
+      for (int g = 0; g < G; ++g) {
+        a0[g] = V::fma(V::loadf(q + g * q_stride + i), k0, a0[g]);
+        a1[g] = V::fma(V::loadf(q + g * q_stride + i + L), k1, a1[g]);
+      }
+    }
+    for (; i + L <= d; i += L) {
+      const typename V::reg k0 = V::template load<Bf16>(krow + i);
+      for (int g = 0; g < G; ++g) a0[g] = V::fma(V::loadf(q + g * q_stride + i), k0, a0[g]);
+    }
+    for (int g = 0; g < G; ++g) {
+      float dot = V::hsum(V::add(a0[g], a1[g]));
+      for (int64_t r = i; r < d; ++r) dot += q[g * q_stride + r] * scalar<Bf16>(krow[r]);
+      const float score = dot * scale;
+      scores[g * score_stride + j] = score;
+      top[g] = score > top[g] ? score : top[g];
+    }
+  }
+}
+
+// acc[g] = sum_j p[g][j] * v[live[j]], four keys per pass over the accumulators.
+template <typename V, int G, bool Bf16, typename T>
+void values_block(const float* p, int64_t p_stride, const T* v, int64_t v_stride,
+                  const int32_t* live, int64_t n, int64_t d, float* acc) {
+  for (int64_t x = 0; x < G * d; ++x) acc[x] = 0.f;
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const T* v0 = v + live[j] * v_stride;
+    const T* v1 = v + live[j + 1] * v_stride;
+    const T* v2 = v + live[j + 2] * v_stride;
+    const T* v3 = v + live[j + 3] * v_stride;
+    typename V::reg w[G][4];
+    for (int g = 0; g < G; ++g)
+      for (int u = 0; u < 4; ++u) w[g][u] = V::set1(p[g * p_stride + j + u]);
+    constexpr int L = V::lanes;
+    int64_t i = 0;
+    for (; i + L <= d; i += L) {
+      const typename V::reg x0 = V::template load<Bf16>(v0 + i);
+      const typename V::reg x1 = V::template load<Bf16>(v1 + i);
+      const typename V::reg x2 = V::template load<Bf16>(v2 + i);
+      const typename V::reg x3 = V::template load<Bf16>(v3 + i);
+      for (int g = 0; g < G; ++g) {
+        float* a = acc + g * d + i;
+        typename V::reg sum = V::fma(w[g][0], x0, V::loadf(a));
+        sum = V::fma(w[g][1], x1, sum);
+        sum = V::fma(w[g][2], x2, sum);
+        V::storef(a, V::fma(w[g][3], x3, sum));
+      }
+    }
+    for (; i < d; ++i)
+      for (int g = 0; g < G; ++g)
+        acc[g * d + i] += p[g * p_stride + j] * scalar<Bf16>(v0[i]) +
+                          p[g * p_stride + j + 1] * scalar<Bf16>(v1[i]) +
+                          p[g * p_stride + j + 2] * scalar<Bf16>(v2[i]) +
+                          p[g * p_stride + j + 3] * scalar<Bf16>(v3[i]);
+  }
+  for (; j < n; ++j) {
+    const T* vrow = v + live[j] * v_stride;
+    for (int g = 0; g < G; ++g) {
+      const typename V::reg w = V::set1(p[g * p_stride + j]);
+      float* a = acc + g * d;
+      int64_t i = 0;
+      for (; i + V::lanes <= d; i += V::lanes)
+        V::storef(a + i, V::fma(w, V::template load<Bf16>(vrow + i), V::loadf(a + i)));
+      for (; i < d; ++i) a[i] += p[g * p_stride + j] * scalar<Bf16>(vrow[i]);
+    }
+  }
+}
+
+// Softmax numerators of one row in place; returns their sum.
+inline float exp_shifted(float* row, int64_t n, float top) {
+  const __m256 vtop = _mm256_set1_ps(top);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(row + j), vtop));
+    _mm256_storeu_ps(row + j, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  float s = hsum(sum);
+  for (; j < n; ++j) {
+    row[j] = exp1(row[j] - top);
+    s += row[j];
+  }
+  return s;
+}
+
+template <typename V, int G, bool Bf16, typename T>
+void attend_block(const float* q, int64_t q_stride, const T* k, int64_t k_stride, const T* v,
+                  int64_t v_stride, const int32_t* live, int64_t n, int64_t d, float scale,
+                  float* scores, float* acc) {
+  float top[G];
+  scores_block<V, G, Bf16>(q, q_stride, k, k_stride, live, n, d, scale, scores, n, top);
+  float inverse[G];
+  for (int g = 0; g < G; ++g) {
+    const float total = n ? exp_shifted(scores + g * n, n, top[g]) : 0.f;
+    inverse[g] = total > 0.f ? 1.f / total : 0.f;  // a row that may see no key gets zeros
+  }
+  values_block<V, G, Bf16>(scores, n, v, v_stride, live, n, d, acc);
+  for (int g = 0; g < G; ++g)
+    for (int64_t i = 0; i < d; ++i) acc[g * d + i] *= inverse[g];
+}
+
+template <typename V, bool Bf16, typename T>
+void attend(const float* q, int64_t q_stride, int64_t groups, const T* k, int64_t k_stride,
+            const T* v, int64_t v_stride, const uint8_t* allowed, int64_t mask_stride,
+            int64_t keys, int64_t d, float scale, float* scores, float* acc, int32_t* live) {
+  int64_t n = 0;
+  for (int64_t t = 0; t < keys; ++t)
+    if (allowed[t * mask_stride]) live[n++] = static_cast<int32_t>(t);
+  for (int64_t g0 = 0; g0 < groups; g0 += kGroupBlock) {
+    const int64_t gn = groups - g0 < kGroupBlock ? groups - g0 : kGroupBlock;
+    const float* qg = q + g0 * q_stride;
+    float* ag = acc + g0 * d;
+    switch (gn) {
+      case 1: attend_block<V, 1, Bf16>(qg, q_stride, k, k_stride, v, v_stride, live, n, d, scale,
+                                    scores, ag); break;
+      case 2: attend_block<V, 2, Bf16>(qg, q_stride, k, k_stride, v, v_stride, live, n, d, scale,
+                                    scores, ag); break;
+      case 3: attend_block<V, 3, Bf16>(qg, q_stride, k, k_stride, v, v_stride, live, n, d, scale,
+                                    scores, ag); break;
+      default: attend_block<V, 4, Bf16>(qg, q_stride, k, k_stride, v, v_stride, live, n, d, scale,
+                                     scores, ag); break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace decode
+}  // namespace qwen3core_cpu
