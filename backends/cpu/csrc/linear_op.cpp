@@ -155,39 +155,61 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   return out.view(out_shape);
 }
 
+// The checks both quantized operators make of their operands, and the sizes they derive.
+// ``group_multiple``: what group_size must be a multiple of (2 for qlinear, the activation
+// block for qlinear_a8); ``zeros_need_int4``: qlinear_a8's int8 levels have no zero points.
+struct QuantOperands {
+  int64_t tiles, k_padded, groups, k;
+  bool has_zeros;
+};
+
+QuantOperands check_quant_operands(const char* op, const at::Tensor& x, const at::Tensor& levels,
+                                   const at::Tensor& scales, const at::Tensor& zeros,
+                                   int64_t bits, int64_t group_size, int64_t group_multiple,
+                                   bool zeros_need_int4) {
+  TORCH_CHECK(x.device().is_cpu() && levels.device().is_cpu(), "qwen3core_cpu::", op,
+              " runs on CPU tensors");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
+              "qwen3core_cpu::", op, " takes bfloat16 or float32 activations, not ",
+              x.scalar_type());
+  TORCH_CHECK(bits == 4 || bits == 8, "bits must be 4 or 8, got ", bits);
+  TORCH_CHECK(group_size > 0 && group_size % group_multiple == 0, "group_size must be a "
+              "positive multiple of ", group_multiple, ", got ", group_size);
+  TORCH_CHECK(levels.is_contiguous() && levels.dim() == 3 && levels.size(2) == kTile &&
+                  levels.element_size() == 1,
+              "levels of shape ", levels.sizes(), " are not [tiles, K or K/2, 16] bytes");
+  QuantOperands o{};
+  o.tiles = levels.size(0);
+  o.k_padded = bits == 8 ? levels.size(1) : levels.size(1) * 2;
+  TORCH_CHECK(o.k_padded % group_size == 0, "padded K ", o.k_padded, " is not a multiple of ",
+              group_size);
+  o.groups = o.k_padded / group_size;
+  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() &&
+                  scales.numel() == o.tiles * o.groups * kTile,
+              "scales must be float16 [tiles, groups, 16]");
+  o.has_zeros = zeros.numel() > 0;
+  TORCH_CHECK(!o.has_zeros || ((!zeros_need_int4 || bits == 4) &&
+                               zeros.scalar_type() == at::kChar && zeros.is_contiguous() &&
+                               zeros.numel() == o.tiles * o.groups * kTile),
+              "zeros must be int8 [tiles, groups, 16]", zeros_need_int4 ? " (int4 only)" : "",
+              " or empty");
+  o.k = x.dim() > 0 ? x.size(-1) : 0;
+  TORCH_CHECK(x.dim() >= 1 && o.k <= o.k_padded && o.k > o.k_padded - group_size,
+              "x has ", o.k, " input features but the packed weight has ", o.k_padded,
+              " (padded to groups of ", group_size, ")");
+  return o;
+}
+
 // qlinear(x [..., K], levels, scales, zeros, bits, group_size, zero_const, N) -> [..., N] in
 // x's dtype, for int8/int4 levels packed by backends/cpu/quant_linear.py (layout: kernels.h).
 // ``zeros`` may be empty: every zero point is then ``zero_const``.
 at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tensor& scales,
                    const at::Tensor& zeros, int64_t bits, int64_t group_size,
                    double zero_const, int64_t out_features) {
-  TORCH_CHECK(x.device().is_cpu() && levels.device().is_cpu(),
-              "qwen3core_cpu::qlinear runs on CPU tensors");
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
-              "qwen3core_cpu::qlinear takes bfloat16 or float32 activations, not ",
-              x.scalar_type());
-  TORCH_CHECK(bits == 4 || bits == 8, "bits must be 4 or 8, got ", bits);
-  TORCH_CHECK(group_size > 0 && group_size % 2 == 0, "group_size must be even, got ",
-              group_size);
-  TORCH_CHECK(levels.is_contiguous() && levels.dim() == 3 && levels.size(2) == kTile &&
-                  levels.element_size() == 1,
-              "levels of shape ", levels.sizes(), " are not [tiles, K or K/2, 16] bytes");
-  const int64_t tiles = levels.size(0);
-  const int64_t k_padded = bits == 8 ? levels.size(1) : levels.size(1) * 2;
-  TORCH_CHECK(k_padded % group_size == 0, "padded K ", k_padded, " is not a multiple of ",
-              group_size);
-  const int64_t groups = k_padded / group_size;
-  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() &&
-                  scales.numel() == tiles * groups * kTile,
-              "scales must be float16 [tiles, groups, 16]");
-  const bool has_zeros = zeros.numel() > 0;
-  TORCH_CHECK(!has_zeros || (zeros.scalar_type() == at::kChar && zeros.is_contiguous() &&
-                             zeros.numel() == tiles * groups * kTile),
-              "zeros must be int8 [tiles, groups, 16] or empty");
-  const int64_t k = x.dim() > 0 ? x.size(-1) : 0;
-  TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k > k_padded - group_size,
-              "x has ", k, " input features but the packed weight has ", k_padded,
-              " (padded to groups of ", group_size, ")");
+  const QuantOperands o = check_quant_operands("qlinear", x, levels, scales, zeros, bits,
+                                               group_size, 2, false);
+  const int64_t tiles = o.tiles, k_padded = o.k_padded, groups = o.groups, k = o.k;
+  const bool has_zeros = o.has_zeros;
 
   const Rows io = rows_of(x, k, out_features, tiles);
   const at::Tensor& x2 = io.x;
@@ -245,33 +267,12 @@ const A8KernelSet& a8_kernels() {
 at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::Tensor& scales,
                       const at::Tensor& zeros, int64_t bits, int64_t group_size,
                       int64_t zero_const, int64_t out_features) {
-  TORCH_CHECK(x.device().is_cpu() && levels.device().is_cpu(),
-              "qwen3core_cpu::qlinear_a8 runs on CPU tensors");
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat,
-              "qwen3core_cpu::qlinear_a8 takes bfloat16 or float32 activations, not ",
-              x.scalar_type());
-  TORCH_CHECK(bits == 4 || bits == 8, "bits must be 4 or 8, got ", bits);
-  TORCH_CHECK(group_size > 0 && group_size % kActBlock == 0, "group_size must be a multiple "
-              "of ", kActBlock, ", got ", group_size);
-  TORCH_CHECK(levels.is_contiguous() && levels.dim() == 3 && levels.size(2) == kTile &&
-                  levels.scalar_type() == at::kByte,
-              "levels of shape ", levels.sizes(), " are not uint8 [tiles, K or K/2, 16]");
-  const int64_t tiles = levels.size(0);
-  const int64_t k_padded = bits == 8 ? levels.size(1) : levels.size(1) * 2;
-  TORCH_CHECK(k_padded % group_size == 0, "padded K ", k_padded, " is not a multiple of ",
-              group_size);
-  const int64_t groups = k_padded / group_size;
-  TORCH_CHECK(scales.scalar_type() == at::kHalf && scales.is_contiguous() &&
-                  scales.numel() == tiles * groups * kTile,
-              "scales must be float16 [tiles, groups, 16]");
-  const bool has_zeros = zeros.numel() > 0;
-  TORCH_CHECK(!has_zeros || (bits == 4 && zeros.scalar_type() == at::kChar &&
-                             zeros.is_contiguous() && zeros.numel() == tiles * groups * kTile),
-              "zeros must be int8 [tiles, groups, 16] (int4 only) or empty");
-  const int64_t k = x.dim() > 0 ? x.size(-1) : 0;
-  TORCH_CHECK(x.dim() >= 1 && k <= k_padded && k > k_padded - group_size,
-              "x has ", k, " input features but the packed weight has ", k_padded,
-              " (padded to groups of ", group_size, ")");
+  const QuantOperands o = check_quant_operands("qlinear_a8", x, levels, scales, zeros, bits,
+                                               group_size, kActBlock, true);
+  TORCH_CHECK(levels.scalar_type() == at::kByte, "qwen3core_cpu::qlinear_a8 takes uint8 levels "
+              "(int8 levels + 128, or int4 nibbles), not ", levels.scalar_type());
+  const int64_t tiles = o.tiles, k_padded = o.k_padded, groups = o.groups, k = o.k;
+  const bool has_zeros = o.has_zeros;
 
   const Rows io = rows_of(x, k, out_features, tiles);
   const at::Tensor& x2 = io.x;
