@@ -25,7 +25,7 @@ from qwen3core import Implementation, hookimpl
 from qwen3core.quant import QuantizedWeight
 from qwen3core.testing import Workload, check_backend, check_example
 from qwen3core.testing.quant_linear import check_quantized_linear
-from tests.quant.test_cpu_quantized import LONG, MOE, SHORT, SPEC
+from tests.quant.test_cpu_quantized import SPEC
 
 CPU = torch.device("cpu")
 _missing = cpu_backend._check(CPU, torch.float32)
@@ -80,19 +80,8 @@ def test_the_layer_holds_one_packed_copy_in_the_integer_layout():
     assert sum(p.numel() for n, p in loaded.model.named_parameters() if "proj" in n) == 0
 
 
-@pytest.mark.parametrize("scheme", ["w8a8", "w4a8", "w4a8:g64:sym", "w8a8:channel"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cpu_a8_is_equivalent_to_the_eager_reference(scheme, dtype):
-    selection = {"linear": "cpu", "moe": "eager"}
-    assert check_example(SPEC, SHORT, selection, dtype, quantize=scheme) > 0
-    assert check_example(MOE, SHORT, selection, dtype, quantize=scheme) > 0
-
-
-@pytest.mark.parametrize("scheme", ["w8a8", "w4a8"])
-def test_cpu_a8_long_workload(scheme):
-    selection = {"linear": "cpu", "mlp": "cpu", "moe": "eager"}
-    for dtype in (torch.bfloat16, torch.float32):
-        assert check_example(SPEC, LONG, selection, dtype, quantize=scheme, alone=False) > 0
+# Equivalence of the short and long examples: with the int8/int4 schemes in
+# tests/quant/test_cpu_quantized.py (one parametrized list).
 
 
 @pytest.mark.parametrize("scheme", ["w8a8", "w4a8"])
@@ -157,7 +146,8 @@ def test_avx2_integer_kernels_when_forced():
             "[t.check_scheme(s, ((31, 1031),)) for s in ('w8a8', 'w4a8', 'w4a8:sym')];"
             "[t.check_scheme(s, ((100, 64),)) for s in ('w8a8:channel', 'w4a8:g64')];"
             "import torch; from qwen3core.testing import check_example;"
-            "assert check_example(t.SPEC, t.SHORT, {'linear': 'cpu', 'moe': 'eager'},"
+            "from tests.quant.test_cpu_quantized import SHORT;"
+            "assert check_example(t.SPEC, SHORT, {'linear': 'cpu', 'moe': 'eager'},"
             " torch.float32, quantize='w4a8') > 0")
     env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

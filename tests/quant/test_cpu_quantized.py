@@ -86,7 +86,9 @@ LONG = Workload(prompts=(tuple((i * 37 + 11) % 90 for i in range(300)), (4, 9)),
                 max_new_tokens=24, prefill_chunks=3)
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4", "int4:g64:sym", "int8:channel"])
+# The float-activation schemes and the integer-kernel ones (int8 activations), one list.
+@pytest.mark.parametrize("scheme", ["int8", "int4", "int4:g64:sym", "int8:channel",
+                                    "w8a8", "w4a8", "w4a8:g64:sym", "w8a8:channel"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_quantized_is_equivalent_to_the_eager_reference(scheme, dtype):
     selection = {"linear": "cpu", "moe": "eager"}
@@ -94,11 +96,15 @@ def test_cpu_quantized_is_equivalent_to_the_eager_reference(scheme, dtype):
     assert check_example(MOE, SHORT, selection, dtype, quantize=scheme) > 0
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4"])
-def test_cpu_quantized_long_workload(scheme):
+@pytest.mark.parametrize(("scheme", "dtypes"), [
+    ("int8", (torch.bfloat16,)), ("int4", (torch.bfloat16,)),
+    # The integer kernels in float32 too: their activation levels must match the reference's
+    # from either input dtype.
+    ("w8a8", (torch.bfloat16, torch.float32)), ("w4a8", (torch.bfloat16, torch.float32))])
+def test_cpu_quantized_long_workload(scheme, dtypes):
     selection = {"linear": "cpu", "mlp": "cpu", "moe": "eager"}
-    assert check_example(SPEC, LONG, selection, torch.bfloat16, quantize=scheme,
-                         alone=False) > 0
+    for dtype in dtypes:
+        assert check_example(SPEC, LONG, selection, dtype, quantize=scheme, alone=False) > 0
 
 
 def test_avx2_path_when_forced():
