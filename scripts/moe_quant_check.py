@@ -7,7 +7,9 @@ layer, as in the full model), quantized while built (never in bfloat16), then de
 tokens at batch 1. Prints the load's CPU time per layer (x48 estimates the full model), the
 peak RSS, the bytes a decode step reads (the k active experts) and the decode rate, in CPU time
 of the process (the machine is shared), against the read rate of this machine, and the same
-by the wall clock. ``--layers 48`` is the whole model (~18 GiB resident in int4).
+by the wall clock. ``--layers 48`` is the whole model (~18 GiB resident in int4); on a 24 GiB
+machine run it with ``MALLOC_MMAP_THRESHOLD_=1048576`` (docs/quantization.md: without it glibc's
+heap fragments and the load runs out of memory).
 """
 
 from __future__ import annotations
