@@ -23,10 +23,13 @@ def main() -> None:
     parser.add_argument("--backend", action="append", default=[], metavar="COMPONENT=NAME")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quantize", default=None, help="a scheme to quantize on load")
+    parser.add_argument("--quantize-head", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = qwen3core.load(args.model, dtype=args.dtype, device=args.device,
-                            backends=parse_backend_options(args.backend) or None)
+                            backends=parse_backend_options(args.backend) or None,
+                            quantize=args.quantize, quantize_head=args.quantize_head)
     print("backends:", loaded.backends)
     steps = Steps(loaded.model)
     cache = loaded.model.new_cache(1, 16 + 4 + args.steps)
