@@ -22,6 +22,7 @@ import torch
 from qwen3core.quant.schemes import QuantizationError
 from qwen3core.quant.weight import QuantizedWeight
 
+from .huge_pages import advise_huge_pages
 from .linear import CpuLinear
 from .quant_linear import PackedQuant
 from .tiles import TILE, store_weight, tile_shape
@@ -53,6 +54,8 @@ class QuantStack:
             self.scales = packed.scales.new_empty(self.experts, tiles, *packed.scales.shape[1:])
             self.zeros = (packed.zeros.new_empty(self.experts, tiles, *packed.zeros.shape[1:])
                           if packed.zeros.numel() else packed.zeros)
+            for stacked in (self.levels, self.scales, self.zeros):
+                advise_huge_pages(stacked)  # before the experts are written into it
         elif _layout(packed) != _layout(self.first):
             raise QuantizationError(
                 f"expert {expert}'s {self.what} is quantized in another layout than the first "
@@ -118,6 +121,7 @@ class DenseStack:
         self.stack = torch.empty(len(self.layers), parts * part_tiles,
                                  *tile_shape(source.dtype, first.in_features),
                                  dtype=source.dtype, device=source.device)
+        advise_huge_pages(self.stack)
         self.views = []
         for e, expert in enumerate(self.layers):
             for p, layer in enumerate(expert):
