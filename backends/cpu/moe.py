@@ -64,6 +64,7 @@ class CpuMoE(nn.Module):
                                                         self.down_q))
         self.gate_up_dense: DenseStack | None = None  # set by prepare_weights for dense experts
         self.down_dense: DenseStack | None = None
+        self.quant_operands: tuple | None = None  # set by prepare_weights for quantized ones
         load_kernels()
 
     def _layers(self) -> list[ExpertLinear]:
@@ -77,6 +78,9 @@ class CpuMoE(nn.Module):
                 raise BackendSelectionError(
                     "the cpu moe needs every expert of a layer quantized, or none; this layer "
                     "holds both: select backends={'moe': 'eager'}")
+            # Fixed from now on (the experts' views never move): built once, not per call.
+            self.quant_operands = (stack_kind(self.gate_up_q.first), self.gate_up_q.first.bits,
+                                   *self.gate_up_q.operands(), *self.down_q.operands())
             return
         experts = list(self.experts)
         self.gate_up_dense = DenseStack([[e.gate_proj, e.up_proj] for e in experts])
@@ -85,12 +89,10 @@ class CpuMoE(nn.Module):
         self.down_dense.restack()
 
     def _operands(self, x: torch.Tensor) -> tuple:
+        if self.quant_operands is not None:
+            return self.quant_operands
         if self.gate_up_dense is None:
-            if not self.gate_up_q.complete:
-                raise RuntimeError("CpuMoE.prepare_weights() was not called after loading")
-            kind = stack_kind(self.gate_up_q.first)
-            return (kind, self.gate_up_q.first.bits, *self.gate_up_q.operands(),
-                    *self.down_q.operands())
+            raise RuntimeError("CpuMoE.prepare_weights() was not called after loading")
         empty_h = torch.empty(0, dtype=torch.float16)
         empty = torch.empty(0)
         gate_up, down = self.gate_up_dense.current(), self.down_dense.current()
