@@ -30,7 +30,8 @@ SCHEMES = ["int8", "int8:channel", "int4", "int4:sym", "int4:g128"]
 SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 258)]
 
 
-def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False) -> None:
+def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
+                    row_counts: tuple[int, ...] = (1, 3, 8, 33)) -> None:
     from qwen3core_backends.cpu.quant_linear import pack_quantized
 
     gen = torch.Generator().manual_seed(out * 1000 + inp)
@@ -40,7 +41,7 @@ def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False) -> Non
         qw = QuantizedWeight(qw.qweight[:, perm], qw.scales, qw.zeros, qw.group_size, qw.bits,
                              g_idx=qw.column_groups()[perm])
     packed = pack_quantized(qw)
-    for rows in (1, 3, 8, 33):
+    for rows in row_counts:
         for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 8e-3)):
             x = torch.randn(rows, inp, generator=gen).to(dtype)
             ref = x.double() @ qw.dequantize(torch.float64).T
@@ -54,6 +55,13 @@ def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False) -> Non
 @pytest.mark.parametrize("shape", SHAPES)
 def test_operator_matches_the_dequantized_product(scheme, shape):
     _check_operator(scheme, *shape)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_prefill_rows_past_the_scratch_buffer(scheme):
+    """The operator lays out up to 1 MiB of activations in a reused per-thread buffer and
+    larger ones (prefill) in memory of their own: both, in turn, give the right product."""
+    _check_operator(scheme, 40, 1024, row_counts=(300, 1, 300, 2))
 
 
 def test_activation_order_groups():
