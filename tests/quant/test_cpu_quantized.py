@@ -31,11 +31,13 @@ SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 258)]
 
 
 def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
-                    row_counts: tuple[int, ...] = (1, 3, 8, 33)) -> None:
+                    row_counts: tuple[int, ...] = (1, 3, 8, 33),
+                    qw: QuantizedWeight | None = None) -> None:
     from qwen3core_backends.cpu.quant_linear import pack_quantized
 
     gen = torch.Generator().manual_seed(out * 1000 + inp)
-    qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
+    if qw is None:
+        qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
     if g_idx:  # the same weight with its columns in a shuffled (activation) order
         perm = torch.randperm(inp, generator=gen)
         qw = QuantizedWeight(qw.qweight[:, perm], qw.scales, qw.zeros, qw.group_size, qw.bits,
@@ -62,6 +64,17 @@ def test_prefill_rows_past_the_scratch_buffer(scheme):
     """The operator lays out up to 1 MiB of activations in a reused per-thread buffer and
     larger ones (prefill) in memory of their own: both, in turn, give the right product."""
     _check_operator(scheme, 40, 1024, row_counts=(300, 1, 300, 2))
+
+
+def test_int8_levels_with_zero_points():
+    """Asymmetric int8 (GPTQ 8-bit): every kernel subtracts z * sum(x) per group."""
+    gen = torch.Generator().manual_seed(5)
+    out, inp, gs = 40, 192, 64
+    qw = QuantizedWeight(torch.randint(-128, 128, (out, inp), generator=gen, dtype=torch.int8),
+                         torch.rand(out, inp // gs, generator=gen).to(torch.float16) * 0.01,
+                         torch.randint(-20, 20, (out, inp // gs), generator=gen,
+                                       dtype=torch.int8), gs, 8)
+    _check_operator("int8", out, inp, qw=qw)
 
 
 def test_activation_order_groups():

@@ -289,12 +289,14 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   if (rows == 0 || out_features == 0) return out.view(out_shape);
 
   const KernelSet& ks = kernels();
-  const bool pairs = bits == 4 && x.scalar_type() == at::kBFloat16 && ks.q4_bf16 != nullptr;
+  const QTileFn pair_fn = bits == 8 ? ks.q8_bf16 : ks.q4_bf16;
+  const bool pairs = x.scalar_type() == at::kBFloat16 && pair_fn != nullptr;
   // Each row's sum of x over each group, in the input order: read only for zero points (the
-  // bfloat16-pair kernel always has one, 128 + z).
+  // int4 bfloat16-pair kernel always has one, 128 + z).
   at::Tensor sum_owner, x_owner;  // hold large layouts' memory until the kernels are done
   float* sp = static_cast<float*>(scratch(kSlotSum, groups * rows * 4, sum_owner));
-  if (pairs || has_zeros || zero_const != 0.0) group_sums(x2, group_size, groups, sp);
+  if ((pairs && bits == 4) || has_zeros || zero_const != 0.0)
+    group_sums(x2, group_size, groups, sp);
   const QGemvArgs args{levels.data_ptr(),
                        reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
                        has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
@@ -303,7 +305,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
                        pairs ? bf16_pairs_k_major(x2, k_padded, x_owner) : nullptr,
                        sp, rows, groups, group_size,
                        out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
-  const QTileFn fn = pairs ? ks.q4_bf16 : (bits == 8 ? ks.q8 : ks.q4);
+  const QTileFn fn = pairs ? pair_fn : (bits == 8 ? ks.q8 : ks.q4);
   const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
   run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles, tile_bytes);
   return out.view(out_shape);
