@@ -1,6 +1,7 @@
 """The 0.6B's 112 decode-step products alone, weights cold, against stream_read of their bytes.
 
-    python scripts/linear_chain.py SCHEME [--threads 2] [--rounds 5]   # int8, w8a8, int4, w4a8
+    python scripts/linear_chain.py SCHEME [--threads 2] [--rounds 5]
+    # SCHEME: int8, w8a8, int4, w4a8, or bf16 / fp32 (the dense ``linear`` kernel's tiles)
 
 Packs 28 layers' q/k/v (fused), o, gate/up (fused) and down weights of the 0.6B shape with
 random values, then times one batch-1 pass over all of them (together they no longer fit in
@@ -15,13 +16,28 @@ import argparse
 import time
 
 import torch
+from qwen3core_backends.cpu.build import load_kernels
 from qwen3core_backends.cpu.quant_linear import pack_quantized
+from qwen3core_backends.cpu.tiles import pack_weight
 
 from qwen3core.quant.registry import resolve_scheme
 
 #: (out, in) of one layer's products in the 0.6B: q/k/v fused, o, gate/up fused, down.
 LAYER_SHAPES = ((4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072))
 LAYERS = 28
+
+
+class DenseTiles:
+    """A dense weight's kernel tiles, called like a PackedQuant."""
+
+    def __init__(self, tiles: torch.Tensor):
+        self.tiles, self.nbytes = tiles, tiles.nbytes
+
+    def __call__(self, x: torch.Tensor, out_features: int) -> torch.Tensor:
+        return torch.ops.qwen3core_cpu.linear(x, self.tiles, out_features)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.tiles,)
 
 
 def main() -> None:
@@ -31,21 +47,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    scheme = resolve_scheme(args.scheme)
-    packs = [(pack_quantized(scheme.quantize(torch.randn(n, k))), n, k)
-             for _ in range(LAYERS) for n, k in LAYER_SHAPES]
+    load_kernels()
+    dense = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(args.scheme)
+    if dense is not None:
+        packs = [(DenseTiles(pack_weight(torch.randn(n, k, dtype=dense))), n, k)
+                 for _ in range(LAYERS) for n, k in LAYER_SHAPES]
+    else:
+        scheme = resolve_scheme(args.scheme)
+        packs = [(pack_quantized(scheme.quantize(torch.randn(n, k))), n, k)
+                 for _ in range(LAYERS) for n, k in LAYER_SHAPES]
     nbytes = sum(p.nbytes for p, _, _ in packs)
-    inputs = {k: torch.randn(1, k).bfloat16() for _, k in LAYER_SHAPES}
+    inputs = {k: torch.randn(1, k).to(dense or torch.bfloat16) for _, k in LAYER_SHAPES}
 
     def products() -> None:
         for packed, n, k in packs:
             packed(inputs[k], n)
 
+    read_set = [t for packed, _, _ in packs
+                for t in (packed.tensors() if isinstance(packed, DenseTiles)
+                          else (packed.levels, packed.scales, packed.zeros)) if t.numel()]
+
     def reads() -> None:
-        for packed, _, _ in packs:
-            for t in (packed.levels, packed.scales, packed.zeros):
-                if t.numel():
-                    torch.ops.qwen3core_cpu.stream_read(t)
+        for t in read_set:
+            torch.ops.qwen3core_cpu.stream_read(t)
 
     products(), reads()  # warm-up: first-touch page faults, kernel dispatch
     best = {"products": float("inf"), "reads": float("inf")}
