@@ -139,6 +139,12 @@ Stack stack_of(const char* name, int64_t kind, int64_t bits, const at::Tensor& w
   return s;
 }
 
+// The quantized kernel for bfloat16 input pairs (AVX-512 BF16), or nullptr: what
+// qwen3core_cpu::qlinear picks for bfloat16 activations.
+QTileFn pair_kernel(const KernelSet& ks, int64_t bits) {
+  return bits == 8 ? ks.q8_bf16 : ks.q4_bf16;
+}
+
 // One chosen expert's activations for one part, in the layout its kernel reads.
 struct Act {
   std::vector<float> xf;       // float32 [K_pad][R]
@@ -172,7 +178,7 @@ void prepare(const Stack& s, const KernelSet& ks, const T* src, int64_t stride,
     return;
   }
   const bool pairs = bf16 && ((s.kind == kDense && ks.bf16_x_format == XFormat::Bf16PairsKMajor)
-                              || (s.kind == kQuant && s.bits == 4 && ks.q4_bf16 != nullptr));
+                              || (s.kind == kQuant && pair_kernel(ks, s.bits) != nullptr));
   if (pairs) {
     act.xp.assign(static_cast<size_t>(kp / 2 * R), 0u);
     for (int64_t r = 0; r < R; ++r)
@@ -187,11 +193,24 @@ void prepare(const Stack& s, const KernelSet& ks, const T* src, int64_t stride,
     for (int64_t i = 0; i < k; ++i)
       for (int64_t r = 0; r < R; ++r) act.xf[i * R + r] = static_cast<float>(value(r, i));
   }
-  if (s.kind == kQuant) {  // each row's sum over each group, in the packed input order
+  if (s.kind == kQuant) {
+    // Each row's sum over each group, in the packed input order, added up exactly as
+    // linear_op.cpp's group_sums does (8 partial sums, then the rest, then the partials), so
+    // the products equal qwen3core_cpu::qlinear's bit for bit.
     act.xsum.assign(static_cast<size_t>(s.groups * R), 0.0f);
     for (int64_t r = 0; r < R; ++r)
-      for (int64_t i = 0; i < k; ++i)
-        act.xsum[(i / s.group_size) * R + r] += static_cast<float>(value(r, i));
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const int64_t begin = std::min(k, g * s.group_size);
+        const int64_t n = std::min(k, begin + s.group_size) - begin;
+        float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          for (int j = 0; j < 8; ++j) part[j] += static_cast<float>(value(r, begin + i + j));
+        float total = 0;
+        for (; i < n; ++i) total += static_cast<float>(value(r, begin + i));
+        for (int j = 0; j < 8; ++j) total += part[j];
+        act.xsum[g * R + r] = total;
+      }
   }
 }
 
@@ -220,7 +239,7 @@ void run_tiles(const Stack& s, const KernelSet& ks, const A8KernelSet* a8, int64
   const QGemvArgs args{w, scales, zeros, zc, pairs ? nullptr : act.xf.data(),
                        pairs ? act.xp.data() : nullptr, act.xsum.data(), R, s.groups,
                        s.group_size, n_out, out, out_bf16};
-  (pairs ? ks.q4_bf16 : (s.bits == 8 ? ks.q8 : ks.q4))(args, t0, t1);
+  (pairs ? pair_kernel(ks, s.bits) : (s.bits == 8 ? ks.q8 : ks.q4))(args, t0, t1);
 }
 
 // A chosen local expert: its (token, slot) rows, and where they sit in the row buffers.
