@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -192,13 +193,18 @@ def test_expert_parallelism_two_ranks():
 def test_avx2_kernels_when_forced():
     """The AVX2 kernels (chosen once per process, so in a fresh one) give the eager block's
     numbers too."""
-    code = ("import torch; from qwen3core_backends.cpu.build import isa; assert isa()=='avx2';"
-            "from tests.backends.test_cpu_moe import _block, MOE;"
-            "spec = MOE.replace(moe_intermediate_size=32);"
-            "x = torch.randn(1, 5, 72).bfloat16();"
-            "[None for s in ('int4', 'w4a8', None) if not torch.equal("
-            "_block('cpu', spec, torch.bfloat16, s)(x), _block('eager', spec, torch.bfloat16, s)(x))"
-            " and exit(1)]")
+    code = textwrap.dedent("""
+        import torch
+        from qwen3core_backends.cpu.build import isa
+        from tests.backends.test_cpu_moe import WIDE, _block
+        assert isa() == "avx2"
+        spec = WIDE.replace(moe_intermediate_size=32)
+        x = torch.randn(1, 5, spec.hidden_size).bfloat16()
+        for scheme in ("int4", "int8", "w4a8", None):
+            ours = _block("cpu", spec, torch.bfloat16, scheme)
+            eager = _block("eager", spec, torch.bfloat16, scheme)
+            assert torch.equal(ours(x), eager(x)), scheme
+    """)
     env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=False,
