@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from qwen3core_backends.eager.linear import Linear, check_quantized_shape
@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qwen3core.memory import drop_file_pages, is_file_mapped
+from qwen3core.quant.schemes import QuantScheme
 from qwen3core.quant.weight import QuantizedWeight
 
 from .build import cpu_has_native_bf16, isa, load_kernels
@@ -158,6 +159,24 @@ class CpuLinear(Linear):
         dense ``weight``: the packed levels are the only copy."""
         check_quantized_shape(self, weight)
         self.quant = pack_quantized_in_rows(weight)
+        self._parameters.pop("weight", None)
+        self.tiles = None
+
+    def load_quantized_rows(self, scheme: QuantScheme,
+                            rows: Callable[[slice], torch.Tensor]) -> None:
+        """``load_quantized(quantize_rows(scheme, shape, rows))`` (the same packed weight),
+        quantized and packed a chunk of rows at a time with the C++ operators: the whole
+        weight's levels never exist at once (:mod:`.quantize_load`)."""
+        from qwen3core.quant.apply import quantize_rows
+
+        from .quantize_load import pack_rows
+
+        shape = (self.out_features, self.in_features)
+        packed = pack_rows(scheme, shape, rows)
+        if packed is None:  # a chunk packs in another layout: the whole weight at once
+            self.load_quantized(quantize_rows(scheme, shape, rows))
+            return
+        self.quant = packed
         self._parameters.pop("weight", None)
         self.tiles = None
 
