@@ -28,7 +28,7 @@ from qwen3core_backends.eager.linear import Linear, check_quantized_shape
 from torch import nn
 from torch.nn import functional as F
 
-from qwen3core.memory import drop_file_pages, is_file_mapped
+from qwen3core.memory import ReturnFreedEvery, drop_file_pages, is_file_mapped
 from qwen3core.quant.schemes import QuantScheme
 from qwen3core.quant.weight import QuantizedWeight
 
@@ -391,6 +391,10 @@ class FusedCpuLinear:
         return torch.cat([layer(x) for layer in self.layers], dim=-1)
 
 
+#: Returns the memory of fused parts every this many bytes stacked (see FusedQuantLinear.fuse).
+_FUSED_PARTS_FREED = ReturnFreedEvery(64 * 2**20)
+
+
 class FusedQuantLinear:
     """Quantized layers that read one input, their packed levels stacked into one weight (one
     kernel call for q/k/v or gate/up). Each layer's own packed weight becomes a view into the
@@ -412,6 +416,9 @@ class FusedQuantLinear:
             tiles = -(-layer.out_features // TILE)
             layer.quant = stacked.tiles(start, start + tiles)
             start += tiles
+        # The parts are freed now, each smaller than the next group's stack: glibc keeps them
+        # resident (the 0.6B int8's fusions added 0.17 GiB to its load's peak) unless returned.
+        _FUSED_PARTS_FREED.freed(stacked.nbytes)
         return cls(stacked, sum(outs))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

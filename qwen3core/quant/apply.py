@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from qwen3core.errors import CheckpointError
-from qwen3core.memory import return_freed_memory
+from qwen3core.memory import ReturnFreedEvery
 from qwen3core.quant.schemes import QUANT_METHOD, QuantizationError, QuantScheme
 from qwen3core.quant.weight import QuantizedLinearModule, QuantizedWeight
 from qwen3core.spec import Qwen3Spec
@@ -164,19 +164,6 @@ def load_rows(module: QuantizedLinearModule, scheme: QuantScheme, shape: tuple[i
 TRIM_EVERY_BYTES = 256 * 2**20
 
 
-class _FreedMemory:
-    """Returns freed memory to the system after every TRIM_EVERY_BYTES of weights handled."""
-
-    def __init__(self) -> None:
-        self.handled = 0
-
-    def after(self, shape: tuple[int, ...]) -> None:
-        self.handled += math.prod(shape) * 4
-        if self.handled >= TRIM_EVERY_BYTES:
-            return_freed_memory()
-            self.handled = 0
-
-
 def weight_to(weight: QuantizedWeight, device: torch.device) -> QuantizedWeight:
     return weight.to(device)
 
@@ -205,7 +192,7 @@ def build_random_quantized(spec: Qwen3Spec, selection, *, dtype: torch.dtype,
     model = build_skeleton(spec, selection, dtype)
     targets = quantized_targets(model, spec, quantize_head)
     first_name: dict[int, str] = {}
-    freed = _FreedMemory()
+    freed = ReturnFreedEvery(TRIM_EVERY_BYTES)
     workspace = Workspace()
     for name, param in list(model.named_parameters(remove_duplicate=False)):
         module_name, _, leaf = name.rpartition(".")
@@ -215,7 +202,7 @@ def build_random_quantized(spec: Qwen3Spec, selection, *, dtype: torch.dtype,
             shape = tuple(param.shape)
             load_rows(target, scheme, shape,
                       _drawn_rows(drawn_as, shape, seed, spec.hidden_size, workspace), device)
-            freed.after(shape)
+            freed.freed(math.prod(shape) * 4)
             continue
         if drawn_as != name:
             continue  # tied: tie_weights shares the first one
@@ -264,7 +251,7 @@ def quantize_checkpoint_linears(model: nn.Module, spec: Qwen3Spec, weights, *,
     targets = quantized_targets(model, spec, quantize_head)
     read = tensor_reader(weights, where)
     consumed = set()
-    freed = _FreedMemory()
+    freed = ReturnFreedEvery(TRIM_EVERY_BYTES)
     for name, module in targets.items():
         key = f"{name}.weight"
         if name == HEAD and key not in weights.tensors and spec.tie_word_embeddings:
@@ -275,7 +262,7 @@ def quantize_checkpoint_linears(model: nn.Module, spec: Qwen3Spec, weights, *,
         _require_shape(weights, key, shape, where)
         # In the checkpoint's dtype; converted to float32 a chunk of rows at a time.
         load_rows(module, scheme, shape, read(key).__getitem__, device)
-        freed.after(shape)
+        freed.freed(math.prod(shape) * 4)
     return consumed
 
 
