@@ -234,6 +234,23 @@ def tensor_reader(weights, where: str) -> Callable[[str], torch.Tensor]:
     return read
 
 
+def row_reader(weights, key: str, where: str) -> Callable[[slice], torch.Tensor]:
+    """slice -> those rows of the stored tensor ``key`` (on CPU, stored dtype), read on their
+    own: a large weight (a head) is never read whole."""
+    from safetensors import SafetensorError, safe_open
+
+    info = weights.tensors[key]
+
+    def rows(index: slice) -> torch.Tensor:
+        try:
+            with safe_open(str(info.file), framework="pt", device="cpu") as handle:
+                return handle.get_slice(key)[index]
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"reading {key!r} from {where} failed ({exc})") from None
+
+    return rows
+
+
 def _require_shape(weights, key: str, shape: tuple[int, ...], where: str) -> None:
     if key not in weights.tensors:
         raise CheckpointError(f"{where} has no {key!r}, which the model needs")
@@ -249,7 +266,6 @@ def quantize_checkpoint_linears(model: nn.Module, spec: Qwen3Spec, weights, *,
     """Read, quantize and load each projection of ``weights`` (one at a time) into the meta
     skeleton ``model``; return the checkpoint keys consumed."""
     targets = quantized_targets(model, spec, quantize_head)
-    read = tensor_reader(weights, where)
     consumed = set()
     freed = ReturnFreedEvery(TRIM_EVERY_BYTES)
     for name, module in targets.items():
@@ -260,8 +276,8 @@ def quantize_checkpoint_linears(model: nn.Module, spec: Qwen3Spec, weights, *,
             consumed.add(key)
         shape = (module.out_features, module.in_features)
         _require_shape(weights, key, shape, where)
-        # In the checkpoint's dtype; converted to float32 a chunk of rows at a time.
-        load_rows(module, scheme, shape, read(key).__getitem__, device)
+        # Read and quantized a chunk of rows at a time, in the checkpoint's dtype.
+        load_rows(module, scheme, shape, row_reader(weights, key, where), device)
         freed.freed(math.prod(shape) * 4)
     return consumed
 
