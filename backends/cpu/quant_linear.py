@@ -136,10 +136,9 @@ def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
     zeros = torch.empty(0, dtype=torch.int8)
     zero_const = float(offset)
     if weight.zeros is not None:
-        z = weight.zeros.to(torch.float32) + offset
-        if not torch.equal(z, z.round()) or float(z.min()) < -128 or float(z.max()) > 127:
+        zeros = _zero_tiles(weight.zeros, offset, -128, 127)
+        if zeros is None:
             raise QuantizationError("the cpu kernels need integer zero points in -128..127")
-        zeros = _tiles(z.to(torch.int8))
         zero_const = 0.0
     if weight.bits == 4 and gs % 8:
         raise QuantizationError(f"the cpu int4 kernels need groups of a multiple of 8 "
@@ -175,11 +174,10 @@ def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
             offset = 8
             zero_const = 8.0
         if weight.zeros is not None:
-            z = weight.zeros.to(torch.float32) + zero_const
-            if not torch.equal(z, z.round()) or float(z.min()) < 0 or float(z.max()) > 15:
+            zeros = _zero_tiles(weight.zeros, offset, 0, 15)
+            if zeros is None:
                 raise QuantizationError("the cpu integer kernels need int4 zero points in "
                                         "0..15")
-            zeros = _tiles(z.to(torch.int8))
             zero_const = 0.0
     if q_lo + offset < lo or q_hi + offset > hi:
         raise QuantizationError(f"{weight.bits}-bit levels outside the range the integer "
@@ -188,6 +186,20 @@ def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
                                                  weight.bits, offset, groups * gs, True)
     return PackedQuant(packed, _tiles(_half_scales(weight)), zeros, weight.bits, gs,
                        zero_const, None, A8_BLOCK)
+
+
+def _zero_tiles(zeros: torch.Tensor, offset: int, lo: int, hi: int) -> torch.Tensor | None:
+    """The zero points plus ``offset`` as int8 tiles, or None unless they are integers in
+    lo..hi. int8 zero points (every format's) are checked and moved without a copy."""
+    if zeros.dtype != torch.int8:
+        z = zeros.to(torch.float32) + offset
+        if not torch.equal(z, z.round()) or float(z.min()) < lo or float(z.max()) > hi:
+            return None
+        return _tiles(z.to(torch.int8))
+    z_lo, z_hi = _level_range(zeros)
+    if z_lo + offset < lo or z_hi + offset > hi:
+        return None
+    return torch.ops.qwen3core_cpu.tile_groups(zeros, offset)
 
 
 def _tiles(per_group: torch.Tensor) -> torch.Tensor:

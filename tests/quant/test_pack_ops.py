@@ -90,7 +90,13 @@ def quantized_weights(draw) -> QuantizedWeight:
 @settings(max_examples=150, deadline=None)
 @given(weight=quantized_weights())
 def test_the_operator_packs_what_the_reference_packs(weight):
-    _assert_same(_pack(weight), _reference(weight))
+    try:
+        want = _reference(weight)
+    except QuantizationError:  # e.g. signed zero points drawn where no level came out signed
+        with pytest.raises(QuantizationError):
+            _pack(weight)
+        return
+    _assert_same(_pack(weight), want)
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int8:channel", "int4", "int4:zp", "int4:g128:zp",

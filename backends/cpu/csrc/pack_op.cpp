@@ -19,8 +19,9 @@
 // backends/cpu/pack_reference.py is the readable definition these must equal bit for bit
 // (tests/quant/test_pack_ops.py).
 //
-// qwen3core_cpu::tile_groups(x) -> Tensor: [out, groups] (1-, 2- or 4-byte elements) ->
-// [tiles, groups, 16], zero rows past `out`: the per-group scales and zero points of a tile.
+// qwen3core_cpu::tile_groups(x, add=0) -> Tensor: [out, groups] (1-, 2- or 4-byte elements) ->
+// [tiles, groups, 16], zero rows past `out`: the per-group scales and zero points of a tile
+// (int8 zero points plus `add`, the levels' offset; the caller checks the range).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -164,7 +165,7 @@ at::Tensor pack_levels(const at::Tensor& q, const std::optional<at::Tensor>& per
 }
 
 template <typename T>
-void tile_rows(const at::Tensor& x, at::Tensor& tiled) {
+void tile_rows(const at::Tensor& x, at::Tensor& tiled, T add = T(0)) {
   const int64_t out = x.size(0), groups = x.size(1), tiles = tiled.size(0);
   const auto* src = static_cast<const T*>(x.data_ptr());
   auto* dst = static_cast<T*>(tiled.data_ptr());
@@ -175,17 +176,22 @@ void tile_rows(const at::Tensor& x, at::Tensor& tiled) {
         T* line = dst + (t * groups + g) * kTile;
         for (int64_t j = 0; j < kTile; ++j) {
           const int64_t o = t * kTile + j;
-          line[j] = o < out ? src[o * rs + g * cs] : T(0);
+          line[j] = o < out ? static_cast<T>(src[o * rs + g * cs] + add) : T(0);
         }
       }
     }
   });
 }
 
-at::Tensor tile_groups(const at::Tensor& x) {
+at::Tensor tile_groups(const at::Tensor& x, int64_t add) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2, "tile_groups takes [out, groups] on the CPU");
   const int64_t tiles = (x.size(0) + kTile - 1) / kTile;
   at::Tensor tiled = at::empty({tiles, x.size(1), kTile}, x.options());
+  if (add != 0) {  // int8 zero points moved with their levels (the caller checked the range)
+    TORCH_CHECK(x.scalar_type() == at::kChar, "tile_groups: only int8 values take an offset");
+    tile_rows<int8_t>(x, tiled, static_cast<int8_t>(add));
+    return tiled;
+  }
   switch (x.element_size()) {
     case 1: tile_rows<uint8_t>(x, tiled); break;
     case 2: tile_rows<uint16_t>(x, tiled); break;
@@ -200,7 +206,7 @@ at::Tensor tile_groups(const at::Tensor& x) {
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
   m.def("pack_levels(Tensor q, Tensor? perm, int bits, int offset, int k_pad, bool a8) -> Tensor");
-  m.def("tile_groups(Tensor x) -> Tensor");
+  m.def("tile_groups(Tensor x, int add=0) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
