@@ -22,9 +22,60 @@
 #include <cmath>
 #include <cstdint>
 #include <tuple>
+#include <vector>
 
 namespace qwen3core_cpu {
 namespace {
+
+// round(v) half to even, as torch.round, for the level range: v is first clamped to +-256 (any
+// level past it clamps to the same end of lo..hi, as the zero point added is within -128..127),
+// then 1.5 * 2^23 added and taken away again, which rounds to an integer in the default
+// (nearest-even) mode: no libm call, so the loops vectorize. Exact for |v| < 2^22.
+inline float round_level(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  v = v < -256.0f ? -256.0f : (v > 256.0f ? 256.0f : v);
+  return (v + kMagic) - kMagic;
+}
+
+// One group of n values (already float32, contiguous): its scale (and zero point), and its
+// levels into q. Returns false if a value is not finite.
+bool quantize_group(const float* v, int64_t n, float lo, float hi, bool zero_point, int8_t* q,
+                    c10::Half* scale_out, int8_t* zero_out) {
+  bool ok = true;
+  float s, zero = 0.0f;
+  if (zero_point) {
+    float mn = 0.0f, mx = 0.0f;
+    for (int64_t k = 0; k < n; ++k) {
+      ok &= std::isfinite(v[k]);
+      mn = v[k] < mn ? v[k] : mn;
+      mx = v[k] > mx ? v[k] : mx;
+    }
+    const c10::Half scale((mx - mn) / (hi - lo));
+    *scale_out = scale;
+    s = static_cast<float>(scale);
+    if (s == 0.0f) s = 1.0f;
+    zero = round_level(-mn / s);
+    zero = zero < lo ? lo : (zero > hi ? hi : zero);
+    *zero_out = static_cast<int8_t>(zero);
+  } else {
+    float amax = 0.0f;
+    for (int64_t k = 0; k < n; ++k) {
+      ok &= std::isfinite(v[k]);
+      const float a = std::fabs(v[k]);
+      amax = a > amax ? a : amax;
+    }
+    const c10::Half scale(amax / hi);
+    *scale_out = scale;
+    s = static_cast<float>(scale);
+    if (s == 0.0f) s = 1.0f;
+  }
+  for (int64_t k = 0; k < n; ++k) {  // contiguous, no calls: vectorized
+    float level = round_level(v[k] / s) + zero;
+    level = level < lo ? lo : (level > hi ? hi : level);
+    q[k] = static_cast<int8_t>(level);
+  }
+  return ok;
+}
 
 template <typename T>
 void quantize_rows(const at::Tensor& w, int64_t gs, float lo, float hi, bool zero_point,
@@ -37,52 +88,22 @@ void quantize_rows(const at::Tensor& w, int64_t gs, float lo, float hi, bool zer
   int8_t* zd = zero_point ? zeros.data_ptr<int8_t>() : nullptr;
   std::atomic<bool> all_finite{true};
   at::parallel_for(0, out, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(in);  // one row in float32, contiguous, per thread
+    bool ok = true;
     for (int64_t o = begin; o < end; ++o) {
-      const T* row = src + o * rs;
+      const T* from = src + o * rs;
+      if (cs == 1) {
+        for (int64_t k = 0; k < in; ++k) row[k] = static_cast<float>(from[k]);
+      } else {
+        for (int64_t k = 0; k < in; ++k) row[k] = static_cast<float>(from[k * cs]);
+      }
       for (int64_t g = 0; g < groups; ++g) {
-        const int64_t k0 = g * gs, k1 = std::min(in, k0 + gs);
-        float s;
-        float zero = 0.0f;
-        if (zero_point) {
-          float mn = 0.0f, mx = 0.0f;
-          bool ok = true;
-          for (int64_t k = k0; k < k1; ++k) {
-            const float v = static_cast<float>(row[k * cs]);
-            ok &= std::isfinite(v);
-            mn = v < mn ? v : mn;
-            mx = v > mx ? v : mx;
-          }
-          if (!ok) all_finite = false;
-          const c10::Half scale((mx - mn) / (hi - lo));
-          sd[o * groups + g] = scale;
-          s = static_cast<float>(scale);
-          if (s == 0.0f) s = 1.0f;
-          zero = std::nearbyint(-mn / s);
-          zero = zero < lo ? lo : (zero > hi ? hi : zero);
-          zd[o * groups + g] = static_cast<int8_t>(zero);
-        } else {
-          float amax = 0.0f;
-          bool ok = true;
-          for (int64_t k = k0; k < k1; ++k) {
-            const float v = static_cast<float>(row[k * cs]);
-            ok &= std::isfinite(v);
-            const float a = std::fabs(v);
-            amax = a > amax ? a : amax;
-          }
-          if (!ok) all_finite = false;
-          const c10::Half scale(amax / hi);
-          sd[o * groups + g] = scale;
-          s = static_cast<float>(scale);
-          if (s == 0.0f) s = 1.0f;
-        }
-        int8_t* qrow = qd + o * in;
-        for (int64_t k = k0; k < k1; ++k) {
-          float level = std::nearbyint(static_cast<float>(row[k * cs]) / s) + zero;
-          level = level < lo ? lo : (level > hi ? hi : level);
-          qrow[k] = static_cast<int8_t>(level);
-        }
+        const int64_t k0 = g * gs, n = std::min(in, k0 + gs) - k0;
+        ok &= quantize_group(row.data() + k0, n, lo, hi, zero_point, qd + o * in + k0,
+                             sd + o * groups + g, zero_point ? zd + o * groups + g : nullptr);
       }
     }
+    if (!ok) all_finite = false;
   });
   finite = all_finite;
 }
