@@ -12,12 +12,19 @@
 // test_quantize_op.py). w is float32, bfloat16 or float16 [out, in] (any strides); q int8
 // [out, in], scales float16 [out, groups], zeros int8 [out, groups] (empty when symmetric).
 // A weight with a NaN or an infinity is refused: it has no levels.
+// Float compares may then be vectorized as selects (GCC otherwise keeps them as branches, in
+// case a compare raised an exception someone observes); it changes no result: the rounding mode
+// is untouched and nothing is reassociated.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -33,7 +40,7 @@ namespace {
 // (nearest-even) mode: no libm call, so the loops vectorize. Exact for |v| < 2^22.
 inline float round_level(float v) {
   constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  v = v < -256.0f ? -256.0f : (v > 256.0f ? 256.0f : v);
+  v = std::min(std::max(v, -256.0f), 256.0f);
   return (v + kMagic) - kMagic;
 }
 
@@ -42,37 +49,29 @@ inline float round_level(float v) {
 bool quantize_group(const float* v, int64_t n, float lo, float hi, bool zero_point, int8_t* q,
                     c10::Half* scale_out, int8_t* zero_out) {
   bool ok = true;
+  float mn = 0.0f, mx = 0.0f;  // the group's extremes with 0 (a symmetric scale's max |w| is
+  for (int64_t k = 0; k < n; ++k) {  // max(0 - mn, mx), exactly)
+    ok &= std::isfinite(v[k]);
+    mn = v[k] < mn ? v[k] : mn;
+    mx = v[k] > mx ? v[k] : mx;
+  }
   float s, zero = 0.0f;
   if (zero_point) {
-    float mn = 0.0f, mx = 0.0f;
-    for (int64_t k = 0; k < n; ++k) {
-      ok &= std::isfinite(v[k]);
-      mn = v[k] < mn ? v[k] : mn;
-      mx = v[k] > mx ? v[k] : mx;
-    }
     const c10::Half scale((mx - mn) / (hi - lo));
     *scale_out = scale;
     s = static_cast<float>(scale);
     if (s == 0.0f) s = 1.0f;
-    zero = round_level(-mn / s);
-    zero = zero < lo ? lo : (zero > hi ? hi : zero);
-    *zero_out = static_cast<int8_t>(zero);
+    zero = std::min(std::max(round_level(-mn / s), lo), hi);
+    *zero_out = static_cast<int8_t>(static_cast<int>(zero));
   } else {
-    float amax = 0.0f;
-    for (int64_t k = 0; k < n; ++k) {
-      ok &= std::isfinite(v[k]);
-      const float a = std::fabs(v[k]);
-      amax = a > amax ? a : amax;
-    }
-    const c10::Half scale(amax / hi);
+    const c10::Half scale(std::max(0.0f - mn, mx) / hi);  // 0 - mn: never -0
     *scale_out = scale;
     s = static_cast<float>(scale);
     if (s == 0.0f) s = 1.0f;
   }
   for (int64_t k = 0; k < n; ++k) {  // contiguous, no calls: vectorized
-    float level = round_level(v[k] / s) + zero;
-    level = level < lo ? lo : (level > hi ? hi : level);
-    q[k] = static_cast<int8_t>(level);
+    const float level = std::min(std::max(round_level(v[k] / s) + zero, lo), hi);
+    q[k] = static_cast<int8_t>(static_cast<int>(level));
   }
   return ok;
 }
