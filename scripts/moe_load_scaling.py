@@ -31,8 +31,8 @@ def rss():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**30
 r0, w0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), rss()
-build_random_quantized(spec, selection, dtype=torch.bfloat16, device=torch.device("cpu"),
-                       seed=0, scheme=scheme)
+model = build_random_quantized(spec, selection, dtype=torch.bfloat16, device=torch.device("cpu"),
+                               seed=0, scheme=scheme)
 return_freed_memory()
 r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - w0
 weights = weight_bytes(spec, torch.bfloat16, scheme).resident / 2**30

@@ -202,8 +202,11 @@ def _zero_tiles(zeros: torch.Tensor, offset: int, lo: int, hi: int) -> torch.Ten
     return torch.ops.qwen3core_cpu.tile_groups(zeros, offset)
 
 
-def _tiles(per_group: torch.Tensor) -> torch.Tensor:
-    """[out, groups] -> [tiles, groups, 16], zero rows past ``out``."""
+def _tiles(per_group: torch.Tensor, out: int | None = None) -> torch.Tensor:
+    """[out, groups] -> [tiles, groups, 16], zero rows past ``out`` (``per_group``'s rows; the
+    argument is checked, for callers of the earlier signature)."""
+    if out is not None and out != per_group.shape[0]:
+        raise ValueError(f"{per_group.shape[0]} rows of groups, not {out}")
     return torch.ops.qwen3core_cpu.tile_groups(per_group)
 
 
