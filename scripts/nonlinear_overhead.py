@@ -22,6 +22,7 @@ import torch
 
 import qwen3core
 from qwen3core.cli.common import parse_backend_options
+from qwen3core.generation.greedy import greedy_tokens
 from qwen3core.generation.steps import Steps
 
 
@@ -57,10 +58,10 @@ def main() -> None:
     per_step, cpu_per_step = [], []
     for _ in range(args.runs):
         cache = loaded.model.new_cache(1, 16 + 65)
-        token = steps.prefill(torch.randint(0, 1000, (1, 16)), None, cache).argmax(-1, keepdim=True)
+        token = greedy_tokens(steps.prefill(torch.randint(0, 1000, (1, 16)), None, cache))[:, None]
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(64):
-            token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+            token = greedy_tokens(steps.decode_one(token, cache))[:, None]  # the loop's pick
         per_step.append((time.perf_counter() - start) / 64 * 1e3)
         cpu_per_step.append((time.process_time() - cpu_start) / 64 * 1e3)
     print(", ".join(f"{c}={n}" for c, n in loaded.backends.items()))

@@ -12,6 +12,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import qwen3core
 from qwen3core.cli.common import parse_backend_options
+from qwen3core.generation.greedy import greedy_tokens
 from qwen3core.generation.steps import Steps
 
 
@@ -33,13 +34,13 @@ def main() -> None:
     print("backends:", loaded.backends)
     steps = Steps(loaded.model)
     cache = loaded.model.new_cache(1, 16 + 4 + args.steps)
-    token = steps.prefill(torch.randint(0, 1000, (1, 16)).to(loaded.device), None,
-                          cache).argmax(-1, keepdim=True)
+    token = greedy_tokens(steps.prefill(torch.randint(0, 1000, (1, 16)).to(loaded.device),
+                                        None, cache))[:, None]
     for _ in range(3):  # warm-up
-        token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+        token = greedy_tokens(steps.decode_one(token, cache))[:, None]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
-            token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+            token = greedy_tokens(steps.decode_one(token, cache))[:, None]
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14))
 
 

@@ -30,6 +30,7 @@ import time
 import torch
 
 import qwen3core
+from qwen3core.generation.greedy import greedy_tokens
 from qwen3core.generation.steps import Steps
 
 
@@ -65,10 +66,10 @@ def decode_seconds(model, steps: Steps, batch: int, new_tokens: int, vocab: int)
     ids = torch.randint(0, vocab, (1, 16), generator=torch.Generator().manual_seed(0))
     ids = ids.expand(batch, -1).contiguous()
     cache = model.new_cache(batch, 16 + new_tokens)
-    token = steps.prefill(ids, None, cache).argmax(-1, keepdim=True)
+    token = greedy_tokens(steps.prefill(ids, None, cache))[:, None]
     start = CLOCK()
-    for _ in range(new_tokens):
-        token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+    for _ in range(new_tokens):  # the generation loop's greedy pick (generation/greedy.py)
+        token = greedy_tokens(steps.decode_one(token, cache))[:, None]
     return CLOCK() - start
 
 

@@ -26,12 +26,13 @@ import torch
 
 from qwen3core import kernel_build
 from qwen3core.errors import BackendSelectionError
+from qwen3core.generation.greedy import register_argmax
 
 NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "avx512_vnni.cpp", "stream_op.cpp",
            "pointwise_ops.cpp", "attention_op.cpp", "decode_avx2.cpp", "decode_attention_avx2.cpp",
-           "decode_attention_avx512.cpp", "pack_op.cpp", "quantize_op.cpp")
+           "decode_attention_avx512.cpp", "argmax_op.cpp", "pack_op.cpp", "quantize_op.cpp")
 HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h", "decode_kernels.h",
            "decode_simd.h", "decode_attention.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
@@ -155,7 +156,16 @@ def load_kernels() -> None:
                     f"select another linear backend, e.g. backends={{'linear': 'eager'}}")
         raise BackendSelectionError(_failure) from exc
     _register_fake()
+    register_argmax("cpu", _argmax)
     _loaded = True
+
+
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    """torch.argmax(logits, dim=-1) through the kernel where it takes the dtype (see
+    :mod:`qwen3core.generation.greedy`); torch's own for the rest (and its errors)."""
+    if logits.dtype in (torch.bfloat16, torch.float32) and logits.dim() and logits.shape[-1]:
+        return torch.ops.qwen3core_cpu.argmax(logits)
+    return logits.argmax(dim=-1)
 
 
 def _register_fake() -> None:
@@ -173,6 +183,10 @@ def _register_fake() -> None:
     def _(x: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
           bits: int, group_size: int, zero_const: int, out_features: int) -> torch.Tensor:
         return x.new_empty((*x.shape[:-1], out_features))
+
+    @torch.library.register_fake("qwen3core_cpu::argmax")
+    def _(logits: torch.Tensor) -> torch.Tensor:
+        return logits.new_empty(logits.shape[:-1], dtype=torch.int64)
 
     @torch.library.register_fake("qwen3core_cpu::rms_norm")
     def _(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

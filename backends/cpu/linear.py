@@ -90,9 +90,9 @@ def kernel_takes(x: torch.Tensor, weight: torch.Tensor, limit: int | None) -> bo
     """Whether the kernel computes ``x @ weight.T`` (``weight`` dense or its tiles): a
     supported dtype on the CPU, at most ``limit`` rows (the dtype's :func:`kernel_row_limit`,
     looked up once by the caller: it asks the CPU, which torch.compile cannot trace)."""
-    return ((limit is None or math.prod(x.shape[:-1]) <= limit)
-            and x.device.type == "cpu" and weight.device.type == "cpu"
-            and x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES)
+    # Cheapest tests first: this runs before each of a decode step's ~57 dense products.
+    return (x.dtype == weight.dtype and x.dtype in KERNEL_DTYPES and x.is_cpu and weight.is_cpu
+            and (limit is None or math.prod(x.shape[:-1]) <= limit))
 
 
 def packable(weight: torch.Tensor) -> bool:
@@ -100,7 +100,7 @@ def packable(weight: torch.Tensor) -> bool:
 
 
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, out_features: int) -> torch.Tensor:
-    return torch.ops.qwen3core_cpu.linear(x, packed, out_features)
+    return torch.ops.qwen3core_cpu.linear.default(x, packed, out_features)
 
 
 def _identity(weight: torch.Tensor) -> tuple[int, int | None]:

@@ -22,7 +22,8 @@ operations, and the two are tested equal bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -49,15 +50,27 @@ class PackedQuant:
     act_block: int | None = None  # int8 activations per this many inputs: the a8 layout
 
     def __call__(self, x: torch.Tensor, out_features: int) -> torch.Tensor:
+        return self._product(x, out_features)
+
+    @functools.cached_property
+    def _product(self) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        """The operator with this weight's operands bound, made on the first call: a decode
+        step makes ~113 of these calls, each of which would otherwise look them up again."""
+        levels, scales, zeros, bits, gs = (self.levels, self.scales, self.zeros, self.bits,
+                                           self.group_size)
         if self.act_block is not None:
-            return torch.ops.qwen3core_cpu.qlinear_a8(x, self.levels, self.scales, self.zeros,
-                                                      self.bits, self.group_size,
-                                                      int(self.zero_const), out_features)
-        if self.perm is not None:
-            x = x.index_select(-1, self.perm)
-        return torch.ops.qwen3core_cpu.qlinear(x, self.levels, self.scales, self.zeros,
-                                               self.bits, self.group_size, self.zero_const,
-                                               out_features)
+            a8, zc = torch.ops.qwen3core_cpu.qlinear_a8.default, int(self.zero_const)
+            return lambda x, n: a8(x, levels, scales, zeros, bits, gs, zc, n)
+        op, zero_const, perm = torch.ops.qwen3core_cpu.qlinear.default, self.zero_const, self.perm
+        if perm is None:
+            return lambda x, n: op(x, levels, scales, zeros, bits, gs, zero_const, n)
+        return lambda x, n: op(x.index_select(-1, perm), levels, scales, zeros, bits, gs,
+                               zero_const, n)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_product", None)  # a closure: made again on the first call
+        return state
 
     @property
     def nbytes(self) -> int:

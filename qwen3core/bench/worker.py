@@ -19,6 +19,7 @@ from qwen3core.bench.measure import measure, report_phase
 
 def run_qwen3core(job: Job) -> dict:
     import qwen3core
+    from qwen3core.generation.greedy import greedy_tokens
     from qwen3core.generation.steps import Steps
 
     report_phase("loading the model")
@@ -35,11 +36,11 @@ def run_qwen3core(job: Job) -> dict:
         cache = model.new_cache(batch, job.prompt_len + new_tokens)
         t0 = now(device)
         logits = steps.prefill(ids, None, cache)
-        token = logits.argmax(-1, keepdim=True)
+        token = greedy_tokens(logits)[:, None]
         t_first = now(device)
         tokens = [token]
         for _ in range(new_tokens - 1):
-            token = steps.decode_one(token, cache).argmax(-1, keepdim=True)
+            token = greedy_tokens(steps.decode_one(token, cache))[:, None]
             tokens.append(token)
         t_end = now(device)
         return t_first - t0, t_end - t_first, torch.cat(tokens, 1)
@@ -55,7 +56,7 @@ def run_qwen3core(job: Job) -> dict:
             found["greedy_margins"].append(float(top[0] - top[1]))
             found["greedy_logit_scales"].append(float(row.abs().max()))
             if step + 1 < new_tokens:
-                logits = steps.decode_one(logits.argmax(-1, keepdim=True), cache)
+                logits = steps.decode_one(greedy_tokens(logits)[:, None], cache)
         return found
 
     header = {"load_seconds": load_seconds, "backends": loaded.backends,

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from qwen3core.errors import GenerationError
+from qwen3core.generation.greedy import greedy_tokens
 
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit integers, as torch's generators take them
 
@@ -265,11 +266,11 @@ def sample_next(logits: torch.Tensor, params: SamplingParams,
     ``logits[i:i + 1]`` with that row's generator and history.
     """
     if params.greedy and not params.has_penalties:
-        return logits.argmax(dim=-1)
+        return greedy_tokens(logits)
     work_dtype = torch.promote_types(logits.dtype, torch.float32)
     scores = apply_penalties(logits.to(work_dtype), params, history)
     if params.greedy:
-        return scores.argmax(dim=-1)
+        return greedy_tokens(scores)
     # Shift so each row's best score is 0 before dividing: a tiny temperature then sends the
     # others to -inf instead of overflowing every score to inf (and softmax to NaN).
     # (A temperature below the dtype's range rounds to 0: the best scores then stay 0, not NaN.)

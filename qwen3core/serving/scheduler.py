@@ -29,6 +29,7 @@ import torch
 
 from qwen3core.cache import Cache
 from qwen3core.errors import GenerationError, Qwen3CoreError
+from qwen3core.generation.greedy import greedy_tokens
 from qwen3core.generation.sampling import sample_next
 from qwen3core.generation.steps import steps_for
 from qwen3core.model import Qwen3Model
@@ -172,7 +173,7 @@ class Scheduler:
 
     def _accept(self, rows: list[ServeRow], logits: torch.Tensor) -> torch.Tensor:
         """Sample one token per row from logits [B, vocab], hand out the events; -> ids [B]."""
-        picked = logits.argmax(dim=-1)  # plain greedy rows keep these
+        picked = greedy_tokens(logits)  # plain greedy rows keep these
         for i, row in enumerate(rows):
             if not row.plain_greedy:  # the one sampler, per row with its own state
                 generators = None if row.generator is None else [row.generator]

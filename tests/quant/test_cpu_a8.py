@@ -50,6 +50,14 @@ def test_operator_matches_the_reference_product_and_levels(scheme):
     check_scheme(scheme)
 
 
+@pytest.mark.parametrize("scheme", ["w8a8", "w4a8"])
+def test_prefill_rows_past_the_scratch_buffer(scheme):
+    """Quantized activations of up to 1 MiB go to a reused per-thread buffer, larger ones
+    (prefill) to memory of their own: both, in turn, match the reference."""
+    assert check_quantized_linear(cpu_linear, scheme, shapes=((40, 4096),),
+                                  rows=(300, 1, 300)) > 0
+
+
 class _SkipsActivationQuantization(Linear):
     """A linear that holds the weight but multiplies the activations as they are."""
 

@@ -30,17 +30,20 @@ SCHEMES = ["int8", "int8:channel", "int4", "int4:sym", "int4:g128"]
 SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 258)]
 
 
-def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False) -> None:
+def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
+                    row_counts: tuple[int, ...] = (1, 3, 8, 33),
+                    qw: QuantizedWeight | None = None) -> None:
     from qwen3core_backends.cpu.quant_linear import pack_quantized
 
     gen = torch.Generator().manual_seed(out * 1000 + inp)
-    qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
+    if qw is None:
+        qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
     if g_idx:  # the same weight with its columns in a shuffled (activation) order
         perm = torch.randperm(inp, generator=gen)
         qw = QuantizedWeight(qw.qweight[:, perm], qw.scales, qw.zeros, qw.group_size, qw.bits,
                              g_idx=qw.column_groups()[perm])
     packed = pack_quantized(qw)
-    for rows in (1, 3, 8, 33):
+    for rows in row_counts:
         for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 8e-3)):
             x = torch.randn(rows, inp, generator=gen).to(dtype)
             ref = x.double() @ qw.dequantize(torch.float64).T
@@ -54,6 +57,24 @@ def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False) -> Non
 @pytest.mark.parametrize("shape", SHAPES)
 def test_operator_matches_the_dequantized_product(scheme, shape):
     _check_operator(scheme, *shape)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_prefill_rows_past_the_scratch_buffer(scheme):
+    """The operator lays out up to 1 MiB of activations in a reused per-thread buffer and
+    larger ones (prefill) in memory of their own: both, in turn, give the right product."""
+    _check_operator(scheme, 40, 1024, row_counts=(300, 1, 300, 2))
+
+
+def test_int8_levels_with_zero_points():
+    """Asymmetric int8 (GPTQ 8-bit): every kernel subtracts z * sum(x) per group."""
+    gen = torch.Generator().manual_seed(5)
+    out, inp, gs = 40, 192, 64
+    qw = QuantizedWeight(torch.randint(-128, 128, (out, inp), generator=gen, dtype=torch.int8),
+                         torch.rand(out, inp // gs, generator=gen).to(torch.float16) * 0.01,
+                         torch.randint(-20, 20, (out, inp // gs), generator=gen,
+                                       dtype=torch.int8), gs, 8)
+    _check_operator("int8", out, inp, qw=qw)
 
 
 def test_activation_order_groups():

@@ -220,7 +220,7 @@ namespace qwen3core_cpu {
 // Compiled for the baseline target: it must run on any x86-64 to say no.
 const KernelSet* avx2_kernels() {
   static const KernelSet set{"avx2", XFormat::Float32KMajor, bf16_tiles, f32_tiles, q8_tiles,
-                             q4_tiles, nullptr};
+                             q4_tiles, nullptr, nullptr};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("f16c"))
     return &set;

@@ -107,6 +107,11 @@ void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
   run_q_tiles<Avx512, 8, kAvx512MaxGroup>(a, t0, t1);
 }
 
+// Independent vdpbf16ps chains per row: at least ~12 in flight (its latency times its
+// throughput), within the register file (G * chains accumulators).
+template <int G>
+constexpr int kDpChains = G <= 4 ? 4 : 2;
+
 // int4 levels with vdpbf16ps: a block's 16 words (16 outputs x 8 inputs) give, per input pair
 // n, one 16-bit shift by 4n and one ternary-logic mask-and-or: the bfloat16 pairs of
 // 128 + level (bits 0x4300 | u: exact), so one instruction per row does 32 multiply-adds;
@@ -115,7 +120,7 @@ void q8_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
 template <int G>
 void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
                     const int8_t* zeros, const uint32_t* x, const float* xsum, float* out) {
-  constexpr int NC = G <= 2 ? 4 : (G <= 4 ? 2 : 1);
+  constexpr int NC = kDpChains<G>;
   const int64_t R = a.rows, pairs = a.group_size / 2;
   const __m512i nibble_mask = _mm512_set1_epi32(0x000F000F);
   const __m512i magic = _mm512_set1_epi32(0x43004300);
@@ -158,25 +163,85 @@ void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
   }
 }
 
+// int8 levels with vdpbf16ps: inputs 2p and 2p + 1 of a tile are 32 consecutive bytes; each
+// half converted to float32 (exact) holds its level as a bfloat16 in the top 16 bits with zero
+// bits below, so one shift and one or make the input pairs vdpbf16ps takes: half the
+// instructions per multiply-add of the float32 path, which 8 rows are bound by. Products of
+// bfloat16 activations and int8 levels are exact; the sums are float32, as there.
 template <int G>
-struct Q4Dp {
+void q8_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
+                    const int8_t* zeros, const uint32_t* x, const float* xsum, float* out) {
+  constexpr int NC = kDpChains<G>;
+  const int64_t R = a.rows, pairs = a.group_size / 2;
+  const bool shifted = zeros != nullptr || a.zero_const != 0.0f;
+  for (int g = 0; g < G; ++g) _mm512_storeu_ps(out + g * kTile, _mm512_setzero_ps());
+  for (int64_t gi = 0; gi < a.groups; ++gi) {
+    __m512 acc[G][NC];
+    for (int g = 0; g < G; ++g)
+      for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_setzero_ps();
+    const int8_t* wg = reinterpret_cast<const int8_t*>(w) + gi * a.group_size * kTile;
+    const uint32_t* xg = x + gi * pairs * R;
+    auto step = [&](int64_t p, int c) {
+      const int8_t* wp = wg + p * 2 * kTile;
+      prefetch(wp);
+      const __m512i even = _mm512_castps_si512(_mm512_cvtepi32_ps(
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wp)))));
+      const __m512i odd = _mm512_castps_si512(_mm512_cvtepi32_ps(
+          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wp + kTile)))));
+      const __m512bh wv = (__m512bh)_mm512_or_si512(_mm512_srli_epi32(even, 16), odd);
+      for (int g = 0; g < G; ++g) {
+        const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[p * R + g]));
+        acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
+      }
+    };
+    int64_t p = 0;
+    for (; p + NC <= pairs; p += NC)
+      for (int c = 0; c < NC; ++c) step(p + c, c);
+    for (; p < pairs; ++p) step(p, 0);
+    const __m512 s = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + gi * kTile)));
+    __m512 z = _mm512_setzero_ps();
+    if (shifted)
+      z = zeros != nullptr
+              ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(zeros + gi * kTile))))
+              : _mm512_set1_ps(a.zero_const);
+    for (int g = 0; g < G; ++g) {
+      __m512 sum = acc[g][0];
+      for (int c = 1; c < NC; ++c) sum = _mm512_add_ps(sum, acc[g][c]);
+      if (shifted) sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * R + g]), sum);
+      _mm512_storeu_ps(out + g * kTile,
+                       _mm512_fmadd_ps(s, sum, _mm512_loadu_ps(out + g * kTile)));
+    }
+  }
+}
+
+template <int Bits, int G>
+struct DpQ {
   static void run(int rows, const QGemvArgs& a, const uint8_t* w, const uint16_t* s,
                   const int8_t* z, const uint32_t* x, const float* xsum, float* out) {
     if (rows == G) {
-      q4_dpbf16_rows<G>(a, w, s, z, x, xsum, out);
+      if constexpr (Bits == 4) {
+        q4_dpbf16_rows<G>(a, w, s, z, x, xsum, out);
+      } else {
+        q8_dpbf16_rows<G>(a, w, s, z, x, xsum, out);
+      }
     } else {
-      Q4Dp<G - 1>::run(rows, a, w, s, z, x, xsum, out);
+      DpQ<Bits, G - 1>::run(rows, a, w, s, z, x, xsum, out);
     }
   }
 };
-template <>
-struct Q4Dp<0> {
+template <int Bits>
+struct DpQ<Bits, 0> {
   static void run(int, const QGemvArgs&, const uint8_t*, const uint16_t*, const int8_t*,
                   const uint32_t*, const float*, float*) {}
 };
 
-void q4_bf16_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
-  const int64_t level_bytes = a.groups * a.group_size / 2 * kTile;
+// All rows for tiles [t0, t1) with bfloat16 input pairs: a QTileFn.
+template <int Bits>
+void dp_q_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
+  const int64_t k_padded = a.groups * a.group_size;
+  const int64_t level_bytes = Bits == 8 ? k_padded * kTile : k_padded / 2 * kTile;
   const uint8_t* levels = static_cast<const uint8_t*>(a.levels);
   alignas(64) float sums[kAvx512MaxGroup * kTile];
   for (int64_t t = t0; t < t1; ++t) {
@@ -186,12 +251,14 @@ void q4_bf16_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
     for (int64_t r0 = 0; r0 < a.rows; r0 += kAvx512MaxGroup) {
       const int rows = static_cast<int>(
           a.rows - r0 < kAvx512MaxGroup ? a.rows - r0 : kAvx512MaxGroup);
-      Q4Dp<kAvx512MaxGroup>::run(rows, a, w, s, z, a.xpairs + r0, a.xsum + r0, sums);
+      DpQ<Bits, kAvx512MaxGroup>::run(rows, a, w, s, z, a.xpairs + r0, a.xsum + r0, sums);
       GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
       write_tile(out_args, t, r0, rows, sums);
     }
   }
 }
+void q4_bf16_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) { dp_q_tiles<4>(a, t0, t1); }
+void q8_bf16_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) { dp_q_tiles<8>(a, t0, t1); }
 void q4_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
   run_q_tiles<Avx512, 4, kAvx512MaxGroup>(a, t0, t1);
 }
@@ -210,9 +277,10 @@ namespace qwen3core_cpu {
 // Compiled for the baseline target: it must run on any x86-64 to say no.
 const KernelSet* avx512_kernels() {
   static const KernelSet with_bf16{"avx512bf16", XFormat::Bf16PairsKMajor, dpbf16_tiles,
-                                   f32_tiles, q8_tiles, q4_tiles, q4_bf16_tiles};
+                                   f32_tiles, q8_tiles, q4_tiles, q4_bf16_tiles,
+                                   q8_bf16_tiles};
   static const KernelSet plain{"avx512f", XFormat::Float32KMajor, bf16_tiles, f32_tiles,
-                               q8_tiles, q4_tiles, nullptr};
+                               q8_tiles, q4_tiles, nullptr, nullptr};
   if (!__builtin_cpu_supports("avx512f")) return nullptr;
   return __builtin_cpu_supports("avx512bf16") ? &with_bf16 : &plain;
 }

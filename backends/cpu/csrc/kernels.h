@@ -52,7 +52,7 @@ struct QGemvArgs {
   const int8_t* zeros;   // nullptr: every zero point is zero_const
   float zero_const;
   const float* x;        // float32 [K_pad][R] (nullptr for the bfloat16-pair kernels)
-  const uint32_t* xpairs;  // bfloat16 input pairs [K_pad / 2][R] (for q4_bf16), else nullptr
+  const uint32_t* xpairs;  // bfloat16 input pairs [K_pad / 2][R] (q4_bf16, q8_bf16), else nullptr
   const float* xsum;     // float32 [groups][R]: each row's sum of x over each group
   int64_t rows;          // R
   int64_t groups;
@@ -127,6 +127,7 @@ struct KernelSet {
   QTileFn q8;   // int8 levels, float32 activations
   QTileFn q4;   // int4 levels, float32 activations
   QTileFn q4_bf16;  // int4 levels, bfloat16 input pairs (AVX-512 BF16), or nullptr
+  QTileFn q8_bf16;  // int8 levels, bfloat16 input pairs (AVX-512 BF16), or nullptr
 };
 
 // Each returns nullptr when the running CPU (and OS) cannot execute it.

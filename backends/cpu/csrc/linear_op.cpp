@@ -41,28 +41,96 @@ const KernelSet& kernels() {
   return *chosen;
 }
 
-// [R, K] rows of x -> float32 [K_pad][R] (zero past K). Written in order, read from R
-// sequential streams.
-at::Tensor float32_k_major(const at::Tensor& x2, int64_t k_padded) {
-  const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
-  at::Tensor xt = at::zeros({k_padded, rows}, x2.options().dtype(at::kFloat));
-  float* dst = xt.data_ptr<float>();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_x", [&] {
-    const scalar_t* src = x2.data_ptr<scalar_t>();
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t r = 0; r < rows; ++r)
-        dst[i * rows + r] = static_cast<float>(src[r * row_stride + i]);
-  });
-  return xt;
+// Per-thread scratch memory for what a call lays out for its kernels (activations in the
+// kernel's layout, group sums): a decode step makes ~113 calls, each of which would otherwise
+// allocate (and zero) its temporaries. The calling thread writes a buffer before the kernels
+// run and the kernels (on any of torch's threads) only read it within the call, so one buffer
+// per slot and thread suffices. Layouts over kScratchMaxBytes (prefill) get memory of their
+// own, so that a long prompt does not stay allocated for the thread's lifetime.
+constexpr int64_t kScratchMaxBytes = int64_t{1} << 20;
+enum ScratchSlot { kSlotX = 0, kSlotScale, kSlotSum, kSlots };
+
+struct ScratchBuffer {
+  void* data = nullptr;
+  int64_t bytes = 0;
+  ~ScratchBuffer() { std::free(data); }
+};
+
+// ``bytes`` of uninitialised memory, 64-byte aligned: the thread's buffer for ``slot``, or
+// ``owner`` (a new tensor) for a large request.
+void* scratch(ScratchSlot slot, int64_t bytes, at::Tensor& owner) {
+  if (bytes > kScratchMaxBytes) {
+    owner = at::empty({bytes}, at::TensorOptions().dtype(at::kByte));
+    return owner.data_ptr();
+  }
+  thread_local ScratchBuffer buffers[kSlots];
+  ScratchBuffer& b = buffers[slot];
+  if (b.bytes < bytes) {
+    std::free(b.data);
+    b.data = std::aligned_alloc(64, static_cast<size_t>(kScratchMaxBytes));
+    TORCH_CHECK(b.data != nullptr, "qwen3core_cpu: out of memory for a 1 MiB scratch buffer");
+    b.bytes = kScratchMaxBytes;
+  }
+  return b.data;
 }
 
-// [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][R], each holding inputs (2kp, 2kp + 1).
-at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
+// The sum of n values as float32, in 8 independent partial sums (so it vectorises; the order
+// differs from a running sum only in float32's last bits).
+template <typename T>
+float sum_of(const T* src, int64_t n) {
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += static_cast<float>(src[i + j]);
+  float total = 0;
+  for (; i < n; ++i) total += static_cast<float>(src[i]);
+  for (int j = 0; j < 8; ++j) total += part[j];
+  return total;
+}
+
+// Each row's sum of x over each group of ``group_size`` inputs, into float32 [groups][R].
+void group_sums(const at::Tensor& x2, int64_t group_size, int64_t groups, float* dst) {
   const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
-  const int64_t pairs = k_padded / 2;
-  at::Tensor xp = at::empty({pairs, rows}, x2.options().dtype(at::kInt));
-  uint32_t* dst = reinterpret_cast<uint32_t*>(xp.data_ptr<int32_t>());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xsum", [&] {
+    const scalar_t* src = x2.data_ptr<scalar_t>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t g = 0; g < groups; ++g) {
+        const int64_t begin = std::min(k, g * group_size);
+        const int64_t end = std::min(k, begin + group_size);
+        dst[g * rows + r] = sum_of(src + r * row_stride + begin, end - begin);
+      }
+  });
+}
+
+// [R, K] rows of x -> float32 [K_pad][R] (zero past K). Written in order, read from R
+// sequential streams. One float32 row already in that layout is used as it is.
+const float* float32_k_major(const at::Tensor& x2, int64_t k_padded, at::Tensor& owner) {
+  const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
+  if (rows == 1 && k == k_padded && x2.scalar_type() == at::kFloat)
+    return x2.data_ptr<float>();
+  float* dst = static_cast<float*>(scratch(kSlotX, k_padded * rows * 4, owner));
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_x", [&] {
+    const scalar_t* src = x2.data_ptr<scalar_t>();
+    if (rows == 1) {
+      for (int64_t i = 0; i < k; ++i) dst[i] = static_cast<float>(src[i]);
+    } else {
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t r = 0; r < rows; ++r)
+          dst[i * rows + r] = static_cast<float>(src[r * row_stride + i]);
+    }
+  });
+  std::fill(dst + k * rows, dst + k_padded * rows, 0.0f);
+  return dst;
+}
+
+// [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][R], each holding inputs (2kp, 2kp + 1). One
+// row over the whole of K_pad is that layout already (little-endian pairs) and is used as is.
+const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::Tensor& owner) {
+  const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
   const uint16_t* src = reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>());
+  if (rows == 1 && k == k_padded) return reinterpret_cast<const uint32_t*>(src);
+  const int64_t pairs = k_padded / 2;
+  uint32_t* dst = static_cast<uint32_t*>(scratch(kSlotX, pairs * rows * 4, owner));
   for (int64_t kp = 0; kp < pairs; ++kp)
     for (int64_t r = 0; r < rows; ++r) {
       const uint16_t* row = src + r * row_stride;
@@ -71,26 +139,31 @@ at::Tensor bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded) {
       const uint32_t hi = 2 * kp + 1 < k ? row[2 * kp + 1] : 0;
       dst[kp * rows + r] = lo | (hi << 16);
     }
-  return xp;
+  return dst;
 }
 
 // Splits the tiles into chunks of ~128 KiB of weights that torch's threads take in turn, so a
-// thread the OS pauses (a busy machine) delays one chunk, not half of the matrix. Small
-// matrices run on the calling thread: waking another costs more than it saves.
+// thread the OS pauses (a busy machine) delays one chunk, not half of the matrix. The number of
+// chunks is a multiple of the threads, of near-equal sizes, so that on a quiet machine every
+// thread gets the same share (5 chunks of 14 tiles over 2 threads would leave one thread 3
+// chunks: a third more time than an even split). Small matrices run on the calling thread:
+// waking another costs more than it saves.
 // ``run(begin, end)`` computes output tiles [begin, end).
 template <typename Run>
 void run_in_chunks(const Run& run, int64_t tiles, int64_t tile_bytes) {
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{128} << 10) / tile_bytes);
-  const int64_t chunks = (tiles + chunk - 1) / chunk;
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
-  if (workers <= 1 || tiles * tile_bytes < (int64_t{256} << 10)) {
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || tiles < 2 || tiles * tile_bytes < (int64_t{256} << 10)) {
     run(0, tiles);
     return;
   }
+  const int64_t by_size = std::max<int64_t>(1, tiles * tile_bytes / (int64_t{128} << 10));
+  const int64_t chunks = std::min(tiles, (by_size + threads - 1) / threads * threads);
+  const int64_t workers = std::min(threads, chunks);
   std::atomic<int64_t> next{0};
+  // Chunk c covers tiles [c * tiles / chunks, (c + 1) * tiles / chunks): sizes differ by one.
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
-      run(c * chunk, std::min(tiles, (c + 1) * chunk));
+      run(c * tiles / chunks, (c + 1) * tiles / chunks);
   });
 }
 
@@ -146,9 +219,11 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
 
   const KernelSet& ks = kernels();
   const bool pairs = bf16 && ks.bf16_x_format == XFormat::Bf16PairsKMajor;
-  const at::Tensor xk = pairs ? bf16_pairs_k_major(x2, k_padded) : float32_k_major(x2, k_padded);
-  const GemvArgs args{packed.data_ptr(), xk.data_ptr(), rows, k_padded, out_features,
-                      out.data_ptr(), bf16};
+  at::Tensor owner;  // holds a large layout's memory until the kernels are done
+  const void* xk = pairs ? static_cast<const void*>(bf16_pairs_k_major(x2, k_padded, owner))
+                         : static_cast<const void*>(float32_k_major(x2, k_padded, owner));
+  const GemvArgs args{packed.data_ptr(), xk, rows, k_padded, out_features, out.data_ptr(),
+                      bf16};
   const TileFn fn = bf16 ? ks.bf16 : ks.f32;
   run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles,
                 kTile * k_padded * packed.element_size());
@@ -219,26 +294,23 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   if (rows == 0 || out_features == 0) return out.view(out_shape);
 
   const KernelSet& ks = kernels();
-  const bool pairs = bits == 4 && x.scalar_type() == at::kBFloat16 && ks.q4_bf16 != nullptr;
-  // Each row's sum of x over each group (for the zero points), in the input order.
-  at::Tensor xsum = at::zeros({groups, rows}, x.options().dtype(at::kFloat));
-  float* sp = xsum.data_ptr<float>();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xsum", [&] {
-    const scalar_t* src = x2.data_ptr<scalar_t>();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t i = 0; i < k; ++i)
-        sp[(i / group_size) * rows + r] += static_cast<float>(src[r * x2.stride(0) + i]);
-  });
-  at::Tensor xk = pairs ? bf16_pairs_k_major(x2, k_padded) : float32_k_major(x2, k_padded);
+  const QTileFn pair_fn = bits == 8 ? ks.q8_bf16 : ks.q4_bf16;
+  const bool pairs = x.scalar_type() == at::kBFloat16 && pair_fn != nullptr;
+  // Each row's sum of x over each group, in the input order: read only for zero points (the
+  // int4 bfloat16-pair kernel always has one, 128 + z).
+  at::Tensor sum_owner, x_owner;  // hold large layouts' memory until the kernels are done
+  float* sp = static_cast<float*>(scratch(kSlotSum, groups * rows * 4, sum_owner));
+  if ((pairs && bits == 4) || has_zeros || zero_const != 0.0)
+    group_sums(x2, group_size, groups, sp);
   const QGemvArgs args{levels.data_ptr(),
                        reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
                        has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
                        static_cast<float>(zero_const),
-                       pairs ? nullptr : xk.data_ptr<float>(),
-                       pairs ? reinterpret_cast<const uint32_t*>(xk.data_ptr<int32_t>()) : nullptr,
+                       pairs ? nullptr : float32_k_major(x2, k_padded, x_owner),
+                       pairs ? bf16_pairs_k_major(x2, k_padded, x_owner) : nullptr,
                        sp, rows, groups, group_size,
                        out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
-  const QTileFn fn = pairs ? ks.q4_bf16 : (bits == 8 ? ks.q8 : ks.q4);
+  const QTileFn fn = pairs ? pair_fn : (bits == 8 ? ks.q8 : ks.q4);
   const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);
   run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles, tile_bytes);
   return out.view(out_shape);
@@ -282,11 +354,15 @@ at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::T
 
   const int64_t blocks = k_padded / kActBlock;
   const int64_t sets = (rows + kRowSlots - 1) / kRowSlots;  // layout: kernels.h
-  at::Tensor xq = at::empty({sets, k_padded / 4, kRowSlots}, x.options().dtype(at::kInt));
-  at::Tensor xs = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kFloat));
-  at::Tensor xsum = at::empty({sets, blocks, kRowSlots}, x.options().dtype(at::kInt));
+  at::Tensor owners[kSlots];  // hold large layouts' memory until the kernels are done
+  auto* xq = static_cast<int32_t*>(scratch(kSlotX, sets * k_padded / 4 * kRowSlots * 4,
+                                           owners[kSlotX]));
+  auto* xs = static_cast<float*>(scratch(kSlotScale, sets * blocks * kRowSlots * 4,
+                                         owners[kSlotScale]));
+  auto* xsum = static_cast<int32_t*>(scratch(kSlotSum, sets * blocks * kRowSlots * 4,
+                                             owners[kSlotSum]));
   const ActRows act{x2.data_ptr(), x2.scalar_type() == at::kBFloat16, x2.stride(0), k, blocks,
-                    xq.data_ptr<int32_t>(), xs.data_ptr<float>(), xsum.data_ptr<int32_t>()};
+                    xq, xs, xsum};
   a8_kernels();  // checks the CPU before any AVX2 code runs
   at::parallel_for(0, rows, std::max<int64_t>(1, (int64_t{1} << 16) / k_padded),
                    [&](int64_t r0, int64_t r1) { quantize_activations(act, r0, r1); });
@@ -294,8 +370,7 @@ at::Tensor qlinear_a8(const at::Tensor& x, const at::Tensor& levels, const at::T
                     reinterpret_cast<const uint16_t*>(scales.data_ptr<at::Half>()),
                     has_zeros ? zeros.data_ptr<int8_t>() : nullptr,
                     static_cast<int32_t>(zero_const),
-                    xq.data_ptr<int32_t>(), xs.data_ptr<float>(), xsum.data_ptr<int32_t>(),
-                    rows, groups, group_size, out_features, out.data_ptr(),
+                    xq, xs, xsum, rows, groups, group_size, out_features, out.data_ptr(),
                     x.scalar_type() == at::kBFloat16};
   const A8KernelSet& ks = a8_kernels();
   const A8TileFn fn = bits == 8 ? ks.q8 : ks.q4;
