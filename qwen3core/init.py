@@ -40,16 +40,20 @@ def _tile_generator(seed: int, name: str, row: int, col: int) -> torch.Generator
 
 
 def _sampler(name: str, whole: tuple[int, ...], hidden_size: int
-             ) -> Callable[[tuple[int, int], torch.Generator], torch.Tensor]:
+             ) -> tuple[Callable[[torch.Tensor, torch.Generator], torch.Tensor], float | None]:
+    """How a tile is drawn: a function filling a float32 buffer (reused from tile to tile: no
+    allocation per tile) from the tile's generator, and the scale its values are multiplied by
+    on their way into the parameter (None: none). Together the values of
+    ``torch.randn(shape, generator=gen) * scale``, cast once to the parameter's dtype."""
     if name.endswith("norm.weight"):
-        return lambda shape, gen: torch.empty(shape).uniform_(0.8, 1.2, generator=gen)
+        return (lambda out, gen: out.uniform_(0.8, 1.2, generator=gen)), None
     if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
         scale = 4.0 / math.sqrt(hidden_size)
     elif len(whole) >= 2:
         scale = 2.0 / math.sqrt(whole[-1])  # the whole tensor's fan-in, also on a shard
     else:
         scale = 0.02
-    return lambda shape, gen: torch.randn(shape, generator=gen) * scale
+    return (lambda out, gen: torch.randn(out.shape, generator=gen, out=out)), scale
 
 
 @torch.no_grad()
@@ -66,18 +70,24 @@ def fill_random(param: torch.Tensor, name: str, seed: int, hidden_size: int,
     r_lo, r_hi = (0, 1) if len(whole) == 1 else index[0].indices(rows)[:2]
     c_lo, c_hi = index[-1].indices(cols)[:2]
     target = param.view(1, -1) if len(whole) == 1 else param
-    draw = _sampler(name, whole, hidden_size)
+    draw, scale = _sampler(name, whole, hidden_size)
     tr, tc = TILE
+    buffer = torch.empty(min(tr, rows) * min(tc, cols))
     for i in range(r_lo // tr, -(-r_hi // tr)):
         for j in range(c_lo // tc, -(-c_hi // tc)):
             top, left = i * tr, j * tc
-            tile = draw((min(tr, rows - top), min(tc, cols - left)),
+            shape = (min(tr, rows - top), min(tc, cols - left))
+            tile = draw(buffer[:shape[0] * shape[1]].view(shape),
                         _tile_generator(seed, name, i, j))
             # The overlap of this tile with the requested part, in both coordinates.
             r0, r1 = max(top, r_lo), min(top + tile.shape[0], r_hi)
             c0, c1 = max(left, c_lo), min(left + tile.shape[1], c_hi)
-            target[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo].copy_(
-                tile[r0 - top:r1 - top, c0 - left:c1 - left])
+            part = tile[r0 - top:r1 - top, c0 - left:c1 - left]
+            into = target[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo]
+            if scale is None:
+                into.copy_(part)
+            else:  # scaled in float32 and cast once, in one pass
+                torch.mul(part, scale, out=into)
 
 
 @torch.no_grad()

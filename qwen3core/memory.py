@@ -143,6 +143,22 @@ def return_freed_memory() -> bool:
 _malloc_trim = None
 
 
+class ReturnFreedEvery:
+    """Calls :func:`return_freed_memory` once every ``every_bytes`` of memory its caller
+    reports having freed (:meth:`freed`): often enough that freed blocks do not pile up into
+    the peak, rarely enough that the trims cost little."""
+
+    def __init__(self, every_bytes: int) -> None:
+        self.every_bytes = every_bytes
+        self.pending = 0
+
+    def freed(self, nbytes: int) -> None:
+        self.pending += nbytes
+        if self.pending >= self.every_bytes:
+            return_freed_memory()
+            self.pending = 0
+
+
 def _find_malloc_trim():
     if not sys.platform.startswith("linux"):
         return False

@@ -9,10 +9,11 @@ tokens at batch 1 (``--rounds``: several times, keeping the best) with the moe i
 a quantized load selects by default (the cpu backend's one operator per layer where it runs;
 ``--moe eager`` for the per-expert loop). Prints the load's CPU time per layer (x48 estimates
 the full model), the peak RSS, the bytes a decode step reads (the k active experts) and the
-decode rate (and the MoE blocks' own time against their experts' bytes), in CPU time of the process (the machine is shared), against the read rate of
-this machine, and the same by the wall clock. ``--layers 48`` is the whole model (~18 GiB
-resident in int4); on a 24 GiB machine run it with ``MALLOC_MMAP_THRESHOLD_=1048576``
-(docs/quantization.md: without it glibc's heap fragments and the load runs out of memory).
+decode rate (and the MoE blocks' own time against their experts' bytes), in CPU time of the
+process (the machine is shared), against the read rate of this machine, and the same by the
+wall clock, and the load's user and system time, minor page faults and peak RSS (the
+script's read buffer, allocated later, is in the overall peak only). ``--layers 48`` is the
+whole model (~18 GiB resident in int4; docs/quantization.md has the measurements).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from qwen3core.quant.moe_choice import with_quantized_moe
 from qwen3core.quant.sizes import weight_bytes
 from qwen3core.registry import get_registry
 from qwen3core.spec import preset
+
+
+def _rss_gib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**30
 
 
 def main() -> None:
@@ -59,10 +65,13 @@ def main() -> None:
         None, get_registry(), cpu, torch.bfloat16)
     selection = select_backends(backends, device=cpu, dtype=torch.bfloat16)
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     model = build_random_quantized(spec, selection, dtype=torch.bfloat16,
                                    device=torch.device("cpu"), seed=0, scheme=scheme)
     return_freed_memory()  # as qwen3core.load does after every load
     load_cpu, load_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    load_peak, after_load = usage.ru_maxrss / 2**20, _rss_gib()
     sizes = weight_bytes(spec, torch.bfloat16, scheme)
     full = weight_bytes(preset("30B-A3B"), torch.bfloat16, scheme)
     steps = Steps(model)
@@ -99,6 +108,10 @@ def main() -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB; "
           f"resident weights {sizes.resident / 2**30:.2f} GiB (full model "
           f"{full.resident / 2**30:.2f} GiB)")
+    print(f"load: user {usage.ru_utime - usage0.ru_utime:.1f} s, system "
+          f"{usage.ru_stime - usage0.ru_stime:.1f} s, "
+          f"{usage.ru_minflt - usage0.ru_minflt:,} minor page faults; peak RSS of the load "
+          f"{load_peak:.2f} GiB, RSS after it {after_load:.2f} GiB")
     print(f"decode batch 1: {decode:.1f} tok/s (CPU time); {sizes.per_token / 1e9:.3f} GB read "
           f"per token; read rate {rate / 1e9:.1f} GB/s -> floor {rate / sizes.per_token:.1f} "
           f"tok/s ({100 * decode * sizes.per_token / rate:.0f} % of it)")

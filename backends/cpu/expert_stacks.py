@@ -159,6 +159,21 @@ class ExpertLinear(CpuLinear):
 
     def load_quantized(self, weight: QuantizedWeight) -> None:
         super().load_quantized(weight)  # checks the shape, packs, drops the dense weight
+        self._into_stack()
+
+    def load_quantized_rows(self, scheme, rows) -> None:
+        """The cpu linear's chunked quantize-and-pack (quantize on load), then into the stack
+        (unless it fell back to :meth:`load_quantized`, which stacked it already)."""
+        super().load_quantized_rows(scheme, rows)
+        if not self._in_stack():
+            self._into_stack()
+
+    def _in_stack(self) -> bool:
+        levels = self.stack.levels
+        return levels is not None and (self.quant.levels.untyped_storage().data_ptr()
+                                       == levels.untyped_storage().data_ptr())
+
+    def _into_stack(self) -> None:
         packed, self.quant = self.quant, None
         self.quant = self.stack.put(self.expert, self.part, packed)
         del packed  # the expert's own packed copy: freed now, only the stack holds it

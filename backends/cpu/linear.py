@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 
 import torch
 from qwen3core_backends.eager.linear import Linear, check_quantized_shape
 from torch import nn
 from torch.nn import functional as F
 
-from qwen3core.memory import drop_file_pages, is_file_mapped
+from qwen3core.memory import ReturnFreedEvery, drop_file_pages, is_file_mapped
+from qwen3core.quant.schemes import QuantScheme
 from qwen3core.quant.weight import QuantizedWeight
 
 from .build import cpu_has_native_bf16, isa, load_kernels
@@ -72,47 +72,11 @@ def kernel_row_limit(dtype: torch.dtype) -> int | None:
     return 0  # not a kernel dtype
 
 
-#: Bytes of int64 ``pack_quantized`` may widen the levels of one chunk of outputs to (its
-#: temporaries are several times the levels: 2.5 GiB at once for the 0.6B's int4 head).
-QUANT_PACK_CHUNK_BYTES = 64 * 2**20
-
-
 def pack_quantized_in_rows(weight: QuantizedWeight) -> PackedQuant:
-    """``pack_quantized(weight)``, packed a chunk of whole tiles of outputs at a time, each
-    chunk copied into place and dropped: the same tiles (outputs are packed independently)
-    with one chunk's temporaries. Whole at once where a chunk's layout differs from the first's
-    (a chunk with no negative level packs signed int4 without the others' offset)."""
-    out = weight.out_features
-    rows = max(1, QUANT_PACK_CHUNK_BYTES // (8 * weight.in_features) // TILE) * TILE
-    if rows >= out:
-        return pack_quantized(weight)
-    first = stacked = None
-    for start in range(0, out, rows):
-        stop = min(out, start + rows)
-        part = pack_quantized(replace(
-            weight, qweight=weight.qweight[start:stop], scales=weight.scales[start:stop],
-            zeros=None if weight.zeros is None else weight.zeros[start:stop]))
-        if first is None:
-            first = part
-            tiles = -(-out // TILE)
-            stacked = replace(part, **{
-                name: getattr(part, name).new_empty(tiles, *getattr(part, name).shape[1:])
-                for name in ("levels", "scales", "zeros") if getattr(part, name).numel()})
-        elif _layout(part) != _layout(first):
-            return pack_quantized(weight)
-        t0, t1 = start // TILE, start // TILE + part.levels.shape[0]
-        for name in ("levels", "scales", "zeros"):
-            if getattr(part, name).numel():
-                getattr(stacked, name)[t0:t1] = getattr(part, name)
-        del part
-    return stacked
-
-
-def _layout(part: PackedQuant) -> tuple:
-    """Every field of a packed part but its tensors' tile counts."""
-    return tuple(value.tolist() if name == "perm" and value is not None
-                 else value.shape[1:] if isinstance(value, torch.Tensor) else value
-                 for name, value in vars(part).items())
+    """``pack_quantized(weight)``. Its C++ operator writes the tiles straight from the int8
+    levels, with no temporaries to bound: this name stays for its callers (it once packed a
+    chunk of outputs at a time, to bound the int64 copies of the Python packing)."""
+    return pack_quantized(weight)
 
 
 #: Weights from this size on are packed in place when their memory is the layer's alone (a
@@ -195,6 +159,24 @@ class CpuLinear(Linear):
         dense ``weight``: the packed levels are the only copy."""
         check_quantized_shape(self, weight)
         self.quant = pack_quantized_in_rows(weight)
+        self._parameters.pop("weight", None)
+        self.tiles = None
+
+    def load_quantized_rows(self, scheme: QuantScheme,
+                            rows: Callable[[slice], torch.Tensor]) -> None:
+        """``load_quantized(quantize_rows(scheme, shape, rows))`` (the same packed weight),
+        quantized and packed a chunk of rows at a time with the C++ operators: the whole
+        weight's levels never exist at once (:mod:`.quantize_load`)."""
+        from qwen3core.quant.apply import quantize_rows
+
+        from .quantize_load import pack_rows
+
+        shape = (self.out_features, self.in_features)
+        packed = pack_rows(scheme, shape, rows)
+        if packed is None:  # a chunk packs in another layout: the whole weight at once
+            self.load_quantized(quantize_rows(scheme, shape, rows))
+            return
+        self.quant = packed
         self._parameters.pop("weight", None)
         self.tiles = None
 
@@ -409,6 +391,10 @@ class FusedCpuLinear:
         return torch.cat([layer(x) for layer in self.layers], dim=-1)
 
 
+#: Returns the memory of fused parts every this many bytes stacked (see FusedQuantLinear.fuse).
+_FUSED_PARTS_FREED = ReturnFreedEvery(64 * 2**20)
+
+
 class FusedQuantLinear:
     """Quantized layers that read one input, their packed levels stacked into one weight (one
     kernel call for q/k/v or gate/up). Each layer's own packed weight becomes a view into the
@@ -430,6 +416,9 @@ class FusedQuantLinear:
             tiles = -(-layer.out_features // TILE)
             layer.quant = stacked.tiles(start, start + tiles)
             start += tiles
+        # The parts are freed now, each smaller than the next group's stack: glibc keeps them
+        # resident (the 0.6B int8's fusions added 0.17 GiB to its load's peak) unless returned.
+        _FUSED_PARTS_FREED.freed(stacked.nbytes)
         return cls(stacked, sum(outs))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,10 @@ int4 nibbles four inputs apart in one byte. The operator quantizes the activatio
 Activation-ordered groups (GPTQ ``desc_act``: a ``g_idx`` that is not ``i // group_size``)
 are packed with their input columns sorted by group, and each call gathers the activations in
 the same order: the same sum, with contiguous groups.
+
+The packing itself is a C++ operator (``csrc/pack_op.cpp``) that writes the final tensors
+straight from the int8 levels; :mod:`.pack_reference` is its readable definition in torch
+operations, and the two are tested equal bit for bit.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ A8_BLOCK = 32  # kActBlock in csrc/kernels.h
 @dataclass(frozen=True)
 class PackedQuant:
     levels: torch.Tensor  # int8 [tiles, K_pad, 16]; int4: uint8 [tiles, K_pad/2, 16] in
-    # blocks of 8 inputs (see _int4_blocks)
+    # blocks of 8 inputs (see csrc/pack_op.cpp)
     scales: torch.Tensor  # float16 [tiles, groups, 16]
     zeros: torch.Tensor  # int8 [tiles, groups, 16], or empty (every zero is zero_const)
     bits: int
@@ -79,71 +83,19 @@ class PackedQuant:
                        zeros=zeros)
 
 
-def _column_order(weight: QuantizedWeight) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The levels with columns in group order, and the permutation (None when unchanged)."""
+def activation_order(weight: QuantizedWeight) -> torch.Tensor | None:
+    """The input order of the packed columns (sorted by group, stable), or None when the
+    columns are already in group order."""
     if weight.g_idx is None:
-        return weight.qweight, None
+        return None
     g = weight.g_idx.to(torch.int64)
     inp, gs = weight.in_features, weight.group_size
     if torch.equal(g, torch.arange(inp, device=g.device) // gs):
-        return weight.qweight, None
+        return None
     counts = torch.bincount(g, minlength=weight.scales.shape[1])
     if bool((counts[:-1] != gs).any()) or int(counts[-1]) > gs:
         raise QuantizationError("the cpu kernels need g_idx groups of group_size columns each")
-    perm = torch.argsort(g, stable=True)
-    return weight.qweight.index_select(1, perm), perm
-
-
-@torch.no_grad()
-def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
-    load_kernels()  # build the extension while the model is built, not mid-forward
-    if weight.act_block is not None:
-        return _pack_a8(weight)
-    q, perm = _column_order(weight)
-    out, inp = q.shape
-    groups = weight.scales.shape[1]
-    gs = weight.group_size
-    if gs % 2:
-        if groups != 1:
-            raise QuantizationError(f"the cpu kernels need an even group size, got {gs}")
-        gs += 1  # one group per channel over an odd K: pad the group with one zero input
-    scales = weight.scales
-    if scales.dtype != torch.float16:
-        as_half = scales.to(torch.float16)
-        if not torch.equal(as_half.to(scales.dtype), scales):
-            raise QuantizationError(
-                "the cpu kernels hold float16 scales; these are not exactly float16 "
-                f"({scales.dtype}); select backends={{'linear': 'eager'}} for them")
-        scales = as_half
-    levels = q.to(torch.int16)
-    offset = 0
-    if weight.bits == 4 and int(levels.min()) < 0:
-        offset = 8  # signed 4-bit levels -8..7 as 0..15, the zero point moved with them
-    levels = levels + offset
-    lo, hi = (0, 15) if weight.bits == 4 else (-128, 127)
-    if int(levels.min()) < lo or int(levels.max()) > hi:
-        raise QuantizationError(f"{weight.bits}-bit levels outside {lo - offset}.."
-                                f"{hi - offset}")
-    zeros = torch.empty(0, dtype=torch.int8)
-    zero_const = float(offset)
-    if weight.zeros is not None:
-        z = weight.zeros.to(torch.float32) + offset
-        if not torch.equal(z, z.round()) or float(z.min()) < -128 or float(z.max()) > 127:
-            raise QuantizationError("the cpu kernels need integer zero points in -128..127")
-        zeros = _tiles(z.to(torch.int8), out)
-        zero_const = 0.0
-    n_pad, k_pad = -(-out // TILE) * TILE, groups * gs
-    padded = levels.new_zeros(n_pad, k_pad)
-    padded[:out, :inp] = levels
-    if weight.bits == 4:
-        if gs % 8:
-            raise QuantizationError(f"the cpu int4 kernels need groups of a multiple of 8 "
-                                    f"inputs, got {gs}")
-        packed = _int4_blocks(padded)
-    else:
-        packed = padded.to(torch.int8).view(n_pad // TILE, TILE, -1).transpose(1, 2)
-        packed = packed.contiguous()
-    return PackedQuant(packed, _tiles(scales, out), zeros, weight.bits, gs, zero_const, perm)
+    return torch.argsort(g, stable=True)
 
 
 def _half_scales(weight: QuantizedWeight) -> torch.Tensor:
@@ -158,20 +110,71 @@ def _half_scales(weight: QuantizedWeight) -> torch.Tensor:
     return scales
 
 
+def _level_range(q: torch.Tensor) -> tuple[int, int]:
+    if q.numel() == 0:
+        return 0, 0
+    lo, hi = torch.aminmax(q)  # in the levels' own dtype: no widened copy
+    return int(lo), int(hi)
+
+
+def _int8_levels(q: torch.Tensor) -> torch.Tensor:
+    """The levels as int8 (every format's unpacked dtype already; others, range-checked by the
+    caller, are converted)."""
+    return q if q.dtype == torch.int8 else q.to(torch.int8)
+
+
+@torch.no_grad()
+def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
+    """``weight`` in the kernels' layout (module docstring), written by the C++ operator
+    ``qwen3core_cpu::pack_levels`` straight from the int8 levels into the final tensors: no
+    temporary but the small per-group tensors. :mod:`.pack_reference` defines the same bytes
+    in torch operations."""
+    load_kernels()  # build the extension while the model is built, not mid-forward
+    if weight.act_block is not None:
+        return _pack_a8(weight)
+    perm = activation_order(weight)
+    groups = weight.scales.shape[1]
+    gs = weight.group_size
+    if gs % 2:
+        if groups != 1:
+            raise QuantizationError(f"the cpu kernels need an even group size, got {gs}")
+        gs += 1  # one group per channel over an odd K: pad the group with one zero input
+    scales = _half_scales(weight)
+    q_lo, q_hi = _level_range(weight.qweight)
+    offset = 8 if weight.bits == 4 and q_lo < 0 else 0  # signed -8..7 as 0..15
+    lo, hi = (0, 15) if weight.bits == 4 else (-128, 127)
+    if q_lo + offset < lo or q_hi + offset > hi:
+        raise QuantizationError(f"{weight.bits}-bit levels outside {lo - offset}.."
+                                f"{hi - offset}")
+    zeros = torch.empty(0, dtype=torch.int8)
+    zero_const = float(offset)
+    if weight.zeros is not None:
+        zeros = _zero_tiles(weight.zeros, offset, -128, 127)
+        if zeros is None:
+            raise QuantizationError("the cpu kernels need integer zero points in -128..127")
+        zero_const = 0.0
+    if weight.bits == 4 and gs % 8:
+        raise QuantizationError(f"the cpu int4 kernels need groups of a multiple of 8 "
+                                f"inputs, got {gs}")
+    packed = torch.ops.qwen3core_cpu.pack_levels(_int8_levels(weight.qweight), perm,
+                                                 weight.bits, offset, groups * gs, False)
+    return PackedQuant(packed, _tiles(scales), zeros, weight.bits, gs, zero_const, perm)
+
+
 def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
     """The integer kernels' layout (see the module docstring and csrc/kernels.h)."""
     if weight.act_block != A8_BLOCK:
         raise QuantizationError(f"the cpu integer kernels quantize activations per "
                                 f"{A8_BLOCK} inputs, not {weight.act_block}")
-    out, inp = weight.qweight.shape
     groups, gs = weight.scales.shape[1], weight.group_size
     if gs % A8_BLOCK:
         if groups != 1:
             raise QuantizationError(f"the cpu integer kernels need weight groups of a multiple "
                                     f"of {A8_BLOCK} inputs, got {gs}")
         gs = -(-gs // A8_BLOCK) * A8_BLOCK  # one group per channel: pad it with zero inputs
-    levels = weight.qweight.to(torch.int16)
+    q_lo, q_hi = _level_range(weight.qweight)
     zeros = torch.empty(0, dtype=torch.int8)
+    offset = 0
     zero_const = 0.0
     if weight.bits == 8:
         if weight.zeros is not None:
@@ -180,57 +183,44 @@ def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
         lo, hi = -128, 127
     else:
         lo, hi = 0, 15
-        if int(levels.min()) < 0:  # signed -8..7: as 0..15 around the zero point 8
-            levels = levels + 8
-            lo, hi = 8 - 8, 7 + 8
+        if q_lo < 0:  # signed -8..7: as 0..15 around the zero point 8
+            offset = 8
             zero_const = 8.0
         if weight.zeros is not None:
-            z = weight.zeros.to(torch.float32) + zero_const
-            if not torch.equal(z, z.round()) or float(z.min()) < 0 or float(z.max()) > 15:
+            zeros = _zero_tiles(weight.zeros, offset, 0, 15)
+            if zeros is None:
                 raise QuantizationError("the cpu integer kernels need int4 zero points in "
                                         "0..15")
-            zeros = _tiles(z.to(torch.int8), out)
             zero_const = 0.0
-    if int(levels.min()) < lo or int(levels.max()) > hi:
+    if q_lo + offset < lo or q_hi + offset > hi:
         raise QuantizationError(f"{weight.bits}-bit levels outside the range the integer "
                                 f"kernels take")
-    n_pad, k_pad = -(-out // TILE) * TILE, groups * gs
-    padded = levels.new_zeros(n_pad, k_pad)  # padding levels multiply zero activations
-    padded[:out, :inp] = levels
-    tiles = n_pad // TILE
-    if weight.bits == 8:
-        u = (padded + 128).to(torch.uint8).view(tiles, TILE, k_pad // 4, 4)
-        packed = u.transpose(1, 2).contiguous().view(tiles, k_pad, TILE)
-    else:
-        u = padded.to(torch.uint8).view(tiles, TILE, k_pad // 8, 2, 4)
-        pairs = u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)  # [tiles, 16, K/8, 4]
-        packed = pairs.transpose(1, 2).contiguous().view(tiles, k_pad // 2, TILE)
-    return PackedQuant(packed, _tiles(_half_scales(weight), out), zeros, weight.bits, gs,
+    packed = torch.ops.qwen3core_cpu.pack_levels(_int8_levels(weight.qweight), None,
+                                                 weight.bits, offset, groups * gs, True)
+    return PackedQuant(packed, _tiles(_half_scales(weight)), zeros, weight.bits, gs,
                        zero_const, None, A8_BLOCK)
 
 
-def _int4_blocks(levels: torch.Tensor) -> torch.Tensor:
-    """[N_pad, K_pad] levels 0..15 -> uint8 [tiles, K_pad/2, 16]: per tile, blocks of 8 inputs
-    as one 32-bit word per output (16 words, 64 bytes); nibble n of the low half holds input
-    8b + 2n, nibble n of the high half input 8b + 2n + 1. One 16-bit shift and one mask then
-    give the n-th input pair of all 16 outputs (csrc/kernels.h)."""
-    n_pad, k_pad = levels.shape
-    pairs = levels.to(torch.int64).view(n_pad, k_pad // 8, 4, 2)
-    shifts = 4 * torch.arange(4, dtype=torch.int64)
-    low = (pairs[..., 0] << shifts).sum(-1)
-    high = (pairs[..., 1] << shifts).sum(-1)
-    words = (low | (high << 16)).to(torch.int64)
-    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # same bits
-    tiles = words.view(n_pad // TILE, TILE, k_pad // 8).transpose(1, 2).contiguous()
-    return tiles.view(torch.uint8).view(n_pad // TILE, k_pad // 2, TILE)
+def _zero_tiles(zeros: torch.Tensor, offset: int, lo: int, hi: int) -> torch.Tensor | None:
+    """The zero points plus ``offset`` as int8 tiles, or None unless they are integers in
+    lo..hi. int8 zero points (every format's) are checked and moved without a copy."""
+    if zeros.dtype != torch.int8:
+        z = zeros.to(torch.float32) + offset
+        if not torch.equal(z, z.round()) or float(z.min()) < lo or float(z.max()) > hi:
+            return None
+        return _tiles(z.to(torch.int8))
+    z_lo, z_hi = _level_range(zeros)
+    if z_lo + offset < lo or z_hi + offset > hi:
+        return None
+    return torch.ops.qwen3core_cpu.tile_groups(zeros, offset)
 
 
-def _tiles(per_group: torch.Tensor, out: int) -> torch.Tensor:
-    """[out, groups] -> [tiles, groups, 16], zero rows past ``out``."""
-    n_pad = -(-out // TILE) * TILE
-    padded = per_group.new_zeros(n_pad, per_group.shape[1])
-    padded[:out] = per_group
-    return padded.view(n_pad // TILE, TILE, -1).transpose(1, 2).contiguous()
+def _tiles(per_group: torch.Tensor, out: int | None = None) -> torch.Tensor:
+    """[out, groups] -> [tiles, groups, 16], zero rows past ``out`` (``per_group``'s rows; the
+    argument is checked, for callers of the earlier signature)."""
+    if out is not None and out != per_group.shape[0]:
+        raise ValueError(f"{per_group.shape[0]} rows of groups, not {out}")
+    return torch.ops.qwen3core_cpu.tile_groups(per_group)
 
 
 def concat_packed(parts: Sequence[PackedQuant], out_features: Sequence[int]

@@ -101,6 +101,9 @@ class QuantScheme:
         gs = self.group_for(inp)
         groups = -(-inp // gs)
         w = weight.detach().to(torch.float32)
+        if not bool(torch.isfinite(w).all()):
+            raise QuantizationError(f"{self} cannot quantize a weight holding a NaN or an "
+                                    "infinity")
         if groups * gs != inp:  # a last, shorter group: pad with zeros that quantize to zero
             w = torch.cat([w, w.new_zeros(out, groups * gs - inp)], dim=1)
         w = w.view(out, groups, gs)

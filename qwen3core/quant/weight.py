@@ -99,3 +99,9 @@ class QuantizedLinearModule(Protocol):
     def load_quantized(self, weight: QuantizedWeight) -> None:
         """Adopt ``weight`` (repacking it into the module's own layout) in place of a dense
         weight; called by checkpoint loaders and quantize-on-load."""
+
+    # Optional (looked up with getattr, so not part of the runtime check):
+    # ``load_quantized_rows(scheme, rows)``: the same result as
+    # ``load_quantized(quantize_rows(scheme, (out, in), rows))``, the weight given as its rows
+    # (``rows(slice)``, each valid until the next call) for the module to quantize and pack a
+    # chunk at a time (docs/hooks.md).

@@ -3,6 +3,7 @@ and the same seed giving the same model in every dtype."""
 
 import math
 
+import pytest
 import torch
 
 from qwen3core import PRESETS
@@ -32,3 +33,24 @@ def test_same_seed_same_model_in_every_dtype_and_another_seed_differs():
     c = build("tiny-chat", torch.float32, seed=1).model.embed_tokens.weight
     assert torch.equal(a.to(torch.bfloat16), b)
     assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_tile_is_its_generators_normal_draw_times_the_scale(dtype):
+    # The definition the load's tile-by-tile drawing (reused buffers, scaled on the way into
+    # the parameter) must keep: every tile is torch.randn from its own generator, times the
+    # scale, cast once. A region across tile borders, ragged at both ends.
+    from qwen3core.init import TILE, _tile_generator, fill_random
+
+    name, whole, seed = "model.layers.0.mlp.down_proj.weight", (600, 2100), 3
+    rows, cols = slice(100, 555), slice(7, 2001)
+    got = torch.empty(455, 1994, dtype=dtype)
+    fill_random(got, name, seed, 64, whole, (rows, cols))
+    want = torch.empty(whole)
+    for i in range(-(-whole[0] // TILE[0])):
+        for j in range(-(-whole[1] // TILE[1])):
+            top, left = i * TILE[0], j * TILE[1]
+            shape = (min(TILE[0], whole[0] - top), min(TILE[1], whole[1] - left))
+            want[top:top + shape[0], left:left + shape[1]] = torch.randn(
+                shape, generator=_tile_generator(seed, name, i, j)) * (2.0 / math.sqrt(2100))
+    assert torch.equal(got, want[rows, cols].to(dtype))

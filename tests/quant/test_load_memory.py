@@ -1,10 +1,11 @@
 """Quantizing while loading, a chunk of rows at a time: the very same result as whole.
 
-The load draws, converts, quantizes and packs large weights (the embedding, a head) in chunks
-of output rows to bound its temporaries (docs/quantization.md has the peak RSS). Each step is
-per output row, so the chunks must reproduce the whole weight's levels, scales, zero points
-and packed tiles exactly; these tests shrink the chunk sizes so that a small weight is cut
-into several uneven chunks.
+The load draws, converts and quantizes large weights (the embedding, a head) in chunks of
+output rows to bound its temporaries (docs/quantization.md has the peak RSS). Each step is
+per output row, so the chunks must reproduce the whole weight's levels, scales and zero points
+exactly; these tests shrink the chunk sizes so that a small weight is cut into several uneven
+chunks. (The cpu backend's packing needs no chunks: its C++ operator makes no temporaries;
+tests/quant/test_pack_ops.py holds it to its reference.)
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import sys
 
 import pytest
 import torch
-from qwen3core_backends import cpu as cpu_backend
-from qwen3core_backends.cpu import linear as cpu_linear
 
 from qwen3core.init import fill_random
 from qwen3core.memory import drop_file_pages, return_freed_memory
@@ -24,9 +23,6 @@ from qwen3core.quant import QuantizedWeight, apply, resolve_scheme
 
 CPU = torch.device("cpu")
 SCHEMES = ["int8", "int8:channel", "int4", "int4:zp", "int4:g32:zp", "w8a8", "w4a8"]
-_missing = cpu_backend._check(CPU, torch.float32)
-needs_kernels = pytest.mark.skipif(_missing is not None,
-                                   reason=f"cpu kernels unavailable here: {_missing}")
 
 
 def _same(a: QuantizedWeight, b: QuantizedWeight) -> None:
@@ -50,43 +46,6 @@ def test_quantizing_drawn_rows_in_chunks_equals_the_whole_draw(scheme, monkeypat
     stored = whole.bfloat16()  # a checkpoint's tensor, converted a chunk at a time
     _same(apply.quantize_rows(resolve_scheme(scheme), shape, stored.__getitem__),
           resolve_scheme(scheme).quantize(stored))
-
-
-@needs_kernels
-@pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("g_idx", [False, True])
-def test_packing_in_chunks_equals_packing_whole(scheme, g_idx, monkeypatch):
-    out, inp = 200, 64  # 48-row chunks (3 tiles): four whole ones and a short last one
-    gen = torch.Generator().manual_seed(out + inp)
-    qw = resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen))
-    if g_idx:  # columns in activation order: every chunk carries the same permutation
-        if qw.scales.shape[1] == 1 or qw.act_block is not None:
-            pytest.skip("no activation order: one group per channel, or int8 activations "
-                        "(their blocks follow the column order)")
-        perm = torch.randperm(inp, generator=gen)
-        qw = QuantizedWeight(qw.qweight[:, perm], qw.scales, qw.zeros, qw.group_size, qw.bits,
-                             g_idx=qw.column_groups()[perm])
-    monkeypatch.setattr(cpu_linear, "QUANT_PACK_CHUNK_BYTES", 48 * inp * 8)
-    got, want = cpu_linear.pack_quantized_in_rows(qw), cpu_linear.pack_quantized(qw)
-    for name in ("levels", "scales", "zeros"):
-        assert torch.equal(getattr(got, name), getattr(want, name)), name
-    assert (got.bits, got.group_size, got.zero_const, got.act_block) == (
-        want.bits, want.group_size, want.zero_const, want.act_block)
-    assert (got.perm is None) == (want.perm is None)
-    assert got.perm is None or torch.equal(got.perm, want.perm)
-
-
-@needs_kernels
-def test_chunks_whose_layouts_differ_are_packed_whole(monkeypatch):
-    # Signed int4 levels: a chunk without a negative level would pack without the +8 offset
-    # of the others; the whole weight is packed at once instead.
-    qw = resolve_scheme("int4").quantize(torch.randn(64, 32, generator=torch.Generator()))
-    levels = qw.qweight.clone()
-    levels[32:] = levels[32:].abs()
-    qw = QuantizedWeight(levels, qw.scales, qw.zeros, qw.group_size, qw.bits)
-    monkeypatch.setattr(cpu_linear, "QUANT_PACK_CHUNK_BYTES", 16 * 32 * 8)
-    got, want = cpu_linear.pack_quantized_in_rows(qw), cpu_linear.pack_quantized(qw)
-    assert torch.equal(got.levels, want.levels) and got.zero_const == want.zero_const
 
 
 def test_returning_freed_memory_runs_where_it_can():
