@@ -22,6 +22,8 @@ from qwen3core.load_arguments import (
 from qwen3core.loaded import LoadedModel
 from qwen3core.memory import check_fits, return_freed_memory
 from qwen3core.progress import phase
+from qwen3core.quant.moe_choice import with_quantized_moe
+from qwen3core.registry import get_registry
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
 
@@ -72,9 +74,6 @@ def load(source: str | Path, *, dtype: str | torch.dtype | None = None,
         from qwen3core.quant import resolve_scheme
 
         scheme = resolve_scheme(quantize, plugins=plugins)
-        # The stacked (grouped) experts take no quantized weights; the eager block runs each
-        # chosen expert through the selected (quantized) linear, so it is the default here.
-        backends = {"moe": "eager", **(backends or {})}
     elif quantize_head:
         raise Qwen3CoreError("quantize_head=True needs a scheme: pass quantize='int8' or 'int4'")
     if scheme is not None and tensor_parallel not in (None, 1):
@@ -129,6 +128,9 @@ def _load_model(source: str | Path, *, dtype, device, backends, seed, plugins,
             default_random_dtype(torch_device, plugins) if plain else torch.float32)
         check_fits(rnd.spec, torch_dtype, torch_device, str(rnd), ranks=parallel.world_size,
                    needed=_quantized_bytes(rnd.spec, torch_dtype, scheme, quantize_head))
+        if scheme is not None:  # a moe that holds quantized experts, unless one is named
+            backends = with_quantized_moe(backends, get_registry(plugins), torch_device,
+                                          torch_dtype)
         selection = select_backends(backends, device=torch_device, dtype=torch_dtype,
                                     plugins=plugins, training=training)
         with phase(f"building {rnd} ({dtype_name(torch_dtype)}, {torch_device})"):

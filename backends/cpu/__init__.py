@@ -27,6 +27,7 @@ from .attention import cpu_attention
 from .build import load_kernels, unavailable_reason
 from .linear import KERNEL_DTYPES, CpuLinear
 from .mlp import CpuSwiGLU
+from .moe import CpuMoE
 from .norm import CpuRMSNorm
 from .rope import CpuRotary
 
@@ -70,6 +71,15 @@ def qwen3core_mlp():
     return Implementation("mlp", "cpu", CpuSwiGLU,
                           summary="gate+up as one packed weight, fused SiLU-multiply",
                           priority=50, check=_check)
+
+
+@hookimpl
+def qwen3core_moe():
+    # Below ``grouped`` (10): for dense experts the default stays grouped (grouped_mm for
+    # prefill); quantized loads choose this one (qwen3core.quant.moe_choice).
+    return Implementation("moe", "cpu", CpuMoE,
+                          summary="a layer's chosen experts (quantized or dense) in one operator",
+                          priority=5, check=_check)
 
 
 def _attention(ctx):

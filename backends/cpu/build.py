@@ -32,9 +32,10 @@ NAME = "qwen3core_cpu_kernels"
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "avx512_vnni.cpp", "stream_op.cpp",
            "pointwise_ops.cpp", "attention_op.cpp", "decode_avx2.cpp", "decode_attention_avx2.cpp",
-           "decode_attention_avx512.cpp", "argmax_op.cpp", "pack_op.cpp", "quantize_op.cpp")
+           "decode_attention_avx512.cpp", "argmax_op.cpp", "pack_op.cpp", "quantize_op.cpp",
+           "moe_op.cpp")
 HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h", "decode_kernels.h",
-           "decode_simd.h", "decode_attention.h")
+           "decode_simd.h", "decode_attention.h", "selected_kernels.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -183,6 +184,10 @@ def _register_fake() -> None:
     def _(x: torch.Tensor, levels: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
           bits: int, group_size: int, zero_const: int, out_features: int) -> torch.Tensor:
         return x.new_empty((*x.shape[:-1], out_features))
+
+    @torch.library.register_fake("qwen3core_cpu::moe_experts")
+    def _(x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor, *rest) -> torch.Tensor:
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake("qwen3core_cpu::argmax")
     def _(logits: torch.Tensor) -> torch.Tensor:

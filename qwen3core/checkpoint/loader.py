@@ -29,6 +29,8 @@ from qwen3core.errors import CheckpointError
 from qwen3core.loaded import LoadedModel
 from qwen3core.memory import check_fits
 from qwen3core.parallel import SINGLE_PROCESS, ParallelLayout
+from qwen3core.quant.moe_choice import with_quantized_moe
+from qwen3core.registry import get_registry
 from qwen3core.spec import Qwen3Spec
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -103,6 +105,9 @@ def load_pretrained(source: str | Path, *, dtype: torch.dtype | None = None,
 
         needed = quantized_bytes(spec, run_dtype, scheme, quantize_head).resident
     check_fits(spec, run_dtype, device, found.name, ranks=parallel.world_size, needed=needed)
+    if scheme is not None or config.get("quantization_config"):
+        # A moe that holds quantized experts (qwen3core.quant.moe_choice), unless one is named.
+        backends = with_quantized_moe(backends, get_registry(plugins), device, run_dtype)
     selection = select_backends(backends, device=device, dtype=run_dtype, plugins=plugins,
                                 training=training)
     model = load_model(spec, selection, weights, dtype=run_dtype, device=device,

@@ -41,6 +41,9 @@ CASES = {
     "moe30b-gptq4-sharded": (MOE_30B_A3B, {"method": "gptq", "bits": 4, "group_size": 16,
                                            "shards": 3}),
     "moe30b-awq": (MOE_30B_A3B, {"method": "awq", "group_size": 16}),
+    # Act-order: every expert's gate, up and down has its own column order.
+    "moe30b-gptq4-descact": (MOE_30B_A3B, {"method": "gptq", "bits": 4, "group_size": 16,
+                                           "desc_act": True}),
 }
 
 
@@ -119,6 +122,25 @@ def test_cpu_kernels_run_the_published_formats(case, tmp_path, ref):
     with torch.no_grad():
         torch.testing.assert_close(cpu.model(_ids()), eager.model(_ids()),
                                    rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["moe30b-gptq4-sharded", "moe30b-awq", "moe30b-gptq4-descact"])
+def test_cpu_moe_runs_the_published_formats_and_is_their_default(case, tmp_path, ref):
+    """The cpu moe block (a layer's experts stacked, one operator) holds the published formats'
+    experts quantized, act-order column orders included, agrees with the eager quantized
+    reference, and is what a quantized MoE checkpoint gets when no moe is named."""
+    quantized, _ = _write(tmp_path, ref, case)
+    eager = qwen3core.load(str(quantized), device="cpu", backends=ref.EAGER)
+    default = qwen3core.load(str(quantized), device="cpu")
+    assert default.selection["moe"].name == "cpu"
+    cpu = qwen3core.load(str(quantized), device="cpu", backends={**ref.EAGER, "moe": "cpu"})
+    block = cpu.model.model.layers[0].mlp
+    if CASES[case][1].get("desc_act"):
+        assert block.gate_up_q.perms is not None  # the column orders went into the stack
+    with torch.no_grad():
+        want = eager.model(_ids())
+        torch.testing.assert_close(cpu.model(_ids()), want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(default.model(_ids()), want, rtol=1e-4, atol=1e-4)
 
 
 def _config(directory):

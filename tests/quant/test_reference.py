@@ -102,9 +102,11 @@ def test_a_swapped_nibble_order_is_caught():
 
 
 def test_quantized_moe_runs_only_the_chosen_experts():
-    """With quantize= the MoE block defaults to the eager one (the grouped one stacks experts),
+    """The eager MoE block holds quantized experts (the grouped one stacks dense ones; where the
+    cpu kernels run, quantized loads default to the cpu block, tests/backends/test_cpu_moe.py),
     and a one-token step runs exactly the k chosen experts of each sparse layer."""
-    loaded = qwen3core.load("random:tiny-moe", quantize="int4", backends={"linear": "eager"})
+    loaded = qwen3core.load("random:tiny-moe", quantize="int4",
+                            backends={"linear": "eager", "moe": "eager"})
     spec = loaded.spec
     assert loaded.backends["moe"] == "eager"
     calls = []

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "selected_kernels.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -383,6 +384,10 @@ std::string isa() { return kernels().name; }
 std::string a8_isa() { return a8_kernels().name; }
 
 }  // namespace
+
+const KernelSet& selected_kernels() { return kernels(); }
+const A8KernelSet& selected_a8_kernels() { return a8_kernels(); }
+
 }  // namespace qwen3core_cpu
 
 TORCH_LIBRARY(qwen3core_cpu, m) {

@@ -1,0 +1,45 @@
+"""Asking Linux for transparent huge pages under large weight tensors.
+
+A decode step streams each chosen expert's weights once (8 experts x 48 layers per token in the
+30B-A3B); with 4 KiB pages every 4 KiB read is also a TLB entry to find, with 2 MiB pages one in
+512. Where transparent huge pages are in ``madvise`` mode (as on many distributions) a range
+gets them only if asked, with ``madvise(MADV_HUGEPAGE)``, before its pages are first touched.
+Best effort: nothing happens where the call is missing or refused (not Linux, THP off).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import sys
+
+import torch
+
+_MADV_HUGEPAGE = 14
+_HUGE = 2 * 2**20  # below a huge page's size there is nothing to gain
+#: Whether :func:`advise_huge_pages` asks at all (scripts/moe_quant_check.py --no-huge-pages
+#: turns it off to measure the difference).
+ENABLED = True
+_madvise = None
+
+
+def advise_huge_pages(tensor: torch.Tensor) -> bool:
+    """Ask for huge pages under ``tensor``'s memory (call before writing it); True if asked."""
+    global _madvise
+    nbytes = tensor.numel() * tensor.element_size()
+    if not ENABLED or not sys.platform.startswith("linux") or tensor.device.type != "cpu" \
+            or nbytes < 2 * _HUGE:
+        return False
+    if _madvise is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _madvise = libc.madvise
+        except (OSError, AttributeError):
+            _madvise = False
+    if not _madvise:
+        return False
+    page = mmap.PAGESIZE
+    lo = -(-tensor.data_ptr() // page) * page
+    hi = (tensor.data_ptr() + nbytes) // page * page
+    return _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_HUGEPAGE) == 0
