@@ -14,7 +14,7 @@ import torch
 from qwen3core.quant.schemes import QuantizationError
 from qwen3core.quant.weight import QuantizedWeight
 
-from .quant_linear import A8_BLOCK, TILE, PackedQuant, activation_order
+from .quant_linear import A8_BLOCK, TILE, PackedQuant, activation_order, half_scales
 
 
 @torch.no_grad()
@@ -32,14 +32,7 @@ def pack_quantized_reference(weight: QuantizedWeight) -> PackedQuant:
         if groups != 1:
             raise QuantizationError(f"the cpu kernels need an even group size, got {gs}")
         gs += 1  # one group per channel over an odd K: pad the group with one zero input
-    scales = weight.scales
-    if scales.dtype != torch.float16:
-        as_half = scales.to(torch.float16)
-        if not torch.equal(as_half.to(scales.dtype), scales):
-            raise QuantizationError(
-                "the cpu kernels hold float16 scales; these are not exactly float16 "
-                f"({scales.dtype}); select backends={{'linear': 'eager'}} for them")
-        scales = as_half
+    scales = half_scales(weight)
     levels = q.to(torch.int16)
     offset = 0
     if weight.bits == 4 and int(levels.min()) < 0:
@@ -69,18 +62,6 @@ def pack_quantized_reference(weight: QuantizedWeight) -> PackedQuant:
         packed = padded.to(torch.int8).view(n_pad // TILE, TILE, -1).transpose(1, 2)
         packed = packed.contiguous()
     return PackedQuant(packed, _tiles(scales, out), zeros, weight.bits, gs, zero_const, perm)
-
-
-def _half_scales(weight: QuantizedWeight) -> torch.Tensor:
-    scales = weight.scales
-    if scales.dtype != torch.float16:
-        as_half = scales.to(torch.float16)
-        if not torch.equal(as_half.to(scales.dtype), scales):
-            raise QuantizationError(
-                "the cpu kernels hold float16 scales; these are not exactly float16 "
-                f"({scales.dtype}); select backends={{'linear': 'eager'}} for them")
-        scales = as_half
-    return scales
 
 
 def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
@@ -130,7 +111,7 @@ def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
         u = padded.to(torch.uint8).view(tiles, TILE, k_pad // 8, 2, 4)
         pairs = u[:, :, :, 0, :] | (u[:, :, :, 1, :] << 4)  # [tiles, 16, K/8, 4]
         packed = pairs.transpose(1, 2).contiguous().view(tiles, k_pad // 2, TILE)
-    return PackedQuant(packed, _tiles(_half_scales(weight), out), zeros, weight.bits, gs,
+    return PackedQuant(packed, _tiles(half_scales(weight), out), zeros, weight.bits, gs,
                        zero_const, None, A8_BLOCK)
 
 

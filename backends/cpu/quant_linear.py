@@ -98,7 +98,8 @@ def activation_order(weight: QuantizedWeight) -> torch.Tensor | None:
     return torch.argsort(g, stable=True)
 
 
-def _half_scales(weight: QuantizedWeight) -> torch.Tensor:
+def half_scales(weight: QuantizedWeight) -> torch.Tensor:
+    """The scales as float16, the kernels' dtype; refused where that would change them."""
     scales = weight.scales
     if scales.dtype != torch.float16:
         as_half = scales.to(torch.float16)
@@ -139,7 +140,7 @@ def pack_quantized(weight: QuantizedWeight) -> PackedQuant:
         if groups != 1:
             raise QuantizationError(f"the cpu kernels need an even group size, got {gs}")
         gs += 1  # one group per channel over an odd K: pad the group with one zero input
-    scales = _half_scales(weight)
+    scales = half_scales(weight)
     q_lo, q_hi = _level_range(weight.qweight)
     offset = 8 if weight.bits == 4 and q_lo < 0 else 0  # signed -8..7 as 0..15
     lo, hi = (0, 15) if weight.bits == 4 else (-128, 127)
@@ -197,7 +198,7 @@ def _pack_a8(weight: QuantizedWeight) -> PackedQuant:
                                 f"kernels take")
     packed = torch.ops.qwen3core_cpu.pack_levels(_int8_levels(weight.qweight), None,
                                                  weight.bits, offset, groups * gs, True)
-    return PackedQuant(packed, _tiles(_half_scales(weight)), zeros, weight.bits, gs,
+    return PackedQuant(packed, _tiles(half_scales(weight)), zeros, weight.bits, gs,
                        zero_const, None, A8_BLOCK)
 
 
