@@ -13,7 +13,13 @@ from torch import nn
 
 from qwen3core.cache import Cache, PassThroughStorage
 from qwen3core.contracts import AttentionBatch, BuildContext, FusedLinear, KVCache
-from qwen3core.fusion import NormRotary, fuse_linears, fuse_norms_and_rotary
+from qwen3core.fusion import (
+    LayerStep,
+    NormRotary,
+    fuse_decoder_layer,
+    fuse_linears,
+    fuse_norms_and_rotary,
+)
 from qwen3core.parallel.embedding import token_embedding
 from qwen3core.parallel.experts import require_local_experts
 
@@ -80,11 +86,18 @@ class DecoderLayer(nn.Module):
         self.is_sparse = spec.is_sparse_layer(layer_idx)
         # Row-parallel down_proj (dense) or this rank's experts (MoE): a partial sum.
         self.reduce = ctx.parallel.all_reduce
+        self.is_parallel = ctx.parallel.is_parallel
+        # The whole step as one callable where the implementations offer it (set by fuse(),
+        # once every part is prepared); not a module, so no checkpoint keys.
+        self.step: LayerStep | None = None
         if self.is_sparse:
             self.mlp = ctx.build("moe")
             require_local_experts(self.mlp, ctx)
         else:
             self.mlp = ctx.mlp(spec.hidden_size, spec.intermediate_size)
+
+    def fuse(self) -> None:
+        self.step = fuse_decoder_layer(self)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
                 storage: KVCache) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +105,10 @@ class DecoderLayer(nn.Module):
         stream before it), or the embeddings when ``residual`` is None (the first layer).
         Returns this layer's (MLP output, residual) in the same sense: each residual add is
         left to the norm that follows it, which does both in one call."""
+        if self.step is not None:
+            fused = self.step(x, residual, batch, storage)
+            if fused is not None:
+                return fused
         if residual is None:
             h, residual = self.input_layernorm(x), x
         else:
@@ -178,3 +195,5 @@ class Qwen3Model(nn.Module):
         for module in self.modules():
             if module is not self and hasattr(module, "prepare_weights"):
                 module.prepare_weights()
+        for layer in self.model.layers:  # once its parts are prepared (and fused)
+            layer.fuse()

@@ -30,3 +30,11 @@ class CpuRMSNorm(RMSNorm):
             return super().forward(x, residual)
         # The residual add and the norm in one pass: a decode step makes 57 of these pairs.
         return torch.ops.qwen3core_cpu.add_rms_norm(x, residual, weight, self.eps)
+
+    def fuse_layer(self, layer):
+        """The decoder layer this norm opens as two operator calls per decode step (see
+        qwen3core.fusion.fuse_decoder_layer), or None where its parts are not all this
+        backend's."""
+        from .layer_step import CpuLayerStep  # imports this module
+
+        return CpuLayerStep.fuse(layer)

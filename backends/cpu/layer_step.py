@@ -1,0 +1,195 @@
+"""A decoder layer's decode step in two operator calls (see qwen3core.fusion.fuse_decoder_layer).
+
+Unfused, the cpu backend's modules make ~60 calls per layer and decode step from Python (norms,
+products, the q/k norm and rotation, attention, views, splits), and at batch 1 their dispatch
+costs as much as a third of a quantized step's time (docs/quantization.md). Here the layer runs
+as ``qwen3core_cpu::layer_attention_in``, the KV cache's own ``update`` (the kv_cache
+component's contract, whatever implementation is selected), and
+``qwen3core_cpu::layer_attention_out`` (csrc/layer_op.cpp), which call the very operators the
+modules call, in the same order on the same views: the same numbers bit for bit
+(tests/backends/test_cpu_layer_step.py).
+
+Offered by :class:`~.norm.CpuRMSNorm` (the layer's input norm) for layers whose parts are all
+this backend's: cpu norms, q/k/v fused and normed-and-rotated in one call, cpu attention and
+cpu linears (dense tiles or quantized). The cpu MLP with gate/up fused runs in the second call;
+any other MLP, and every MoE block, runs as its module after it. A step the operators would not take (prefill-sized,
+another dtype or device, a cache whose views the attention loop does not take, tracing by
+torch.compile) is declined and the layer runs its modules, with the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from qwen3core.contracts import AttentionBatch, KVCache
+
+from .attention import MAX_QUERY_TOKENS, cpu_attention
+from .build import load_kernels
+from .linear import KERNEL_DTYPES, CpuLinear, FusedCpuLinear, FusedQuantLinear
+from .mlp import CpuSwiGLU
+from .quant_linear import PackedQuant
+from .rope import CpuNormRotary
+
+#: Product kinds of csrc/layer_op.cpp.
+DENSE, QUANT, QUANT_A8 = 0, 1, 2
+
+#: One product as csrc/layer_op.cpp reads it: its tensors, its five ints (kind, tensor count,
+#: out_features, bits, group_size) and its zero point.
+ProductArgs = tuple[list[torch.Tensor], list[int], float]
+
+
+def product_args(weight: torch.Tensor | PackedQuant, out_features: int) -> ProductArgs:
+    """The packed weight and the operator the unfused module calls with it: ``linear`` for
+    dense tiles, ``qlinear`` / ``qlinear_a8`` for quantized levels."""
+    if isinstance(weight, torch.Tensor):
+        return [weight], [DENSE, 1, out_features, 0, 0], 0.0
+    tensors = [weight.levels, weight.scales, weight.zeros]
+    if weight.act_block is not None:
+        kind = QUANT_A8
+    else:
+        kind = QUANT
+        if weight.perm is not None:
+            tensors.append(weight.perm)
+    return (tensors, [kind, len(tensors), out_features, weight.bits, weight.group_size],
+            float(weight.zero_const))
+
+
+class ProductOperand:
+    """One product's current packed weight: ``current`` returns what the module would multiply
+    by now (its weight reloaded, moved, converted or repacked included), or None where its
+    kernel would not run. ``changed`` says whether that is another weight than last time."""
+
+    def __init__(self, current: Callable[[], torch.Tensor | PackedQuant | None],
+                 out_features: int):
+        self.current, self.out_features = current, out_features
+        self.held: torch.Tensor | PackedQuant | None = None
+
+    def changed(self) -> bool:
+        return self.current() is not self.held
+
+    def args(self, dtype: torch.dtype) -> ProductArgs | None:
+        weight = self.held = self.current()
+        if weight is None or (isinstance(weight, torch.Tensor) and weight.dtype is not dtype):
+            return None  # the module's kernel would not take it (it runs F.linear)
+        return product_args(weight, self.out_features)
+
+
+def _operand(linear) -> ProductOperand | None:
+    """The operand of a cpu linear, a fused q/k/v or gate/up, or None for anything else."""
+    if isinstance(linear, FusedQuantLinear):
+        return ProductOperand(lambda: linear.packed, linear.out_features)
+    if isinstance(linear, FusedCpuLinear):
+        if not _rows_fit(linear.max_kernel_rows):
+            return None
+        return ProductOperand(linear.current, linear.out_features)
+    if type(linear) is CpuLinear:
+        if linear.quant is None and not _rows_fit(linear.max_kernel_rows):
+            return None
+        return ProductOperand(lambda: linear.quant if linear.quant is not None
+                              else linear.current_tiles(), linear.out_features)
+    return None
+
+
+def _rows_fit(limit: int | None) -> bool:
+    # The dense kernel takes up to ``limit`` rows; every step this fusion takes has at most
+    # MAX_QUERY_TOKENS, so the unfused module would run the kernel too.
+    return limit is None or limit >= MAX_QUERY_TOKENS
+
+
+class CpuLayerStep:
+    """``(x, residual, batch, storage) -> (x, residual)`` for one decoder layer, as
+    :meth:`qwen3core.model.DecoderLayer.forward` computes it, or None for a step it declines.
+    Holds the modules, not their tensors: weights loaded or repacked later are the ones used."""
+
+    def __init__(self, layer, qkv: ProductOperand, o_proj: ProductOperand,
+                 gate_up: ProductOperand | None, down: ProductOperand | None):
+        attn = layer.self_attn
+        self.layer, self.attn = layer, attn
+        self.mlp_in_python = gate_up is None
+        self.operands = [qkv, o_proj] + ([] if self.mlp_in_python else [gate_up, down])
+        self.q_size, self.kv_size = attn.qkv_sizes[0], attn.qkv_sizes[1]
+        self.cached: tuple | None = None  # (what the lists were made from, the lists)
+        load_kernels()
+
+    @classmethod
+    def fuse(cls, layer) -> CpuLayerStep | None:
+        attn = layer.self_attn
+        if layer.is_parallel or type(layer.post_attention_layernorm) is not type(
+                layer.input_layernorm):
+            return None  # a sharded layer sums partial outputs across ranks between the calls
+        if attn.qkv is None or type(attn.norm_rotary) is not CpuNormRotary:
+            return None
+        if attn.attend is not cpu_attention:
+            return None
+        if layer.input_layernorm.eps != layer.post_attention_layernorm.eps:
+            return None
+        qkv, o_proj = _operand(attn.qkv), _operand(attn.o_proj)
+        if qkv is None or o_proj is None:
+            return None
+        gate_up = down = None
+        if type(layer.mlp) is CpuSwiGLU and layer.mlp.gate_up is not None:
+            gate_up, down = _operand(layer.mlp.gate_up), _operand(layer.mlp.down_proj)
+            if gate_up is None or down is None:
+                gate_up = down = None
+        # Any other MLP or MoE block runs as its module after the fused attention half.
+        return cls(layer, qkv, o_proj, gate_up, down)
+
+    def _arguments(self, dtype: torch.dtype) -> tuple | None:
+        """The two operators' lists, made again when a weight changed (a tensor reassigned, a
+        weight repacked); None where a product's kernel would not run."""
+        layer, attn = self.layer, self.attn
+        norm_rotary = attn.norm_rotary
+        q_norm, k_norm, rotary = norm_rotary.q_norm, norm_rotary.k_norm, norm_rotary.rotary
+        tensors = (layer.input_layernorm.weight, q_norm.weight, k_norm.weight, rotary.inv_freq,
+                   layer.post_attention_layernorm.weight)
+        if any(t.dtype is not dtype for t in tensors[:3] + tensors[4:]):
+            return None  # the modules would take their torch fallbacks
+        key = (dtype, *tensors)
+        cached = self.cached
+        if (cached is not None and all(a is b for a, b in zip(cached[0], key))
+                and not any(op.changed() for op in self.operands)):
+            return cached[1]
+        self.cached = None
+        products = [op.args(dtype) for op in self.operands]
+        if any(p is None for p in products):
+            return None
+        (qkv_t, qkv_m, qkv_z), *out_products = products
+        arguments = (
+            ([*tensors[:4], *qkv_t], [self.q_size, self.kv_size, attn.head_dim, *qkv_m],
+             [layer.input_layernorm.eps, q_norm.eps, rotary.scale, qkv_z]),
+            ([tensors[4], *(t for p in out_products for t in p[0])],
+             [len(out_products), *(i for p in out_products for i in p[1])],
+             [attn.scale, layer.post_attention_layernorm.eps, *(p[2] for p in out_products)]))
+        self.cached = (key, arguments)
+        return arguments
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
+                 storage: KVCache) -> tuple[torch.Tensor, torch.Tensor] | None:
+        b, s = x.shape[0], x.shape[1]
+        if (b * s > MAX_QUERY_TOKENS or x.dtype not in KERNEL_DTYPES or not x.is_cpu
+                or torch.compiler.is_compiling()):
+            return None
+        if residual is not None and (residual.dtype is not x.dtype or residual.shape != x.shape):
+            return None
+        arguments = self._arguments(x.dtype)
+        if arguments is None:
+            return None
+        (in_weights, in_meta, in_reals), (out_weights, out_meta, out_reals) = arguments
+        layer, attn = self.layer, self.attn
+        q, k, v, residual = torch.ops.qwen3core_cpu.layer_attention_in(
+            x, residual, in_weights, in_meta, in_reals, batch.positions)
+        k, v = storage.update(attn.layer_idx, batch.start, k, v, batch.length)
+        if k.stride(-1) != 1 or v.stride(-1) != 1:
+            # The attention loop takes unit-stride heads only (cpu_attention sends others to
+            # SDPA): finish the layer with its modules, exactly as unfused.
+            out = attn.attend(q, k, v, batch, attn.scale)
+            out = attn.reduce(attn.o_proj(out.transpose(1, 2).reshape(b, s, -1)))
+            h, residual = layer.post_attention_layernorm(out, residual)
+            return layer.reduce(layer.mlp(h)), residual
+        h, residual = torch.ops.qwen3core_cpu.layer_attention_out(
+            q, k, v, batch.mask, residual, out_weights, out_meta, out_reals)
+        if self.mlp_in_python:
+            h = layer.reduce(layer.mlp(h))
+        return h, residual
