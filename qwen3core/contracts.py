@@ -80,6 +80,15 @@ class KVCache(Protocol):
     :class:`qwen3core.cache.Cache`, not by the storage. Slots a row has not written must read
     as finite values (zeros): the mask hides them, but a kernel multiplies the zero weights
     it gives them by whatever they hold.
+
+    Optional: ``layer_buffers(length) -> (keys, values)``, every layer's buffers
+    [B, H_kv, room, D] that ``update`` writes into, made ready for a step whose ``length`` is
+    given (grown now as ``update`` would grow them), or None where the storage cannot hand them
+    out. A caller that takes them writes row ``b``'s new slots at ``start[b]..`` itself, as
+    ``update`` would, and attends over each buffer's first ``length`` slots (all of them for a
+    full-capacity storage): a fused decode step then runs every layer without a call back into
+    Python (the cpu backend's ``decode_stack``). The storage must keep no other state that
+    ``update`` would have changed.
     """
 
     #: Maximum slots per row, None when it grows without bound. A full-capacity storage may

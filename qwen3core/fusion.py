@@ -14,6 +14,10 @@ callable (a :data:`LayerStep`), asked of the layer's input norm once every part 
 is prepared. It must compute what the layer's modules compute and may decline any step (it
 returns None: the modules run). The cpu backend's runs a decode step's layer in two operator
 calls instead of ~60 (docs/hooks.md).
+
+A fused layer step may offer ``fuse_stack(layers)``: every layer of the model as one callable
+of the same signature, asked of the first layer's step when every layer has one. The cpu
+backend's runs a dense model's decode step through all its layers in one operator call.
 """
 
 from __future__ import annotations
@@ -67,3 +71,13 @@ def fuse_decoder_layer(layer: nn.Module) -> LayerStep | None:
     ``fuse_layer`` or declines this layer (its other parts are not ones it can run)."""
     fuse = getattr(layer.input_layernorm, "fuse_layer", None)
     return None if fuse is None else fuse(layer)
+
+
+def fuse_decoder_stack(layers) -> LayerStep | None:
+    """All ``layers`` as one callable, or None unless every layer has a fused step and the
+    first one's offers ``fuse_stack`` (and it accepts these layers)."""
+    steps = [layer.step for layer in layers]
+    if not steps or any(step is None for step in steps):
+        return None
+    fuse = getattr(steps[0], "fuse_stack", None)
+    return None if fuse is None else fuse(layers)

@@ -17,6 +17,7 @@ from qwen3core.fusion import (
     LayerStep,
     NormRotary,
     fuse_decoder_layer,
+    fuse_decoder_stack,
     fuse_linears,
     fuse_norms_and_rotary,
 )
@@ -143,6 +144,9 @@ class Qwen3Model(nn.Module):
         self.model = Decoder(ctx)
         self.lm_head = ctx.linear(ctx.spec.hidden_size, ctx.parallel.vocab(ctx.spec).size)
         self.runner = ctx.build("runner")  # wraps the generation steps (eager or compiled)
+        # Every layer as one callable where the layers' fused steps offer it (set by
+        # prepare_weights); not a module.
+        self.layer_stack: LayerStep | None = None
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -181,8 +185,14 @@ class Qwen3Model(nn.Module):
         batch = cache.begin(attention_mask, s)
         x = self.model.embed_tokens(input_ids)  # [B, S, E]
         residual = None  # the stream x is still to be added to (see DecoderLayer.forward)
-        for layer in self.model.layers:
-            x, residual = layer(x, residual, batch, cache.storage)
+        stacked = None
+        if self.layer_stack is not None:
+            stacked = self.layer_stack(x, residual, batch, cache.storage)
+        if stacked is not None:
+            x, residual = stacked
+        else:
+            for layer in self.model.layers:
+                x, residual = layer(x, residual, batch, cache.storage)
         if last_only:
             x = x[:, -1:]
             residual = None if residual is None else residual[:, -1:]
@@ -197,3 +207,4 @@ class Qwen3Model(nn.Module):
                 module.prepare_weights()
         for layer in self.model.layers:  # once its parts are prepared (and fused)
             layer.fuse()
+        self.layer_stack = fuse_decoder_stack(self.model.layers)

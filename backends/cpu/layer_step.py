@@ -136,6 +136,13 @@ class CpuLayerStep:
         # Any other MLP or MoE block runs as its module after the fused attention half.
         return cls(layer, qkv, o_proj, gate_up, down)
 
+    def fuse_stack(self, layers):
+        """Every layer as one operator call per decode step (see
+        qwen3core.fusion.fuse_decoder_stack), or None where a layer's MLP runs in Python."""
+        from .layer_stack import CpuLayerStack  # imports this module
+
+        return CpuLayerStack.fuse(layers)
+
     def _arguments(self, dtype: torch.dtype) -> tuple | None:
         """The two operators' lists, made again when a weight changed (a tensor reassigned, a
         weight repacked); None where a product's kernel would not run."""

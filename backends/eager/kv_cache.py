@@ -89,6 +89,18 @@ class DynamicKVCache:
         write_rows(values, start, v, self.slots)
         return keys.narrow(2, 0, length), values.narrow(2, 0, length)  # [B, H_kv, T, D] views
 
+    def layer_buffers(self, length: int | None
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """Every layer's key and value buffers, grown now to ``length`` slots exactly as
+        ``update`` would grow them (see ``KVCache``); None before the first write."""
+        if length is None or any(k is None for k in self.keys):
+            return None
+        for i, keys in enumerate(self.keys):
+            if keys.shape[2] < length:
+                self.keys[i] = self._regrow(keys, length, keys)
+                self.values[i] = self._regrow(self.values[i], length, self.values[i])
+        return self.keys, self.values
+
     def _regrow(self, old: torch.Tensor | None, needed: int, new: torch.Tensor) -> torch.Tensor:
         stored = 0 if old is None else old.shape[2]
         room = max(2 * stored, needed + MIN_SLOTS)

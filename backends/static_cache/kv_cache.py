@@ -40,6 +40,11 @@ class StaticKVCache:
         write_rows(values, start, v, self.slots)
         return keys, values  # [B, H_kv, capacity, D]
 
+    def layer_buffers(self, length: int | None
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's key and value buffers (see ``KVCache``): already whole."""
+        return self.keys, self.values
+
     def reorder(self, rows: torch.Tensor) -> None:
         self.keys = [k.index_select(0, rows) for k in self.keys]
         self.values = [v.index_select(0, rows) for v in self.values]

@@ -1,12 +1,14 @@
-"""The cpu backend's fused decoder layer (backends/cpu/layer_step.py) against its own modules.
+"""The cpu backend's fused decoder layer (backends/cpu/layer_step.py) and all layers in one call
+(backends/cpu/layer_stack.py) against the model's own modules.
 
-The fused step calls the operators the modules call, in the same order on the same views, so
-its logits must equal the unfused model's bit for bit: dense bfloat16/float32 and every
+Both call the operators the modules call, in the same order on the same views, so their
+logits must equal the unfused model's bit for bit: dense bfloat16/float32 and every
 quantized scheme the cpu linear runs, batches with left padding, chunked prefill, rows dropped
 mid-decode and rows joining a running batch (rows at different positions), a MoE model (the
-attention half fused, the block as its module). Also: the fusion really runs (and declines
-prefill-sized steps), weights replaced after the model was built are the ones used, a
-deliberately wrong operand is caught, and selections it cannot run are left unfused.
+attention half fused, the block as its module), the dynamic and the static KV cache. Also:
+the fusions really run (and decline prefill-sized steps), weights replaced after the model was
+built are the ones used, a deliberately wrong operand is caught, and selections they cannot
+run are left unfused.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
+from qwen3core_backends.cpu.layer_stack import CpuLayerStack
 from qwen3core_backends.cpu.layer_step import CpuLayerStep
 
 from qwen3core.build import build_random, select_backends
@@ -62,17 +65,27 @@ class Counting:
         return out
 
 
-def _fused_and_unfused(model, run):
-    """``run(model)`` with the layers' fused steps (counted), then without them."""
+def _fused_and_unfused(model, run, stack: bool = False):
+    """``run(model)`` with the layers' fused steps (counted; with ``stack``, the stack of them
+    instead, counted), then with neither."""
     steps = [layer.step for layer in model.model.layers]
     assert all(isinstance(s, CpuLayerStep) for s in steps), steps
-    counters = [Counting(s) for s in steps]
-    for layer, counter in zip(model.model.layers, counters):
-        layer.step = counter
+    layer_stack = model.layer_stack
+    if stack:
+        assert isinstance(layer_stack, CpuLayerStack)
+        counters = [Counting(layer_stack)]
+        model.layer_stack = counters[0]
+    else:
+        counters = [Counting(s) for s in steps]
+        model.layer_stack = None
+        for layer, counter in zip(model.model.layers, counters):
+            layer.step = counter
     fused = run(model)
+    model.layer_stack = None
     for layer in model.model.layers:
         layer.step = None
     unfused = run(model)
+    model.layer_stack = layer_stack
     for layer, step in zip(model.model.layers, steps):
         layer.step = step
     return fused, unfused, counters
@@ -170,3 +183,57 @@ def test_a_model_converted_out_of_the_kernel_dtypes_declines():
     fused, unfused, counters = _fused_and_unfused(model, lambda m: greedy(m, PROMPTS, 3))
     _assert_identical(fused, unfused)
     assert all(c.ran == 0 and c.declined > 0 for c in counters)
+
+
+@pytest.mark.parametrize("scheme", [None, "int8", "int4:g64", "w8a8", "w4a8"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("kv_cache", ["dynamic", "static"])
+def test_all_layers_in_one_call_equal_the_modules_bit_for_bit(scheme, dtype, kv_cache):
+    model = _model(DENSE, dtype, scheme, {**CPU_ALL, "kv_cache": kv_cache})
+    fused, unfused, (counter,) = _fused_and_unfused(
+        model, lambda m: greedy(m, PROMPTS, 6, prefill_chunks=2, reorder=(3, (2, 0))),
+        stack=True)
+    _assert_identical(fused, unfused)
+    assert (counter.ran, counter.declined) == (5, 2)  # every decode step; not the prefills
+
+
+@pytest.mark.parametrize("kv_cache", ["dynamic", "static"])
+def test_all_layers_in_one_call_with_rows_joining(kv_cache):
+    model = _model(DENSE, torch.bfloat16, "int4", {**CPU_ALL, "kv_cache": kv_cache})
+    fused, unfused, (counter,) = _fused_and_unfused(
+        model, lambda m: greedy_joining(m, PROMPTS, 5, arrivals=[0, 2, 3]), stack=True)
+    _assert_identical(fused, unfused)
+    assert counter.ran > 0
+
+
+def test_the_stack_follows_weights_replaced_after_building():
+    model = _model(DENSE, torch.bfloat16, "int8")
+    greedy(model, PROMPTS, 2)  # the stack made its lists
+    for layer in model.model.layers:  # a reassigned parameter, not an in-place copy
+        norm = layer.post_attention_layernorm
+        norm.weight = torch.nn.Parameter(norm.weight.detach() * 1.25, requires_grad=False)
+    fused, unfused, (counter,) = _fused_and_unfused(model, lambda m: greedy(m, PROMPTS, 4),
+                                                    stack=True)
+    _assert_identical(fused, unfused)
+    assert counter.ran == 3
+
+
+def test_moe_models_and_storages_without_buffers_are_not_stacked():
+    moe = _model(MOE, torch.float32, "int4", {**CPU_ALL, "moe": "cpu"})
+    assert moe.layer_stack is None  # its blocks run in Python between the layers
+    model = _model(DENSE, torch.float32, None)
+    cache = model.new_cache(1, 16)
+    with torch.no_grad():
+        model(torch.tensor([[3, 4, 5]]), cache=cache)
+    batch = cache.begin(None, 1)
+
+    class NoBuffers:  # a storage with only the required methods
+        returns_full_capacity = False
+
+        def update(self, *args):
+            return cache.storage.update(*args)
+
+    x = torch.zeros(1, 1, DENSE.hidden_size)
+    with torch.no_grad():
+        assert model.layer_stack(x, None, batch, NoBuffers()) is None
+        assert model.layer_stack(x, None, batch, cache.storage) is not None

@@ -11,6 +11,9 @@
 //   layer_attention_out: attention -> o product -> add_rms_norm [-> gate/up product ->
 //                        silu_mul -> down product]
 //
+// and decode_stack runs every layer of a dense model that way in one call, writing the KV cache
+// buffers the storage hands out (its optional ``layer_buffers``) as its ``update`` writes them.
+//
 // Every step calls the very operator the unfused path calls (through the dispatcher, with the
 // same arguments and views), so the fused layer is the unfused one bit for bit; nothing here
 // computes anything itself. Each product is passed as its packed tensors and which operator
@@ -18,8 +21,10 @@
 // tiles, int8/int4 with bfloat16 or float32 activations, w8a8/w4a8).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/custom_class.h>
 #include <torch/library.h>
 
+#include <cstring>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -70,7 +75,8 @@ const Ops& ops() {
 // One packed weight and the operator that multiplies by it, read from the lists the Python side
 // passes (layer_step.py): per product five ints (kind, tensor count, out_features, bits,
 // group_size) in ``meta``, its tensors in ``weights``, its zero point in ``reals``. Lists, not a
-// custom class: torch.ops converts a script object argument in ~7 us, a list of tensors in ~2.
+// custom class, per layer: torch.ops converts a script object argument in ~7 us, a list of a
+// layer's tensors in ~2 (for a whole model's, in decode_stack, it is the other way round).
 enum ProductKind : int64_t { kDense = 0, kQuant = 1, kQuantA8 = 2 };
 constexpr int64_t kProductInts = 5;
 
@@ -177,10 +183,117 @@ TensorPair layer_attention_out(const T& q, const T& k, const T& v, const T& mask
   return {down(o.silu_mul.call(gate_up(h))), stream};
 }
 
+// Row b's new keys (or values) new [B, H, S, D] into buffer [B, H, room, D] at slots start[b]
+// .. start[b] + S: what the eager storages' update writes (an indexed copy), as plain copies.
+// Refuses a slot past the buffer, as their index_copy_ does.
+void write_new_slots(const T& buffer, const T& start, const T& fresh) {
+  TORCH_CHECK(buffer.dim() == 4 && fresh.dim() == 4 && buffer.size(0) == fresh.size(0) &&
+                  buffer.size(1) == fresh.size(1) && buffer.size(3) == fresh.size(3),
+              "decode_stack: a cache buffer ", buffer.sizes(), " does not fit new slots ",
+              fresh.sizes());
+  TORCH_CHECK(buffer.scalar_type() == fresh.scalar_type() && buffer.stride(3) == 1 &&
+                  fresh.stride(3) == 1,
+              "decode_stack: cache buffers must hold the activation dtype, rows contiguous");
+  TORCH_CHECK(start.scalar_type() == at::kLong && start.dim() == 1 &&
+                  start.size(0) == fresh.size(0),
+              "decode_stack: start must be int64 [B]");
+  const int64_t batch = fresh.size(0), heads = fresh.size(1), count = fresh.size(2);
+  const int64_t room = buffer.size(2), row_bytes = fresh.size(3) * fresh.element_size();
+  const int64_t* first = start.data_ptr<int64_t>();
+  const auto* src = static_cast<const char*>(fresh.data_ptr());
+  auto* dst = static_cast<char*>(buffer.data_ptr());
+  const int64_t e = fresh.element_size();
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK(first[b] >= 0 && first[b] + count <= room, "decode_stack: slots ", first[b],
+                "..", first[b] + count, " are past the cache buffer's ", room);
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t s = 0; s < count; ++s)
+        std::memcpy(dst + (b * buffer.stride(0) + h * buffer.stride(1) +
+                           (first[b] + s) * buffer.stride(2)) * e,
+                    src + (b * fresh.stride(0) + h * fresh.stride(1) + s * fresh.stride(2)) * e,
+                    row_bytes);
+  }
+}
+
+// Every layer's two operator calls' lists (as layer_step.py makes them), held once: passing a
+// whole model's ~500 tensors as a list costs ~50 us a call, this object ~8 us.
+struct LayerStack : torch::CustomClassHolder {
+  struct Layer {
+    std::vector<T> in_weights, out_weights;
+    std::vector<int64_t> in_meta, out_meta;
+    std::vector<double> in_reals, out_reals;
+  };
+  std::vector<Layer> layers;
+
+  // ``counts``: per layer, the lengths of its six lists in that order; the lists themselves
+  // concatenated over the layers.
+  LayerStack(std::vector<T> weights, std::vector<int64_t> meta, std::vector<double> reals,
+             std::vector<int64_t> counts) {
+    TORCH_CHECK(counts.size() % 6 == 0, "LayerStack: six counts per layer");
+    size_t w = 0, m = 0, r = 0;
+    auto take = [](auto& from, size_t& at, int64_t n) {
+      TORCH_CHECK(n >= 0 && at + n <= from.size(), "LayerStack: the lists are too short");
+      std::vector<typename std::decay_t<decltype(from)>::value_type> part(
+          from.begin() + at, from.begin() + at + n);
+      at += n;
+      return part;
+    };
+    for (size_t i = 0; i < counts.size(); i += 6) {
+      Layer layer;
+      layer.in_weights = take(weights, w, counts[i]);
+      layer.in_meta = take(meta, m, counts[i + 1]);
+      layer.in_reals = take(reals, r, counts[i + 2]);
+      layer.out_weights = take(weights, w, counts[i + 3]);
+      layer.out_meta = take(meta, m, counts[i + 4]);
+      layer.out_reals = take(reals, r, counts[i + 5]);
+      TORCH_CHECK(!layer.out_meta.empty() && layer.out_meta[0] == 3,
+                  "LayerStack: every layer must run its MLP in the second call");
+      layers.push_back(std::move(layer));
+    }
+    TORCH_CHECK(w == weights.size() && m == meta.size() && r == reals.size(),
+                "LayerStack: the counts do not cover the lists");
+  }
+};
+
+// All layers of a decode step: for each, layer_attention_in, the new keys and values written
+// into the storage's buffers at ``start`` (as its update writes them), attention over their
+// first ``length`` slots (all of them for length < 0: a full-capacity storage), and
+// layer_attention_out. Returns the last layer's (MLP output, residual stream).
+TensorPair decode_stack(const c10::intrusive_ptr<LayerStack>& stack, const T& x,
+                        const std::optional<T>& residual, const T& positions, const T& mask,
+                        const T& start, int64_t length, at::TensorList keys,
+                        at::TensorList values) {
+  TORCH_CHECK(keys.size() == stack->layers.size() && values.size() == keys.size(),
+              "decode_stack: one key and one value buffer per layer (", stack->layers.size(),
+              "), got ", keys.size(), " and ", values.size());
+  T h = x;
+  std::optional<T> stream = residual;
+  for (size_t i = 0; i < stack->layers.size(); ++i) {
+    const LayerStack::Layer& layer = stack->layers[i];
+    auto [q, k, v, carried] = layer_attention_in(h, stream, layer.in_weights, layer.in_meta,
+                                                 layer.in_reals, positions);
+    write_new_slots(keys[i], start, k);
+    write_new_slots(values[i], start, v);
+    const T k_all = length < 0 ? keys[i] : keys[i].narrow(2, 0, length);
+    const T v_all = length < 0 ? values[i] : values[i].narrow(2, 0, length);
+    auto [out, next] = layer_attention_out(q, k_all, v_all, mask, carried, layer.out_weights,
+                                           layer.out_meta, layer.out_reals);
+    h = out;
+    stream = next;
+  }
+  return {h, *stream};
+}
+
 }  // namespace
 }  // namespace qwen3core_cpu
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
+  m.class_<qwen3core_cpu::LayerStack>("LayerStack")
+      .def(torch::init<std::vector<at::Tensor>, std::vector<int64_t>, std::vector<double>,
+                       std::vector<int64_t>>());
+  m.def("decode_stack(__torch__.torch.classes.qwen3core_cpu.LayerStack stack, Tensor x, "
+        "Tensor? residual, Tensor positions, Tensor mask, Tensor start, int length, "
+        "Tensor[] keys, Tensor[] values) -> (Tensor, Tensor)");
   m.def("layer_attention_in(Tensor x, Tensor? residual, Tensor[] weights, int[] meta, "
         "float[] reals, Tensor positions) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("layer_attention_out(Tensor q, Tensor k, Tensor v, Tensor mask, Tensor residual, "
@@ -190,4 +303,5 @@ TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {
 TORCH_LIBRARY_IMPL(qwen3core_cpu, CPU, m) {
   m.impl("layer_attention_in", &qwen3core_cpu::layer_attention_in);
   m.impl("layer_attention_out", &qwen3core_cpu::layer_attention_out);
+  m.impl("decode_stack", &qwen3core_cpu::decode_stack);
 }
