@@ -19,6 +19,7 @@ torch.compile) is declined and the layer runs its modules, with the same numbers
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import torch
@@ -57,20 +58,16 @@ def product_args(weight: torch.Tensor | PackedQuant, out_features: int) -> Produ
 
 
 class ProductOperand:
-    """One product's current packed weight: ``current`` returns what the module would multiply
-    by now (its weight reloaded, moved, converted or repacked included), or None where its
-    kernel would not run. ``changed`` says whether that is another weight than last time."""
+    """One product's packed weight: ``current()`` returns what the module would multiply by
+    now (its weight reloaded, moved, converted or repacked included), or None where its kernel
+    would not run."""
 
     def __init__(self, current: Callable[[], torch.Tensor | PackedQuant | None],
                  out_features: int):
         self.current, self.out_features = current, out_features
-        self.held: torch.Tensor | PackedQuant | None = None
 
-    def changed(self) -> bool:
-        return self.current() is not self.held
-
-    def args(self, dtype: torch.dtype) -> ProductArgs | None:
-        weight = self.held = self.current()
+    def args(self, weight: torch.Tensor | PackedQuant | None, dtype: torch.dtype
+             ) -> ProductArgs | None:
         if weight is None or (isinstance(weight, torch.Tensor) and weight.dtype is not dtype):
             return None  # the module's kernel would not take it (it runs F.linear)
         return product_args(weight, self.out_features)
@@ -111,6 +108,12 @@ class CpuLayerStep:
         self.operands = [qkv, o_proj] + ([] if self.mlp_in_python else [gate_up, down])
         self.q_size, self.kv_size = attn.qkv_sizes[0], attn.qkv_sizes[1]
         self.cached: tuple | None = None  # (what the lists were made from, the lists)
+        # Where the step's small tensors live: read each step from these dictionaries (the
+        # modules' own), so a parameter reassigned or converted later is the one used.
+        norms = attn.norm_rotary
+        self.tensor_homes = (layer.input_layernorm._parameters, norms.q_norm._parameters,
+                             norms.k_norm._parameters, norms.rotary._buffers,
+                             layer.post_attention_layernorm._parameters)
         load_kernels()
 
     @classmethod
@@ -144,24 +147,27 @@ class CpuLayerStep:
         return CpuLayerStack.fuse(layers)
 
     def _arguments(self, dtype: torch.dtype) -> tuple | None:
-        """The two operators' lists, made again when a weight changed (a tensor reassigned, a
-        weight repacked); None where a product's kernel would not run."""
-        layer, attn = self.layer, self.attn
-        norm_rotary = attn.norm_rotary
-        q_norm, k_norm, rotary = norm_rotary.q_norm, norm_rotary.k_norm, norm_rotary.rotary
-        tensors = (layer.input_layernorm.weight, q_norm.weight, k_norm.weight, rotary.inv_freq,
-                   layer.post_attention_layernorm.weight)
-        if any(t.dtype is not dtype for t in tensors[:3] + tensors[4:]):
-            return None  # the modules would take their torch fallbacks
-        key = (dtype, *tensors)
+        """The two operators' lists, made again when anything they were made from changed (a
+        tensor reassigned or converted, a weight repacked); None where a module would not run
+        its operator. Called on every step of every layer, hence the plain dictionary reads
+        and one identity comparison for the common case: nothing changed."""
+        params = self.tensor_homes
+        tensors = (params[0]["weight"], params[1]["weight"], params[2]["weight"],
+                   params[3]["inv_freq"], params[4]["weight"])
+        key = (dtype, *tensors, *(t.dtype for t in tensors),
+               *(op.current() for op in self.operands))
         cached = self.cached
-        if (cached is not None and all(a is b for a, b in zip(cached[0], key))
-                and not any(op.changed() for op in self.operands)):
+        if cached is not None and all(map(operator.is_, cached[0], key)):
             return cached[1]
         self.cached = None
-        products = [op.args(dtype) for op in self.operands]
+        if any(t.dtype is not dtype for t in tensors[:3] + tensors[4:]):
+            return None  # the modules would take their torch fallbacks
+        products = [op.args(weight, dtype)
+                    for op, weight in zip(self.operands, key[-len(self.operands):])]
         if any(p is None for p in products):
             return None
+        layer, attn = self.layer, self.attn
+        q_norm, rotary = attn.norm_rotary.q_norm, attn.norm_rotary.rotary
         (qkv_t, qkv_m, qkv_z), *out_products = products
         arguments = (
             ([*tensors[:4], *qkv_t], [self.q_size, self.kv_size, attn.head_dim, *qkv_m],
