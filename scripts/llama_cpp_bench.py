@@ -3,6 +3,7 @@
     python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2]
                                       [--types f32,bf16,q8_0,q4_0,q4_0-pure]
                                       [--qwen3core bfloat16,float32,int8,int4,w8a8,w4a8-sym]
+                                      [--rounds 3]
                                       [--write docs/benchmarks-llama-cpp.md]
 
 1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``) from the sources
@@ -19,7 +20,10 @@
    tied head of a q4_0 file is Q6_K) and, as ``q4_0-pure``, with ``--pure`` (every tensor q4_0).
 4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
    16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
-   on the same checkpoint in bfloat16 and float32 (``--qwen3core``), side by side.
+   on the same checkpoint in the ``--qwen3core`` variants, side by side: ``--rounds`` times,
+   each llama.cpp type right before the variants compared with it (``PEER``), since the
+   host's bandwidth drifts over minutes; it reports the median run of each and the median of
+   the per-round ratios.
 5. Measures the read bandwidth in the same run (the cpu backend's ``stream_read`` over a
    0.6B-sized set of weights, as ``scripts/step_bandwidth.py``; before and after the engines,
    the best of both), and reports each decode rate
@@ -224,12 +228,23 @@ def bench_cpu_time(tools: Path, model: Path, reps: int) -> dict[str, float]:
 #: llama.cpp's q8_0 / q4_0 files quantize the tied head (q8_0 / Q6_K, or q4_0 with --pure):
 #: the "+head" and w*a8 variants compare like with like (w8a8 ~ q8_0, w4a8:sym ~ q4_0-pure:
 #: the same weight formats, activations quantized to int8 per 32 as llama.cpp does).
+def median_run(runs: list[dict]) -> dict:
+    """The run whose decode rate is the median of ``runs`` (the lower one of an even count)."""
+    ordered = sorted(runs, key=lambda r: r["decode"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 QWEN3CORE_VARIANTS = {"bfloat16": ("bfloat16", None, False), "float32": ("float32", None, False),
                       "int8": ("bfloat16", "int8", False), "int4": ("bfloat16", "int4", False),
                       "int8+head": ("bfloat16", "int8", True),
                       "int4+head": ("bfloat16", "int4", True),
                       "w8a8": ("bfloat16", "w8a8", True), "w4a8": ("bfloat16", "w4a8", True),
                       "w4a8-sym": ("bfloat16", "w4a8:sym", True)}
+#: The llama.cpp type each qwen3core variant is compared with: the same weight format where
+#: there is one (w4a8:sym with the head is q4_0 --pure), else the same bits.
+PEER = {"bfloat16": "bf16", "float32": "f32", "int8": "q8_0", "int8+head": "q8_0",
+        "w8a8": "q8_0", "int4": "q4_0", "int4+head": "q4_0", "w4a8": "q4_0",
+        "w4a8-sym": "q4_0-pure"}
 
 
 def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
@@ -342,17 +357,27 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
          f"{best:.1f} GB/s, lower median {median:.1f} GB/s. Floor = best bandwidth / bytes per "
          "token."),
         "",
+        (f"Median of {args.rounds} rounds; in each round a llama.cpp type ran right before the "
+         "qwen3core variants compared with it, and the last column is the median of those "
+         "per-round ratios (its range in brackets)."),
+        "",
         ("| engine / type | GB per token | decode tok/s (tg64) | floor tok/s | share of floor "
-         "| prompt tok/s (pp16) |"),
-        "|---|---|---|---|---|---|",
+         "| prompt tok/s (pp16) | / llama.cpp |"),
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
         floor = best * 1e9 / r["bytes"]
         extra = f" (batch 8: {r['batch8']:.1f})" if "batch8" in r else ""
+        ratio = ""
+        if r.get("ratios"):
+            peer = PEER[name.removeprefix("qwen3core ")]
+            ratios = sorted(r["ratios"])
+            ratio = (f"{statistics.median(ratios):.2f}x {peer} "
+                     f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
         lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
                      f"{r['decode_sd']:.1f}{extra} | {floor:.1f} | {r['decode'] / floor:.0%} | "
-                     f"{r['prompt']:.1f} |")
+                     f"{r['prompt']:.1f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -366,6 +391,10 @@ def main() -> None:
                         help="also run `qwen3 bench` (auto selection) on the same checkpoint in "
                              f"these variants: {', '.join(QWEN3CORE_VARIANTS)} (bf16 quantized "
                              "on load; +head and w*a8: the LM head too); '' to skip")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every engine this many times, each llama.cpp type next to "
+                             "its qwen3core peers; report the median run and the median of "
+                             "the per-round ratios")
     parser.add_argument("--bandwidth-rounds", type=int, default=8)
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread each, timed by CPU time (a shared machine): llama-bench "
@@ -399,18 +428,38 @@ def main() -> None:
         log("measuring read bandwidth")  # before and after the engines: the load may change
         threads = 1 if args.cpu_time else args.threads
         before = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
-        for variant in filter(None, args.qwen3core.split(",")):
-            name = f"qwen3core {variant}"
-            measured = (bench_qwen3core_cpu_time(checkpoint, variant, args.reps) if args.cpu_time
-                        else bench_qwen3core(checkpoint, variant, args.threads, args.reps))
-            results[name] = {**measured, "bytes": qwen3core_bytes_per_token(checkpoint, variant)}
-            log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
+        ours = list(filter(None, args.qwen3core.split(",")))
+        runs: dict[str, list[dict]] = {}
+        for round_ in range(args.rounds):
+            # Each llama.cpp type, then the qwen3core variants it is the peer of, back to back:
+            # the host's bandwidth drifts over minutes (docs/benchmarks-llama-cpp.md), so a
+            # ratio is taken between runs made next to each other, once per round.
+            for name in [*types, *(v for v in ours if PEER[v] not in types)]:
+                batch = [name] if name in types else []
+                batch += [v for v in ours if PEER[v] == name or v == name]
+                for label in batch:
+                    if label in types:
+                        key = label
+                        measured = (bench_cpu_time(tools, files[label], args.reps)
+                                    if args.cpu_time
+                                    else bench(tools, files[label], args.threads, args.reps))
+                    else:
+                        key = f"qwen3core {label}"
+                        measured = (bench_qwen3core_cpu_time(checkpoint, label, args.reps)
+                                    if args.cpu_time else
+                                    bench_qwen3core(checkpoint, label, args.threads, args.reps))
+                    runs.setdefault(key, []).append(measured)
+                    log(f"round {round_ + 1}: {key}: {measured['decode']:.1f} tok/s decode")
+        for key, measured in runs.items():
+            label = key.removeprefix("qwen3core ")
+            size = (bytes_per_token(sources, files[label]) if key in types
+                    else qwen3core_bytes_per_token(checkpoint, label))
+            results[key] = {**median_run(measured), "bytes": size}
+            peer = PEER.get(label)
+            if key not in types and peer in runs:
+                results[key]["ratios"] = [a["decode"] / b["decode"]
+                                          for a, b in zip(measured, runs[peer])]
         shutil.rmtree(checkpoint)
-        for name in types:
-            measured = (bench_cpu_time(tools, files[name], args.reps) if args.cpu_time
-                        else bench(tools, files[name], args.threads, args.reps))
-            results[name] = {**measured, "bytes": bytes_per_token(sources, files[name])}
-            log(f"{name}: {results[name]['decode']:.1f} tok/s decode")
         log("measuring read bandwidth again")
         after = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
         bandwidth = (max(before[0], after[0]), min(before[1], after[1]))
