@@ -2,6 +2,7 @@
 
     python scripts/fusion_bench.py [--model random:0.6B] [--dtype bfloat16] [--quantize int4]
                                    [--quantize-head] [--threads 2] [--steps 40] [--rounds 3]
+                                   [--no-huge-pages]
 
 Loads the model once with the default selection and times ``--steps`` greedy decode steps
 (after a 16-token prompt) three ways, one after the other, ``--rounds`` times:
@@ -39,8 +40,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-huge-pages", action="store_true",
+                        help="leave the packed weights on the pages torch's allocator gave them "
+                             "(backends/cpu/huge_pages.py), to measure the difference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.no_huge_pages:
+        from qwen3core_backends.cpu import huge_pages
+
+        huge_pages.ENABLED = False
     loaded = qwen3core.load(args.model, dtype=args.dtype, quantize=args.quantize,
                             quantize_head=args.quantize_head)
     model = loaded.model
@@ -66,7 +74,8 @@ def main() -> None:
     for layer, step in zip(model.model.layers, layer_steps):
         layer.step = step
     print(f"{args.model} {args.dtype} {args.quantize or ''}{' +head' if args.quantize_head else ''}"
-          f", {args.threads} threads, {args.steps} decode steps, ms per step by round:")
+          f", {args.threads} threads, {args.steps} decode steps"
+          f"{', no huge pages' if args.no_huge_pages else ''}, ms per step by round:")
     for mode in MODES:
         rounds = " ".join(f"{t:6.2f}" for t in times[mode])
         print(f"  {mode:8s} {rounds}   median {statistics.median(times[mode]):6.2f}")

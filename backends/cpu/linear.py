@@ -33,6 +33,7 @@ from qwen3core.quant.schemes import QuantScheme
 from qwen3core.quant.weight import QuantizedWeight
 
 from .build import cpu_has_native_bf16, isa, load_kernels
+from .huge_pages import rehome_huge_pages
 from .quant_linear import PackedQuant, concat_packed, pack_quantized
 from .tiles import (
     TILE,
@@ -183,13 +184,19 @@ class CpuLinear(Linear):
     # -- packing ----------------------------------------------------------------------------------
     @torch.no_grad()
     def prepare_weights(self) -> None:
-        """Pack the dense weight and let go of it (a fused group may already have packed it)."""
+        """Pack the dense weight and let go of it (a fused group may already have packed it),
+        then put the packed weight on huge pages (a fused group's stack, which this layer's
+        weight is a view of, moves as a whole)."""
         dense = self._parameters.get("weight")
-        if self.quant is not None or dense is None or not packable(dense):
-            return
-        stale = self.tiles is None or self._packed_from != _identity(dense)
-        del dense  # no reference of ours may outlive the release
-        self._release_dense(pack=stale)
+        if self.quant is None and dense is not None and packable(dense):
+            stale = self.tiles is None or self._packed_from != _identity(dense)
+            del dense  # no reference of ours may outlive the release
+            self._release_dense(pack=stale)
+        else:
+            del dense
+        held = ((self.quant.levels, self.quant.scales, self.quant.zeros) if self.quant is not None
+                else (self.tiles,))
+        rehome_huge_pages(held)
 
     def _release_dense(self, pack: bool = False) -> None:
         """Drop the dense weight (packing it first with ``pack``; else the tiles hold it). It is
