@@ -316,15 +316,19 @@ def checkpoint_bytes_per_token(checkpoint: Path, element_size: int) -> int:
 
 def read_bandwidth(threads: int, rounds: int, cpu_time: bool = False) -> tuple[float, float]:
     """(best, median) GB/s of the cpu backend's ``stream_read`` over 0.6B-shaped bf16 weights
-    (1.19 GB: more than any cache), as scripts/step_bandwidth.py measures it; with
+    (1.19 GB: more than any cache) on huge pages, as scripts/step_bandwidth.py measures it; with
     ``cpu_time``, per second of the process's CPU time (one thread: one core's rate)."""
     import torch
     from qwen3core_backends.cpu.build import load_kernels
+    from qwen3core_backends.cpu.huge_pages import rehome_huge_pages
 
     torch.set_num_threads(threads)
     load_kernels()
     layer = [(4096, 1024), (1024, 2048), (6144, 1024), (1024, 3072)]
     weights = [torch.randn(n, k).to(torch.bfloat16) for n, k in layer * 28 + [(151936, 1024)]]
+    # On huge pages, as qwen3core's packed weights are (backends/cpu/huge_pages.py): a floor
+    # read from 4 KiB pages was slower than our own decode read its weights.
+    rehome_huge_pages(weights)
     total = sum(w.nbytes for w in weights)
     ops = torch.ops.qwen3core_cpu
     clock = time.process_time if cpu_time else time.perf_counter
