@@ -19,6 +19,8 @@ import sys
 
 import torch
 
+from qwen3core.memory import ReturnFreedEvery
+
 _MADV_HUGEPAGE = 14
 _HUGE = 2 * 2**20  # below a huge page's size there is nothing to gain
 #: Whether :func:`advise_huge_pages` asks at all (scripts/moe_quant_check.py --no-huge-pages
@@ -57,6 +59,13 @@ def rehome_huge_pages(tensors) -> int:
         return 0
     asked = 0
     for tensor in tensors:
-        if tensor is not None and tensor.device.type == "cpu" and tensor.numel():
-            asked += bool(torch.ops.qwen3core_cpu.rehome_huge_pages(tensor))
+        if (tensor is not None and tensor.device.type == "cpu" and tensor.numel()
+                and torch.ops.qwen3core_cpu.rehome_huge_pages(tensor)):
+            asked += 1
+            # The old memory was freed; glibc keeps blocks under its (rising) mmap threshold
+            # in its heap: without returning them the 0.6B's bf16 load peaked 0.21 GiB higher.
+            _MOVED_FREED.freed(tensor.untyped_storage().nbytes())
     return asked
+
+
+_MOVED_FREED = ReturnFreedEvery(64 * 2**20)
