@@ -237,3 +237,15 @@ def test_moe_models_and_storages_without_buffers_are_not_stacked():
     with torch.no_grad():
         assert model.layer_stack(x, None, batch, NoBuffers()) is None
         assert model.layer_stack(x, None, batch, cache.storage) is not None
+
+
+@pytest.mark.parametrize("scheme", [None, "int4"])
+def test_all_layers_in_one_call_at_a_long_context(scheme):
+    # Up to 309 cached keys, the long prompt prefilled in three chunks: the attention loop
+    # splits over both threads, and every decode step runs through the stack.
+    prompts = [[(i * 37 + 11) % 100 for i in range(250)], [4, 9, 2]]
+    model = _model(DENSE, torch.bfloat16, scheme)
+    fused, unfused, (counter,) = _fused_and_unfused(
+        model, lambda m: greedy(m, prompts, 60, prefill_chunks=3), stack=True)
+    _assert_identical(fused, unfused)
+    assert counter.ran == 59

@@ -71,3 +71,27 @@ def test_reorder_and_extend_keep_each_row_at_its_position():
     keys, _ = cache.update(0, torch.tensor([4, 2]), _slots(2, 1, 1, 2, 9), k[:, :, :1], 5)
     assert keys[0, 0, :, 0].tolist() == [100, 101, 102, 103, 9]
     assert keys[1, 0, :, 0].tolist() == [50, 51, 9, 0, 0]
+
+
+def test_layer_buffers_grow_as_update_would_and_hand_out_the_same_buffers():
+    # One storage grows through update, the other through layer_buffers (then written by the
+    # caller, as the cpu backend's stacked decode step writes): same buffers, same contents.
+    for capacity in (None, 300):
+        by_update = DynamicKVCache(num_layers=2, capacity=capacity)
+        by_buffers = DynamicKVCache(num_layers=2, capacity=capacity)
+        assert by_buffers.layer_buffers(5) is None  # nothing written yet: nothing to hand out
+        k, v = _slots(1, 3, 7, 4, 0), -_slots(1, 3, 7, 4, 0)
+        for layer in range(2):
+            by_update.update(layer, _at(0), k, v, 7)
+            by_buffers.update(layer, _at(0), k, v, 7)
+        for written in range(7, 7 + MIN_SLOTS + 40):  # decode steps, past the first room
+            k, v = _slots(1, 3, 1, 4, written), -_slots(1, 3, 1, 4, written)
+            keys, values = by_buffers.layer_buffers(written + 1)
+            for layer in range(2):
+                by_update.update(layer, _at(written), k, v, written + 1)
+                keys[layer][:, :, written] = k[:, :, 0]
+                values[layer][:, :, written] = v[:, :, 0]
+                assert keys[layer] is by_buffers.keys[layer]
+                assert keys[layer].shape == by_update.keys[layer].shape
+                assert torch.equal(keys[layer], by_update.keys[layer])
+                assert torch.equal(values[layer], by_update.values[layer])
