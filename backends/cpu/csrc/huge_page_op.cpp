@@ -59,11 +59,35 @@ void unmap(Chunk* chunk) {
   delete chunk;
 }
 
-// The DataPtr deleter of every rehomed storage; ``context`` is its chunk.
+// One rehomed storage's place in its chunk: the DataPtr's context.
+struct Slice {
+  Chunk* chunk;
+  char* data;
+  size_t bytes;
+};
+
+// The DataPtr deleter of every rehomed storage. A chunk outlived by its neighbours would keep
+// the slice's pages resident (a server loading one model after another): they are handed back
+// to the system at once, all whole pages of it.
 void release(void* context) {
-  auto* chunk = static_cast<Chunk*>(context);
-  std::lock_guard<std::mutex> lock(chunks_mutex);
-  if (--chunk->live == 0 && !chunk->open) unmap(chunk);
+  auto* slice = static_cast<Slice*>(context);
+  {
+    // Under the lock: another release could otherwise unmap the chunk (and the system reuse
+    // its addresses) between the count and the madvise.
+    std::lock_guard<std::mutex> lock(chunks_mutex);
+    Chunk* chunk = slice->chunk;
+    if (--chunk->live == 0 && !chunk->open) {
+      unmap(chunk);
+    } else {
+      const size_t page = 4096;
+      char* lo = reinterpret_cast<char*>(
+          round_up(reinterpret_cast<uintptr_t>(slice->data), page));
+      char* hi = reinterpret_cast<char*>(
+          reinterpret_cast<uintptr_t>(slice->data + slice->bytes) / page * page);
+      if (hi > lo) madvise(lo, hi - lo, MADV_DONTNEED);
+    }
+  }
+  delete slice;
 }
 
 // A new chunk of at least ``bytes``, 2 MiB-aligned and madvised; nullptr if refused.
@@ -125,8 +149,9 @@ bool rehome_huge_pages(const at::Tensor& t) {
   void* fresh = allocate(bytes, &owner);
   if (fresh == nullptr) return false;
   std::memcpy(fresh, storage->data_ptr().get(), bytes);
+  auto* slice = new Slice{owner, static_cast<char*>(fresh), bytes};
   // The old memory is freed here, by its own deleter, as the old DataPtr is replaced.
-  storage->set_data_ptr_noswap(c10::DataPtr(fresh, owner, &release, t.device()));
+  storage->set_data_ptr_noswap(c10::DataPtr(fresh, slice, &release, t.device()));
   return true;
 #else
   return false;
