@@ -249,3 +249,20 @@ def test_all_layers_in_one_call_at_a_long_context(scheme):
         model, lambda m: greedy(m, prompts, 60, prefill_chunks=3), stack=True)
     _assert_identical(fused, unfused)
     assert counter.ran == 59
+
+
+@pytest.mark.parametrize("change", ["reassign a projection", "convert the model"])
+def test_the_stack_notices_a_dense_weight_changed_after_building(change):
+    # A projection given a new dense weight (its fused q/k/v restacks) and a model converted
+    # to float32 (every weight repacked) must both reach the stack's next step.
+    model = _model(DENSE, torch.bfloat16, None)
+    greedy(model, PROMPTS, 2)  # the stack made its lists
+    if change == "reassign a projection":
+        proj = model.model.layers[1].self_attn.k_proj
+        proj.weight = torch.nn.Parameter(proj.weight.detach() * -2.0, requires_grad=False)
+    else:
+        model.to(torch.float32)
+    fused, unfused, (counter,) = _fused_and_unfused(model, lambda m: greedy(m, PROMPTS, 4),
+                                                    stack=True)
+    _assert_identical(fused, unfused)
+    assert counter.ran == 3
