@@ -1,7 +1,7 @@
 """The Qwen3-30B-A3B shape quantized on load, with fewer layers: load time, memory, decode.
 
     python scripts/moe_quant_check.py [--layers 2] [--scheme int4] [--threads 1] [--moe cpu]
-        [--rounds 1] [--no-huge-pages]
+        [--rounds 1] [--no-huge-pages] [--no-stack]
 
 Builds ``random:30B-A3B``'s spec with ``--layers`` decoder layers (every one a 128-expert MoE
 layer, as in the full model), quantized while built (never in bfloat16), then decodes 16
@@ -9,7 +9,9 @@ tokens at batch 1 (``--rounds``: several times, keeping the best) with the moe i
 a quantized load selects by default (the cpu backend's one operator per layer where it runs;
 ``--moe eager`` for the per-expert loop). Prints the load's CPU time per layer (x48 estimates
 the full model), the peak RSS, the bytes a decode step reads (the k active experts) and the
-decode rate (and the MoE blocks' own time against their experts' bytes), in CPU time of the
+decode rate (and, with ``--no-stack``, which runs the layers one by one as their modules
+instead of the cpu backend's one call per step, the MoE blocks' own time against their experts'
+bytes), in CPU time of the
 process (the machine is shared), against the read rate of this machine, and the same by the
 wall clock, and the load's user and system time, minor page faults and peak RSS (the
 script's read buffer, allocated later, is in the overall peak only). ``--layers 48`` is the
@@ -23,6 +25,7 @@ import resource
 import time
 
 import torch
+from qwen3core_backends.cpu import huge_pages
 
 from qwen3core.build import select_backends
 from qwen3core.generation.steps import Steps
@@ -49,14 +52,15 @@ def main() -> None:
                         help="moe implementation (default: what a quantized load selects)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds of 16 decode steps and 3 reads; the best of each is kept")
+    parser.add_argument("--no-stack", action="store_true",
+                        help="run the layers one by one (model.layer_stack off), so that the "
+                             "MoE blocks can be timed on their own")
     parser.add_argument("--no-huge-pages", action="store_true",
                         help="do not ask for transparent huge pages under the cpu moe's "
                         "expert stacks (to measure what they bring)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.no_huge_pages:
-        from qwen3core_backends.cpu import huge_pages
-
         huge_pages.ENABLED = False
     spec = preset("30B-A3B").replace(num_hidden_layers=args.layers)
     scheme = resolve_scheme(args.scheme)
@@ -74,11 +78,15 @@ def main() -> None:
     load_peak, after_load = usage.ru_maxrss / 2**20, _rss_gib()
     sizes = weight_bytes(spec, torch.bfloat16, scheme)
     full = weight_bytes(preset("30B-A3B"), torch.bfloat16, scheme)
+    if args.no_stack:
+        model.layer_stack = None
     steps = Steps(model)
     # The read rate of this machine now, over a buffer far larger than the caches but capped
     # (a whole step's reads would add 2.3 GB to the peak of the full model).
     buf_bytes = min(sizes.per_token, 512 << 20)
-    buf = torch.empty(buf_bytes, dtype=torch.uint8).fill_(1)
+    buf = torch.empty(buf_bytes, dtype=torch.uint8)
+    huge_pages.rehome_huge_pages([buf])  # as the weights sit (backends/cpu/huge_pages.py)
+    buf.fill_(1)
     decode = decode_wall = rate = rate_wall = 0.0
     moe_time, moe_bytes = _time_moe_blocks(model, spec)
     moe_best = float("inf")
@@ -118,9 +126,13 @@ def main() -> None:
     print(f"wall clock (meaningful on a quiet machine): decode {decode_wall:.1f} tok/s; read rate "
           f"{rate_wall / 1e9:.1f} GB/s -> floor {rate_wall / sizes.per_token:.1f} tok/s "
           f"({100 * decode_wall * sizes.per_token / rate_wall:.0f} % of it)")
-    print(f"MoE blocks alone (wall, best round): {1e3 * moe_best:.2f} ms per token for "
-          f"{moe_bytes / 1e9:.3f} GB of active experts -> {moe_bytes / moe_best / 1e9:.1f} GB/s "
-          f"({100 * moe_bytes / moe_best / rate_wall:.0f} % of the read rate)")
+    if moe_best > 0:
+        print(f"MoE blocks alone (wall, best round): {1e3 * moe_best:.2f} ms per token for "
+              f"{moe_bytes / 1e9:.3f} GB of active experts -> {moe_bytes / moe_best / 1e9:.1f} "
+              f"GB/s ({100 * moe_bytes / moe_best / rate_wall:.0f} % of the read rate)")
+    else:
+        print("MoE blocks alone: not timed (they run inside the stacked decode step; "
+              "--no-stack times them)")
 
 
 def _time_moe_blocks(model, spec) -> tuple[list[float], int]:

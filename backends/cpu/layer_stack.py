@@ -1,4 +1,4 @@
-"""Every layer of a dense model's decode step in one operator call (see
+"""Every layer of a model's decode step in one operator call (see
 qwen3core.fusion.fuse_decoder_stack).
 
 With each layer fused (:mod:`.layer_step`), a decode step still goes back to Python between
@@ -12,8 +12,11 @@ buffers the storage hands out (the ``KVCache``'s optional ``layer_buffers``: the
 operators and their arguments are the per-layer ones, so the numbers are the modules' bit
 for bit (tests/backends/test_cpu_layer_step.py).
 
-Taken when every layer's fused step runs its MLP in C++ (a dense model of cpu components) and
-the storage has ``layer_buffers``; a step the layers would decline (prefill-sized, another
+A MoE layer's block (the cpu backend's ``CpuMoE``) runs there too: its router product, the
+routing (softmax, top-k, renormalisation: the same ATen operators as
+``qwen3core_backends.eager.moe.route``) and ``moe_experts``. Taken when every layer's fused step
+runs its MLP or MoE block in C++ (cpu components throughout) and the storage has
+``layer_buffers``; a step the layers would decline (prefill-sized, another
 dtype, tracing by torch.compile) is declined here too and the layers run one by one.
 """
 
@@ -41,8 +44,9 @@ class CpuLayerStack:
     @classmethod
     def fuse(cls, layers) -> CpuLayerStack | None:
         steps = [layer.step for layer in layers]
-        if any(type(step) is not CpuLayerStep or step.mlp_in_python for step in steps):
-            return None  # a MoE block (or another MLP) runs as its module between the layers
+        if any(type(step) is not CpuLayerStep or (step.mlp_in_python and step.moe is None)
+               for step in steps):
+            return None  # another MLP or MoE block runs as its module between the layers
         return cls(steps)
 
     def _stack(self, dtype: torch.dtype):
@@ -51,7 +55,7 @@ class CpuLayerStack:
             return None
         if self.stack is not None and all(a is b for a, b in zip(arguments, self.made_from)):
             return self.stack
-        # Per layer the lengths of its six lists (in weights, meta, reals; out ...) in ``counts``.
+        # Per layer the lengths of its nine lists (in weights, meta, reals; out ...; MoE ...).
         weights, meta, reals, counts = [], [], [], []
         for layer in arguments:
             for tensors, ints, floats in layer:

@@ -30,6 +30,7 @@ from .attention import MAX_QUERY_TOKENS, cpu_attention
 from .build import load_kernels
 from .linear import KERNEL_DTYPES, CpuLinear, FusedCpuLinear, FusedQuantLinear
 from .mlp import CpuSwiGLU
+from .moe import CpuMoE
 from .quant_linear import PackedQuant
 from .rope import CpuNormRotary
 
@@ -106,6 +107,13 @@ class CpuLayerStep:
         self.layer, self.attn = layer, attn
         self.mlp_in_python = gate_up is None
         self.operands = [qkv, o_proj] + ([] if self.mlp_in_python else [gate_up, down])
+        # The cpu MoE block's router, where the stacked step can run the block in C++ too.
+        self.moe = layer.mlp if type(layer.mlp) is CpuMoE else None
+        if self.moe is not None:
+            router = _operand(self.moe.gate)
+            self.moe = None if router is None else self.moe
+            if router is not None:
+                self.operands.append(router)
         self.q_size, self.kv_size = attn.qkv_sizes[0], attn.qkv_sizes[1]
         self.cached: tuple | None = None  # (what the lists were made from, the lists)
         # Where the step's small tensors live: read each step from these dictionaries (the
@@ -154,29 +162,46 @@ class CpuLayerStep:
         params = self.tensor_homes
         tensors = (params[0]["weight"], params[1]["weight"], params[2]["weight"],
                    params[3]["inv_freq"], params[4]["weight"])
-        key = (dtype, *tensors, *(t.dtype for t in tensors),
-               *(op.current() for op in self.operands))
+        weights = [op.current() for op in self.operands]
+        key = (dtype, *tensors, *(t.dtype for t in tensors), *weights, *self._experts())
         cached = self.cached
         if cached is not None and all(map(operator.is_, cached[0], key)):
             return cached[1]
         self.cached = None
         if any(t.dtype is not dtype for t in tensors[:3] + tensors[4:]):
             return None  # the modules would take their torch fallbacks
-        products = [op.args(weight, dtype)
-                    for op, weight in zip(self.operands, key[-len(self.operands):])]
+        products = [op.args(weight, dtype) for op, weight in zip(self.operands, weights)]
         if any(p is None for p in products):
             return None
         layer, attn = self.layer, self.attn
         q_norm, rotary = attn.norm_rotary.q_norm, attn.norm_rotary.rotary
+        moe = ([], [], [])
+        if self.moe is not None:
+            *products, (router_t, router_m, router_z) = products
+            experts = self._experts()
+            if experts[0] is None:
+                return None
+            moe = ([*router_t, *experts[2:]],
+                   [*router_m, self.moe.top_k, int(self.moe.norm_topk_prob),
+                    self.moe.first_expert, *experts[:2], self.moe.intermediate_size],
+                   [router_z])
         (qkv_t, qkv_m, qkv_z), *out_products = products
         arguments = (
             ([*tensors[:4], *qkv_t], [self.q_size, self.kv_size, attn.head_dim, *qkv_m],
              [layer.input_layernorm.eps, q_norm.eps, rotary.scale, qkv_z]),
             ([tensors[4], *(t for p in out_products for t in p[0])],
              [len(out_products), *(i for p in out_products for i in p[1])],
-             [attn.scale, layer.post_attention_layernorm.eps, *(p[2] for p in out_products)]))
+             [attn.scale, layer.post_attention_layernorm.eps, *(p[2] for p in out_products)]),
+            moe)
         self.cached = (key, arguments)
         return arguments
+
+    def _experts(self) -> tuple:
+        """The MoE block's expert operands (``CpuMoE.expert_operands``), () for a dense layer,
+        (None,) while the block has none (not prepared)."""
+        if self.moe is None:
+            return ()
+        return self.moe.expert_operands() or (None,)
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
                  storage: KVCache) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -189,7 +214,7 @@ class CpuLayerStep:
         arguments = self._arguments(x.dtype)
         if arguments is None:
             return None
-        (in_weights, in_meta, in_reals), (out_weights, out_meta, out_reals) = arguments
+        (in_weights, in_meta, in_reals), (out_weights, out_meta, out_reals), _ = arguments
         layer, attn = self.layer, self.attn
         q, k, v, residual = torch.ops.qwen3core_cpu.layer_attention_in(
             x, residual, in_weights, in_meta, in_reals, batch.positions)

@@ -65,6 +65,7 @@ class CpuMoE(nn.Module):
         self.gate_up_dense: DenseStack | None = None  # set by prepare_weights for dense experts
         self.down_dense: DenseStack | None = None
         self.quant_operands: tuple | None = None  # set by prepare_weights for quantized ones
+        self._dense_operands: tuple | None = None  # expert_operands' tuple for dense ones
         load_kernels()
 
     def _layers(self) -> list[ExpertLinear]:
@@ -88,21 +89,33 @@ class CpuMoE(nn.Module):
         self.gate_up_dense.restack()
         self.down_dense.restack()
 
-    def _operands(self, x: torch.Tensor) -> tuple:
+    def expert_operands(self) -> tuple | None:
+        """What ``moe_experts`` takes after the routing: kind, bits, then gate/up's and down's
+        five tensors each (levels, scales, zeros, constant zero points, column orders). Fixed
+        for quantized experts; for dense ones the stacks' current tensors, as the same tuple
+        for as long as they hold. None before prepare_weights."""
         if self.quant_operands is not None:
             return self.quant_operands
         if self.gate_up_dense is None:
-            raise RuntimeError("CpuMoE.prepare_weights() was not called after loading")
-        empty_h = torch.empty(0, dtype=torch.float16)
-        empty = torch.empty(0)
+            return None
         gate_up, down = self.gate_up_dense.current(), self.down_dense.current()
-        if gate_up.dtype != x.dtype:
+        held = self._dense_operands
+        if held is None or held[2] is not gate_up or held[7] is not down:
+            empty_h, empty = torch.empty(0, dtype=torch.float16), torch.empty(0)
+            no_perm = torch.empty(0, dtype=torch.int64)
+            held = self._dense_operands = (DENSE, 0, gate_up, empty_h, empty, empty, no_perm,
+                                           down, empty_h, empty, empty, no_perm)
+        return held
+
+    def _operands(self, x: torch.Tensor) -> tuple:
+        operands = self.expert_operands()
+        if operands is None:
+            raise RuntimeError("CpuMoE.prepare_weights() was not called after loading")
+        if operands[0] == DENSE and operands[2].dtype != x.dtype:
             raise BackendSelectionError(
-                f"the cpu moe's dense experts are {gate_up.dtype}, the activations {x.dtype}; "
-                "run the model in the dtype it was loaded in")
-        no_perm = torch.empty(0, dtype=torch.int64)
-        return (DENSE, 0, gate_up, empty_h, empty, empty, no_perm,
-                down, empty_h, empty, empty, no_perm)
+                f"the cpu moe's dense experts are {operands[2].dtype}, the activations "
+                f"{x.dtype}; run the model in the dtype it was loaded in")
+        return operands
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not x.is_cpu or x.dtype not in KERNEL_DTYPES:

@@ -159,9 +159,9 @@ def test_a_wrong_operand_is_caught():
             layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
     greedy(model, PROMPTS, 2)  # one decode step: the lists are made
     for layer in model.model.layers:
-        (weights, meta, reals), out = layer.step.cached[1]
+        (weights, meta, reals), *rest = layer.step.cached[1]
         weights = [weights[0], weights[2], weights[1], *weights[3:]]  # q norm <-> k norm
-        layer.step.cached = (layer.step.cached[0], ((weights, meta, reals), out))
+        layer.step.cached = (layer.step.cached[0], ((weights, meta, reals), *rest))
     fused, unfused, _ = _fused_and_unfused(model, lambda m: greedy(m, PROMPTS, 4))
     assert any(not torch.equal(a, b) for a, b in zip(fused.logits, unfused.logits))
 
@@ -218,9 +218,21 @@ def test_the_stack_follows_weights_replaced_after_building():
     assert counter.ran == 3
 
 
-def test_moe_models_and_storages_without_buffers_are_not_stacked():
-    moe = _model(MOE, torch.float32, "int4", {**CPU_ALL, "moe": "cpu"})
-    assert moe.layer_stack is None  # its blocks run in Python between the layers
+@pytest.mark.parametrize("scheme", [None, "int4", "w4a8", "int8:channel"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_moe_models_stack_their_blocks_too(scheme, dtype):
+    # The cpu MoE block (router product, routing, moe_experts) inside the one call per step.
+    model = _model(MOE, dtype, scheme, {**CPU_ALL, "moe": "cpu"})
+    fused, unfused, (counter,) = _fused_and_unfused(
+        model, lambda m: greedy(m, PROMPTS, 6, prefill_chunks=2, reorder=(3, (2, 0))),
+        stack=True)
+    _assert_identical(fused, unfused)
+    assert (counter.ran, counter.declined) == (5, 2)
+
+
+def test_moe_blocks_of_another_implementation_and_storages_without_buffers_are_not_stacked():
+    eager_moe = _model(MOE, torch.float32, None, {**CPU_ALL, "moe": "eager"})
+    assert eager_moe.layer_stack is None  # its blocks run in Python between the layers
     model = _model(DENSE, torch.float32, None)
     cache = model.new_cache(1, 16)
     with torch.no_grad():

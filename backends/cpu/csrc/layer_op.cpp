@@ -11,7 +11,7 @@
 //   layer_attention_out: attention -> o product -> add_rms_norm [-> gate/up product ->
 //                        silu_mul -> down product]
 //
-// and decode_stack runs every layer of a dense model that way in one call, writing the KV cache
+// and decode_stack runs every layer of a model that way in one call (a MoE block too), writing the KV cache
 // buffers the storage hands out (its optional ``layer_buffers``) as its ``update`` writes them.
 //
 // Every step calls the very operator the unfused path calls (through the dispatcher, with the
@@ -65,6 +65,11 @@ struct Ops {
       find_op<T(const T&, const T&, const T&, const T&, double)>("qwen3core_cpu::attention");
   c10::TypedOperatorHandle<T(const T&)> silu_mul =
       find_op<T(const T&)>("qwen3core_cpu::silu_mul");
+  using MoeSignature = T(const T&, const T&, const T&, int64_t, int64_t, int64_t, const T&,
+                         const T&, const T&, const T&, const T&, const T&, const T&, const T&,
+                         const T&, const T&, int64_t);
+  c10::TypedOperatorHandle<MoeSignature> moe_experts =
+      find_op<MoeSignature>("qwen3core_cpu::moe_experts");
 };
 
 const Ops& ops() {
@@ -219,17 +224,18 @@ void write_new_slots(const T& buffer, const T& start, const T& fresh) {
 // whole model's ~500 tensors as a list costs ~50 us a call, this object ~8 us.
 struct LayerStack : torch::CustomClassHolder {
   struct Layer {
-    std::vector<T> in_weights, out_weights;
-    std::vector<int64_t> in_meta, out_meta;
-    std::vector<double> in_reals, out_reals;
+    std::vector<T> in_weights, out_weights, moe_weights;
+    std::vector<int64_t> in_meta, out_meta, moe_meta;
+    std::vector<double> in_reals, out_reals, moe_reals;
   };
   std::vector<Layer> layers;
 
-  // ``counts``: per layer, the lengths of its six lists in that order; the lists themselves
+  // ``counts``: per layer, the lengths of its nine lists in that order (in, out and MoE
+  // weights, meta, reals; the MoE ones empty for a dense layer); the lists themselves
   // concatenated over the layers.
   LayerStack(std::vector<T> weights, std::vector<int64_t> meta, std::vector<double> reals,
              std::vector<int64_t> counts) {
-    TORCH_CHECK(counts.size() % 6 == 0, "LayerStack: six counts per layer");
+    TORCH_CHECK(counts.size() % 9 == 0, "LayerStack: nine counts per layer");
     size_t w = 0, m = 0, r = 0;
     auto take = [](auto& from, size_t& at, int64_t n) {
       TORCH_CHECK(n >= 0 && at + n <= from.size(), "LayerStack: the lists are too short");
@@ -238,7 +244,7 @@ struct LayerStack : torch::CustomClassHolder {
       at += n;
       return part;
     };
-    for (size_t i = 0; i < counts.size(); i += 6) {
+    for (size_t i = 0; i < counts.size(); i += 9) {
       Layer layer;
       layer.in_weights = take(weights, w, counts[i]);
       layer.in_meta = take(meta, m, counts[i + 1]);
@@ -246,14 +252,52 @@ struct LayerStack : torch::CustomClassHolder {
       layer.out_weights = take(weights, w, counts[i + 3]);
       layer.out_meta = take(meta, m, counts[i + 4]);
       layer.out_reals = take(reals, r, counts[i + 5]);
-      TORCH_CHECK(!layer.out_meta.empty() && layer.out_meta[0] == 3,
-                  "LayerStack: every layer must run its MLP in the second call");
+      layer.moe_weights = take(weights, w, counts[i + 6]);
+      layer.moe_meta = take(meta, m, counts[i + 7]);
+      layer.moe_reals = take(reals, r, counts[i + 8]);
+      const bool moe = !layer.moe_meta.empty();
+      TORCH_CHECK(!layer.out_meta.empty() && layer.out_meta[0] == (moe ? 1 : 3),
+                  "LayerStack: a layer runs its MLP in the second call, or its MoE block after");
+      TORCH_CHECK(!moe || (layer.moe_meta.size() == kProductInts + 6 &&
+                           layer.moe_weights.size() >= 10),
+                  "LayerStack: a MoE layer's lists are its router product, six ints and the "
+                  "experts' ten tensors");
       layers.push_back(std::move(layer));
     }
     TORCH_CHECK(w == weights.size() && m == meta.size() && r == reals.size(),
                 "LayerStack: the counts do not cover the lists");
   }
 };
+
+// A MoE block as the cpu backend's CpuMoE.forward runs it (backends/cpu/moe.py and the eager
+// route()): the router product, softmax in float32 (or wider), top-k, renormalised if asked,
+// the weights in the activations' dtype, then moe_experts. The same ATen operators, so the same
+// numbers. Lists: the router product's tensors then the experts' ten (gate/up and down: levels,
+// scales, zeros, constant zero points, column orders); meta: the router product's five ints,
+// then top_k, renormalise, first expert, kind, bits, the intermediate size; reals: the router
+// product's zero point.
+T moe_block(const T& x, const LayerStack::Layer& layer) {
+  const std::vector<T>& w = layer.moe_weights;
+  const std::vector<int64_t>& m = layer.moe_meta;
+  ProductReader read{w, m, layer.moe_reals, 0, 0, 0};
+  const ProductView router = read.next();
+  const int64_t* ints = m.data() + kProductInts;
+  const int64_t top_k = ints[0], first = ints[2], kind = ints[3], bits = ints[4];
+  const int64_t intermediate = ints[5];
+  const bool renormalise = ints[1] != 0;
+  const size_t e = read.w;  // the experts' ten tensors
+  TORCH_CHECK(w.size() == e + 10, "decode_stack: a MoE layer's experts take ten tensors");
+  const T tokens = x.reshape({-1, x.size(-1)});
+  const T logits = router(tokens);
+  const T probs = at::softmax(logits, -1, at::promote_types(logits.scalar_type(), at::kFloat));
+  auto [weights, experts] = at::topk(probs, top_k, -1);
+  if (renormalise) weights = weights / weights.sum({-1}, /*keepdim=*/true);
+  const T out = ops().moe_experts.call(
+      tokens, experts.contiguous(), weights.to(x.scalar_type()), first, kind, bits, w[e],
+      w[e + 1], w[e + 2], w[e + 3], w[e + 4], w[e + 5], w[e + 6], w[e + 7], w[e + 8], w[e + 9],
+      intermediate);
+  return out.reshape(x.sizes());
+}
 
 // All layers of a decode step: for each, layer_attention_in, the new keys and values written
 // into the storage's buffers at ``start`` (as its update writes them), attention over their
@@ -278,7 +322,7 @@ TensorPair decode_stack(const c10::intrusive_ptr<LayerStack>& stack, const T& x,
     const T v_all = length < 0 ? values[i] : values[i].narrow(2, 0, length);
     auto [out, next] = layer_attention_out(q, k_all, v_all, mask, carried, layer.out_weights,
                                            layer.out_meta, layer.out_reals);
-    h = out;
+    h = layer.moe_meta.empty() ? out : moe_block(out, layer);
     stream = next;
   }
   return {h, *stream};
