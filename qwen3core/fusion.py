@@ -17,7 +17,8 @@ calls instead of ~60 (docs/hooks.md).
 
 A fused layer step may offer ``fuse_stack(layers)``: every layer of the model as one callable
 of the same signature, asked of the first layer's step when every layer has one. The cpu
-backend's runs a dense model's decode step through all its layers in one operator call.
+backend's runs a decode step through all the model's layers (its MoE blocks included) in one
+operator call.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Asking Linux for transparent huge pages under large weight tensors.
 
-Measured on the 0.6B (int4, head quantized, 2 threads, docs/quantization.md): decode 11.5 ->
-11.1 ms a step with every packed weight on huge pages.
+Measured on the 0.6B, 2 threads (``scripts/fusion_bench.py`` with and without
+``--no-huge-pages``, docs/quantization.md): with every packed weight moved onto huge pages by
+:func:`rehome_huge_pages`, int4 with the head quantized decoded at 10.5-10.7 ms a step against
+11.4, bf16 at 27.3-27.6 against 30.8-31.0.
 
 A decode step streams each chosen expert's weights once (8 experts x 48 layers per token in the
 30B-A3B); with 4 KiB pages every 4 KiB read is also a TLB entry to find, with 2 MiB pages one in

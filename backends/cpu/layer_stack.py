@@ -26,9 +26,7 @@ import torch
 
 from qwen3core.contracts import AttentionBatch, KVCache
 
-from .attention import MAX_QUERY_TOKENS
-from .layer_step import CpuLayerStep
-from .linear import KERNEL_DTYPES
+from .layer_step import CpuLayerStep, takes
 
 
 class CpuLayerStack:
@@ -69,10 +67,7 @@ class CpuLayerStack:
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None, batch: AttentionBatch,
                  storage: KVCache) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if (x.shape[0] * x.shape[1] > MAX_QUERY_TOKENS or x.dtype not in KERNEL_DTYPES
-                or not x.is_cpu or torch.compiler.is_compiling()):
-            return None
-        if residual is not None and (residual.dtype is not x.dtype or residual.shape != x.shape):
+        if not takes(x, residual):
             return None
         layer_buffers = getattr(storage, "layer_buffers", None)
         if layer_buffers is None:
