@@ -155,6 +155,27 @@ def test_kernel_splits_large_matrices_over_threads(dtype, ops):
 
 
 @needs_kernels
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_every_tile_is_computed_once_whatever_the_thread_count(threads, ops):
+    """The threads share the chunks of tiles as spans, each thread its own and then the rests
+    of the others' (csrc/thread_spans.h); every tile is one thread's whole sum, so any thread
+    count, more than the cores included, must give the single thread's output bit for bit."""
+    n, k = 1000, 1030  # ~2 MiB of bfloat16 tiles: 16 chunks, not a multiple of 3 or 5 threads
+    w = torch.randn(n, k, generator=gen(21)).bfloat16()
+    packed = pack_weight(w)
+    x = torch.randn(3, k, generator=gen(22)).bfloat16()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = ops.linear(x, packed, n)
+        torch.set_num_threads(threads)
+        for _ in range(3):
+            assert torch.equal(ops.linear(x, packed, n), alone)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_kernels
 def test_kernel_rejects_mismatched_inputs(ops):
     w = torch.randn(20, 10)
     packed = pack_weight(w)

@@ -9,7 +9,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include "kernels.h"
 #include "selected_kernels.h"
+#include "thread_spans.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -143,12 +143,13 @@ const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::T
   return dst;
 }
 
-// Splits the tiles into chunks of ~128 KiB of weights that torch's threads take in turn, so a
-// thread the OS pauses (a busy machine) delays one chunk, not half of the matrix. The number of
-// chunks is a multiple of the threads, of near-equal sizes, so that on a quiet machine every
-// thread gets the same share (5 chunks of 14 tiles over 2 threads would leave one thread 3
-// chunks: a third more time than an even split). Small matrices run on the calling thread:
-// waking another costs more than it saves.
+// Splits the tiles into chunks of ~128 KiB of weights, shared among torch's threads by
+// run_in_spans (thread_spans.h): each thread streams its own contiguous share and a thread the
+// OS pauses (a busy machine) delays one chunk, not its whole share. The number of chunks is a
+// multiple of the threads, of near-equal sizes, so that on a quiet machine every thread gets
+// the same share (5 chunks of 14 tiles over 2 threads would leave one thread 3 chunks: a third
+// more time than an even split). Small matrices run on the calling thread: waking another
+// costs more than it saves.
 // ``run(begin, end)`` computes output tiles [begin, end).
 template <typename Run>
 void run_in_chunks(const Run& run, int64_t tiles, int64_t tile_bytes) {
@@ -159,13 +160,9 @@ void run_in_chunks(const Run& run, int64_t tiles, int64_t tile_bytes) {
   }
   const int64_t by_size = std::max<int64_t>(1, tiles * tile_bytes / (int64_t{128} << 10));
   const int64_t chunks = std::min(tiles, (by_size + threads - 1) / threads * threads);
-  const int64_t workers = std::min(threads, chunks);
-  std::atomic<int64_t> next{0};
   // Chunk c covers tiles [c * tiles / chunks, (c + 1) * tiles / chunks): sizes differ by one.
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1))
-      run(c * tiles / chunks, (c + 1) * tiles / chunks);
-  });
+  run_in_spans(chunks, std::min(threads, chunks),
+               [&](int64_t c) { run(c * tiles / chunks, (c + 1) * tiles / chunks); });
 }
 
 // x [..., K] as rows [R, K] with unit stride along K, an uninitialised [R, N] output, and the

@@ -24,15 +24,15 @@
 // the eager block over the cpu linear bit for bit.
 //
 // Threads: both products split the tiles of all chosen experts into chunks of ~128 KiB of
-// weights that torch's threads take in turn (as qwen3core_cpu::linear does for one matrix), so
-// at batch 1 every thread streams weights of the k experts, not one expert per thread.
+// weights, in memory order, that torch's threads share as qwen3core_cpu::linear shares one
+// matrix's (thread_spans.h), so at batch 1 every thread streams weights of the k experts, not
+// one expert per thread.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -41,6 +41,7 @@
 #include "decode_kernels.h"
 #include "kernels.h"
 #include "selected_kernels.h"
+#include "thread_spans.h"
 
 namespace qwen3core_cpu {
 namespace {
@@ -278,10 +279,7 @@ void run_stack(const Stack& s, const KernelSet& ks, const A8KernelSet* a8,
     for (const Item& it : items) run(it);
     return;
   }
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) run(items[i]);
-  });
+  run_in_spans(n, workers, [&](int64_t i) { run(items[i]); });
 }
 
 template <typename T>
