@@ -130,16 +130,17 @@ const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::T
   const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
   const uint16_t* src = reinterpret_cast<const uint16_t*>(x2.data_ptr<at::BFloat16>());
   if (rows == 1 && k == k_padded) return reinterpret_cast<const uint32_t*>(src);
-  const int64_t pairs = k_padded / 2;
+  const int64_t pairs = k_padded / 2, whole = k / 2;  // pairs [0, whole) lie inside K
   uint32_t* dst = static_cast<uint32_t*>(scratch(kSlotX, pairs * rows * 4, owner));
-  for (int64_t kp = 0; kp < pairs; ++kp)
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint16_t* row = src + r * row_stride;
-      // Zero past K (qlinear pads K to whole groups, more than one input).
-      const uint32_t lo = 2 * kp < k ? row[2 * kp] : 0;
-      const uint32_t hi = 2 * kp + 1 < k ? row[2 * kp + 1] : 0;
-      dst[kp * rows + r] = lo | (hi << 16);
-    }
+  // Row by row, each whole pair one 32-bit copy (already the little-endian pair): a batch's
+  // rows otherwise cost two bounds checks and a shift per input (1.7 % of an 8-row int4 step).
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* row = src + r * row_stride;
+    for (int64_t kp = 0; kp < whole; ++kp) std::memcpy(dst + kp * rows + r, row + 2 * kp, 4);
+    // An odd K's last input, then zeros past K (qlinear pads K to whole groups).
+    for (int64_t kp = whole; kp < pairs; ++kp)
+      dst[kp * rows + r] = 2 * kp < k ? row[2 * kp] : 0;
+  }
   return dst;
 }
 
