@@ -56,8 +56,9 @@ def main() -> None:
                         help="run the layers one by one (model.layer_stack off), so that the "
                              "MoE blocks can be timed on their own")
     parser.add_argument("--no-huge-pages", action="store_true",
-                        help="do not ask for transparent huge pages under the cpu moe's "
-                        "expert stacks (to measure what they bring)")
+                        help="do not ask for transparent huge pages under the packed weights "
+                             "(the experts' stacks, the attention projections, the head), to "
+                             "measure what they bring")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.no_huge_pages:

@@ -25,8 +25,8 @@ from qwen3core.memory import ReturnFreedEvery
 
 _MADV_HUGEPAGE = 14
 _HUGE = 2 * 2**20  # below a huge page's size there is nothing to gain
-#: Whether :func:`advise_huge_pages` asks at all (scripts/moe_quant_check.py --no-huge-pages
-#: turns it off to measure the difference).
+#: Whether :func:`advise_huge_pages` and :func:`rehome_huge_pages` ask at all (the scripts'
+#: ``--no-huge-pages`` turns it off to measure the difference).
 ENABLED = True
 _madvise = None
 
