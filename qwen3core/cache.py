@@ -18,6 +18,20 @@ from qwen3core.contracts import AttentionBatch, KVCache
 from qwen3core.errors import GenerationError
 
 
+def mark_fixed_address(tensor: torch.Tensor) -> torch.Tensor:
+    """Tell ``torch.compile`` that ``tensor`` is state which keeps its address from step to step
+    (a static KV buffer, the validity record beside it), like a module's buffer.
+
+    Only on a CUDA device, where it matters: a step replayed as a CUDA graph
+    (``runner=compile-graphs``) may write in place only to inputs at fixed addresses; inductor
+    skips the graph for any other mutated input. A new tensor in its place (a reorder, another
+    request's cache) makes the graph be recorded again, not a recompilation.
+    """
+    if tensor.is_cuda:
+        torch._dynamo.mark_static_address(tensor, guard=False)
+    return tensor
+
+
 class PassThroughStorage:
     """Storage for a forward pass without a cache: attention sees exactly this call's keys."""
 
@@ -58,6 +72,7 @@ class Cache:
         self.capacity = capacity
         self.seen = torch.zeros(batch_size, dtype=torch.int64, device=device)  # [B]
         self.valid = torch.zeros(batch_size, capacity or 0, dtype=torch.bool, device=device)
+        self._fix_valid()
         #: True while every row has written the same slots and none of them is padding: lets
         #: kernels use their built-in causal path (``AttentionBatch.plain_causal``).
         self.unpadded = True
@@ -65,6 +80,11 @@ class Cache:
         # Slots written per row, on the host. None while only the device knows them (after a
         # compiled step); ``lengths`` then reads ``next_slot``.
         self._host_lengths: list[int] | None = [0] * batch_size
+
+    def _fix_valid(self) -> None:
+        # A full-capacity record keeps its shape, and its decode steps write it in place.
+        if self.storage.returns_full_capacity:
+            mark_fixed_address(self.valid)
 
     @property
     def batch_size(self) -> int:
@@ -159,6 +179,7 @@ class Cache:
         self.storage.reorder(rows)
         self.seen = self.seen.index_select(0, rows)
         self.valid = self.valid.index_select(0, rows)
+        self._fix_valid()
         self.next_slot = self.next_slot.index_select(0, rows)
         if self._host_lengths is not None:
             self._host_lengths = [self._host_lengths[i] for i in rows.tolist()]
@@ -177,6 +198,7 @@ class Cache:
         self.storage.extend(other.storage)
         width = max(self.valid.shape[1], other.valid.shape[1])
         self.valid = torch.cat((_widen(self.valid, width), _widen(other.valid, width)))
+        self._fix_valid()
         self.seen = torch.cat((self.seen, other.seen))
         self.next_slot = torch.cat((self.next_slot, other.next_slot))
         self._host_lengths = lengths

@@ -10,11 +10,17 @@ Opt-in (priority below the eager runner): the first calls pay the compilation (t
 seconds on a CPU). Needs inductor's toolchain: a C++ compiler on CPU, triton on GPU. Pair it
 with ``kv_cache=static`` for one decode compilation for all steps; with the growing cache the
 key length changes every step and dynamo recompiles once to make it dynamic.
+
+"compile-graphs" (CUDA only) compiles the decode step with ``mode="reduce-overhead"``: inductor
+records the step as a CUDA graph and replays it, so a decode step costs one launch instead of
+one per operator (hundreds for a Qwen3 layer stack), which is what bounds small-batch decode
+on a GPU. It needs ``kv_cache=static``: a graph has fixed shapes and addresses, and the static
+cache's buffers (marked as fixed addresses, see :mod:`qwen3core_backends.static_cache`) are.
 """
 
 from qwen3core import Implementation, hookimpl
 
-from .availability import compile_unavailable
+from .availability import compile_unavailable, cuda_graphs_unavailable
 from .runner import CompileRunner
 
 
@@ -27,4 +33,9 @@ def qwen3core_runner():
         Implementation("runner", "compile-all", lambda ctx: CompileRunner(("prefill", "decode")),
                        priority=-20, check=compile_unavailable, supports_autograd=True,
                        summary="torch.compile (inductor) of prefill and decode steps"),
+        Implementation("runner", "compile-graphs",
+                       lambda ctx: CompileRunner(("decode",), mode="reduce-overhead"),
+                       priority=-30, check=cuda_graphs_unavailable, supports_autograd=False,
+                       summary="torch.compile of the decode step, replayed as a CUDA graph "
+                               "(with kv_cache=static)"),
     ]

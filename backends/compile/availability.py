@@ -54,3 +54,10 @@ def compile_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     if device.type == "cuda":
         return _gpu_reason()
     return f"inductor does not target {device.type} devices here"
+
+
+def cuda_graphs_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
+    if device.type != "cuda":
+        return (f"CUDA graphs need a CUDA device, not {device.type}; on {device.type} use "
+                f"runner 'compile'")
+    return compile_unavailable(device, dtype)

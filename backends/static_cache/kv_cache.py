@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from qwen3core_backends.eager.kv_cache import RowSlots, write_rows
 
+from qwen3core.cache import mark_fixed_address
+
 
 class StaticKVCache:
     """Per layer, keys and values in buffers [B, H_kv, capacity, D] allocated at construction.
@@ -27,8 +29,10 @@ class StaticKVCache:
         self.capacity = -(-capacity // round_to) * round_to
         capacity = self.capacity
         shape = (batch_size, num_kv_heads, capacity, head_dim)  # [B, H_kv, T, D]
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.keys = _fixed([torch.zeros(shape, dtype=dtype, device=device)
+                            for _ in range(num_layers)])
+        self.values = _fixed([torch.zeros(shape, dtype=dtype, device=device)
+                              for _ in range(num_layers)])
         self.slots = RowSlots()
 
     def update(self, layer_idx: int, start: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -46,12 +50,20 @@ class StaticKVCache:
         return self.keys, self.values
 
     def reorder(self, rows: torch.Tensor) -> None:
-        self.keys = [k.index_select(0, rows) for k in self.keys]
-        self.values = [v.index_select(0, rows) for v in self.values]
+        self.keys = _fixed([k.index_select(0, rows) for k in self.keys])
+        self.values = _fixed([v.index_select(0, rows) for v in self.values])
 
     def extend(self, other: StaticKVCache) -> None:
         if other.capacity != self.capacity:
             raise ValueError(f"cannot join a static KV cache of {other.capacity} slots to one "
                              f"of {self.capacity}")
-        self.keys = [torch.cat(pair) for pair in zip(self.keys, other.keys, strict=True)]
-        self.values = [torch.cat(pair) for pair in zip(self.values, other.values, strict=True)]
+        self.keys = _fixed([torch.cat(pair) for pair in zip(self.keys, other.keys, strict=True)])
+        self.values = _fixed([torch.cat(pair)
+                              for pair in zip(self.values, other.values, strict=True)])
+
+
+def _fixed(buffers: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The buffers, marked as written in place at fixed addresses (CUDA graphs replay them)."""
+    for buffer in buffers:
+        mark_fixed_address(buffer)
+    return buffers

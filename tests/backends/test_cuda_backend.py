@@ -549,3 +549,38 @@ def test_cuda_backend_greedy_decoding_matches_eager(preset, dtype, prompt_length
                                         greedy(candidate, prompts, 12), tolerance_for(dtype),
                                         f"{preset} {dtype}, all cuda implementations")
     assert compared > 0
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_cuda_graph_runner_greedy_decoding_matches_eager_and_replays_graphs(dtype):
+    """``runner=compile-graphs`` with the static cache: the same greedy tokens as eager, also
+    for a second batch of another size whose rows are dropped mid-decode (new cache buffers:
+    the graph is recorded again), and inductor skipped no CUDA graph."""
+    from torch._dynamo.utils import counters
+
+    from qwen3core.testing import (
+        assert_greedy_equivalent,
+        candidate_model,
+        greedy,
+        reference_model,
+        reference_names,
+        tolerance_for,
+    )
+
+    names = {**reference_names(), **CUDA_IMPLEMENTATIONS, "kv_cache": "static",
+             "runner": "compile-graphs"}
+    if dtype == torch.float32:
+        names["attention"] = "eager"  # the flash kernels have no float32
+    reference = reference_model(PRESETS["tiny"], dtype, "cuda")
+    candidate = candidate_model(reference, names)
+    g = gen(7)
+    skips_before = counters["inductor"]["cudagraph_skips"]
+    for lengths, reorder in (((9, 4), None), ((6, 11, 3), (4, (0, 2)))):
+        prompts = [torch.randint(0, 512, (n,), generator=g).tolist() for n in lengths]
+        compared = assert_greedy_equivalent(
+            greedy(reference, prompts, 12, reorder=reorder),
+            greedy(candidate, prompts, 12, reorder=reorder), tolerance_for(dtype),
+            f"tiny {dtype}, cuda implementations, static cache, CUDA graphs")
+        assert compared > 0
+    assert counters["inductor"]["cudagraph_skips"] == skips_before, dict(counters["inductor"])
