@@ -82,8 +82,10 @@ def fill_random(param: torch.Tensor, name: str, seed: int, hidden_size: int,
             # The overlap of this tile with the requested part, in both coordinates.
             r0, r1 = max(top, r_lo), min(top + tile.shape[0], r_hi)
             c0, c1 = max(left, c_lo), min(left + tile.shape[1], c_hi)
-            part = tile[r0 - top:r1 - top, c0 - left:c1 - left]
             into = target[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo]
+            # Drawn on the CPU (the same values on every device), then moved: ``mul`` with
+            # ``out=`` takes no operands from another device.
+            part = tile[r0 - top:r1 - top, c0 - left:c1 - left].to(into.device)
             if scale is None:
                 into.copy_(part)
             else:  # scaled in float32 and cast once, in one pass
