@@ -20,7 +20,7 @@ from qwen3core.errors import GenerationError
 
 def mark_fixed_address(tensor: torch.Tensor) -> torch.Tensor:
     """Tell ``torch.compile`` that ``tensor`` is state which keeps its address from step to step
-    (a static KV buffer, the validity record beside it), like a module's buffer.
+    (a static KV buffer, a cache's per-row counters and validity record), like a module's buffer.
 
     Only on a CUDA device, where it matters: a step replayed as a CUDA graph
     (``runner=compile-graphs``) may write in place only to inputs at fixed addresses; inductor
@@ -72,7 +72,6 @@ class Cache:
         self.capacity = capacity
         self.seen = torch.zeros(batch_size, dtype=torch.int64, device=device)  # [B]
         self.valid = torch.zeros(batch_size, capacity or 0, dtype=torch.bool, device=device)
-        self._fix_valid()
         #: True while every row has written the same slots and none of them is padding: lets
         #: kernels use their built-in causal path (``AttentionBatch.plain_causal``).
         self.unpadded = True
@@ -80,9 +79,13 @@ class Cache:
         # Slots written per row, on the host. None while only the device knows them (after a
         # compiled step); ``lengths`` then reads ``next_slot``.
         self._host_lengths: list[int] | None = [0] * batch_size
+        self._fix_addresses()
 
-    def _fix_valid(self) -> None:
-        # A full-capacity record keeps its shape, and its decode steps write it in place.
+    def _fix_addresses(self) -> None:
+        # The per-row state that every step writes in place; a full-capacity validity record
+        # keeps its shape, so its decode steps write it in place too.
+        mark_fixed_address(self.seen)
+        mark_fixed_address(self.next_slot)
         if self.storage.returns_full_capacity:
             mark_fixed_address(self.valid)
 
@@ -120,16 +123,19 @@ class Cache:
         # One real token per row (a decode step) needs neither the prefix sums nor the causal
         # comparison: see _decode_step.
         one_real_token = attention_mask is None and num_new == 1
+        # ``seen`` and ``next_slot`` advance in place (so ``positions`` and ``start`` are copies):
+        # a step replayed as a CUDA graph may leave nothing behind but what it wrote into its
+        # inputs, since its outputs are overwritten by the next replay.
         if one_real_token:
-            positions = self.seen[:, None]  # each row's count of real tokens so far
-            self.seen = self.seen + 1
+            positions = self.seen[:, None].clone()  # each row's count of real tokens so far
+            self.seen += 1
         else:
             new_valid = self._new_valid(attention_mask, num_new)  # [B, S]
             positions = self.seen[:, None] + torch.cumsum(new_valid, dim=1) - 1  # [B, S]
             positions = positions.clamp_(min=0)
-            self.seen = self.seen + new_valid.sum(dim=1)
-        start = self.next_slot  # [B]
-        self.next_slot = start + num_new
+            self.seen += new_valid.sum(dim=1)
+        start = self.next_slot.clone()  # [B]
+        self.next_slot += num_new
         if self._host_lengths is not None:
             self._host_lengths = [n + num_new for n in self._host_lengths]
         if full_capacity:
@@ -179,8 +185,8 @@ class Cache:
         self.storage.reorder(rows)
         self.seen = self.seen.index_select(0, rows)
         self.valid = self.valid.index_select(0, rows)
-        self._fix_valid()
         self.next_slot = self.next_slot.index_select(0, rows)
+        self._fix_addresses()
         if self._host_lengths is not None:
             self._host_lengths = [self._host_lengths[i] for i in rows.tolist()]
 
@@ -198,9 +204,9 @@ class Cache:
         self.storage.extend(other.storage)
         width = max(self.valid.shape[1], other.valid.shape[1])
         self.valid = torch.cat((_widen(self.valid, width), _widen(other.valid, width)))
-        self._fix_valid()
         self.seen = torch.cat((self.seen, other.seen))
         self.next_slot = torch.cat((self.next_slot, other.next_slot))
+        self._fix_addresses()
         self._host_lengths = lengths
         self.unpadded = self.unpadded and other.unpadded and aligned
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cache
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 
 @cache
@@ -17,7 +19,19 @@ def compiled(step: Callable, backend: str, mode: str | None) -> Callable:
     are specialised on first sight and made dynamic on their first change ("automatic
     dynamic"), which bounds recompilation to about one per changing dimension.
     """
-    return torch.compile(step, backend=backend, mode=mode)
+    compiled_step = torch.compile(step, backend=backend, mode=mode)
+    if mode != "reduce-overhead":
+        return compiled_step
+
+    @functools.wraps(step)
+    def replayed(*args, **kwargs):
+        # Each call is a new step of the generation loop: its graph may overwrite the outputs of
+        # the last replay, so what the caller keeps (the logits) is copied out of the graph's
+        # memory. Everything else a step leaves behind it writes into its inputs in place.
+        torch.compiler.cudagraph_mark_step_begin()
+        return tree_map_only(torch.Tensor, torch.clone, compiled_step(*args, **kwargs))
+
+    return replayed
 
 
 class CompileRunner:
