@@ -97,6 +97,7 @@ COMBOS=(
     --combo "cuda:$CUDA,kv_cache=dynamic,runner=eager"
     --combo "cuda+static+compiled:$CUDA,kv_cache=static,runner=compile"
     --combo "cuda+static+graphs:$CUDA,kv_cache=static,runner=compile-graphs"
+    --combo "compiled+graphs:attention=sdpa,kv_cache=static,runner=compile-graphs,$PORTABLE"
     --combo auto
 )
 # 8B: the fastest eager-runner combination and the CUDA-graph one (every combination draws

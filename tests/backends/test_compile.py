@@ -115,3 +115,25 @@ def test_the_default_cpu_kernels_trace_into_one_decode_graph(dtype):
         assert _graphs() == 1
     finally:
         torch._dynamo.reset()
+
+
+def test_cuda_graph_runner_is_last_and_says_it_needs_a_cuda_device():
+    registry = get_registry()
+    names = [i.name for i in registry.implementations("runner")]
+    assert names.index("compile-all") < names.index("compile-graphs")
+    reason = registry.get("runner", "compile-graphs").unavailable_reason(CPU, torch.float32)
+    assert reason is not None and "CUDA graphs need a CUDA device" in reason
+
+
+def test_cuda_graph_runner_copies_its_outputs_and_marks_each_step(monkeypatch):
+    """What a caller keeps must not live in the graph's memory, which the next replay reuses;
+    checked with inductor swapped for dynamo's eager backend, where the identity step returns
+    its input itself."""
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    wrapped = CompileRunner(("decode",), backend="eager", mode="reduce-overhead")(
+        lambda x: x, "decode")
+    x = torch.arange(4.0)
+    out = wrapped(x)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+    assert marks == [1]

@@ -73,3 +73,20 @@ def test_the_mask_of_a_step_is_not_changed_by_the_next():
     kept = first.clone()
     cache.begin(None, 1)
     assert torch.equal(first, kept)
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_a_step_keeps_its_positions_and_slots_when_the_cache_advances_in_place(kind):
+    """The counters advance in place (a CUDA graph leaves its state only in its inputs), so what
+    a step was handed must be a copy: a later step must not move an earlier one's positions."""
+    cache = _cache(kind, 2)
+    _prefill(cache, [[0, 1, 1], [1, 1, 1]])
+    seen, next_slot = cache.seen, cache.next_slot
+    first = cache.begin(None, 1)
+    positions, start = first.positions.clone(), first.start.clone()
+    assert positions.tolist() == [[2], [3]] and start.tolist() == [3, 3]
+    cache.begin(None, 1)
+    cache.begin(torch.tensor([[1, 1]]).expand(2, 2), 2)
+    assert torch.equal(first.positions, positions) and torch.equal(first.start, start)
+    assert cache.seen is seen and cache.next_slot is next_slot  # the same tensors, advanced
+    assert cache.seen.tolist() == [6, 7] and cache.next_slot.tolist() == [7, 7]
