@@ -35,6 +35,20 @@ def test_same_seed_same_model_in_every_dtype_and_another_seed_differs():
     assert not torch.equal(a, c)
 
 
+def test_the_same_values_whatever_the_number_of_threads_drawing_them():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # one thread draws every parameter in turn
+        alone = build("tiny-moe", torch.float32).state_dict()
+        torch.set_num_threads(5)  # five draw them side by side
+        shared = build("tiny-moe", torch.float32).state_dict()
+    finally:
+        torch.set_num_threads(threads)
+    assert alone.keys() == shared.keys()
+    for name in alone:
+        assert torch.equal(alone[name], shared[name]), name
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_tile_is_its_generators_normal_draw_times_the_scale(dtype):
     # The definition the load's tile-by-tile drawing (reused buffers, scaled on the way into
