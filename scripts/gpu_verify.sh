@@ -12,6 +12,8 @@
 #   bench_0.6B    qwen3 bench on random weights of the 0.6B shape: decode tok/s at batch 1, 8
 #   bench_8B      the same for the 8B shape (fewer combinations: building 8B random weights
 #                 takes a while, and every combination builds its own)
+#   floor         scripts/gpu_floor.py: batch-1 decode of each bench as a share of the floor
+#                 set by the GPU's read rate, measured in the same run
 #   equivalence   pytest tests -k "cuda or equivalence": the whole suite's selection, most of
 #                 it on the CPU (last: the GPU-specific checks are in test_cuda)
 #
@@ -29,7 +31,7 @@ set -u
 
 OUT="${1:-./gpu-results}"
 PYTHON="${PYTHON:-python}"
-STEPS="${STEPS:-env build backends test_cuda kernel_bench bench_0.6B bench_8B equivalence}"
+STEPS="${STEPS:-env build backends test_cuda kernel_bench bench_0.6B bench_8B floor equivalence}"
 DEADLINE="${DEADLINE:-}"
 NEW_TOKENS="${NEW_TOKENS:-128}"
 REPEATS="${REPEATS:-3}"
@@ -122,6 +124,13 @@ bench() {  # bench SHAPE --combo SPEC ...: the combinations ONLY_COMBOS keeps (a
         --json "$OUT/bench_$shape.json" --markdown "$OUT/bench_$shape.md"
 }
 
+floor() {  # every bench that left a result
+    local found=()
+    for f in "$OUT"/bench_*.json; do [[ -f "$f" ]] && found+=("$f"); done
+    ((${#found[@]})) || { echo "no bench results to compare with the floor"; return 1; }
+    "$PYTHON" scripts/gpu_floor.py "${found[@]}" --markdown "$OUT/floor.md"
+}
+
 : >"$SUMMARY"
 echo "gpu_verify $(date -u +%Y-%m-%dT%H:%M:%SZ) at $(git rev-parse --short HEAD 2>/dev/null)" \
     | tee -a "$SUMMARY"
@@ -135,6 +144,7 @@ step kernel_bench 300 "$PYTHON" scripts/gpu_kernel_bench.py --out "$OUT/kernel_b
     $KERNEL_BENCH_ARGS
 step bench_0.6B 900 bench 0.6B "${COMBOS[@]}"
 step bench_8B 900 bench 8B "${COMBOS_8B[@]}"
+step floor 120 floor
 step equivalence 1800 "$PYTHON" -m pytest tests -k "cuda or equivalence" -q -rs \
     --junitxml="$OUT/equivalence.xml"
 echo "results in $OUT; overall exit $status" | tee -a "$SUMMARY"
