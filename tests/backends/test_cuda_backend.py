@@ -37,6 +37,14 @@ from qwen3core.build import build_skeleton
 from qwen3core.contracts import COMPONENTS, AttentionBatch, Selection
 from qwen3core.registry import get_registry
 from qwen3core.rope_scaling import RopeScaling
+from qwen3core.testing import (
+    assert_greedy_equivalent,
+    candidate_model,
+    greedy,
+    reference_model,
+    reference_names,
+    tolerance_for,
+)
 
 CUDA_IMPLEMENTATIONS = {"norm": "cuda", "rope": "cuda", "mlp": "cuda", "attention": "flash"}
 EAGER = {c: ("dynamic" if c == "kv_cache" else "eager") for c in COMPONENTS}
@@ -529,14 +537,6 @@ MODEL_CASES = [pytest.param(preset, dtype, id=f"{preset}-{str(dtype).removeprefi
 @pytest.mark.parametrize("prompt_lengths", [(9, 9), (9, 4)], ids=["unpadded", "left-padded"])
 @pytest.mark.parametrize("preset, dtype", MODEL_CASES)
 def test_cuda_backend_greedy_decoding_matches_eager(preset, dtype, prompt_lengths):
-    from qwen3core.testing import (
-        assert_greedy_equivalent,
-        candidate_model,
-        greedy,
-        reference_model,
-        reference_names,
-        tolerance_for,
-    )
 
     names = {**reference_names(), **CUDA_IMPLEMENTATIONS}
     if dtype == torch.float32:
@@ -559,14 +559,6 @@ def test_cuda_graph_runner_greedy_decoding_matches_eager_and_replays_graphs(dtyp
     the graph is recorded again), and inductor skipped no CUDA graph."""
     from torch._dynamo.utils import counters
 
-    from qwen3core.testing import (
-        assert_greedy_equivalent,
-        candidate_model,
-        greedy,
-        reference_model,
-        reference_names,
-        tolerance_for,
-    )
 
     names = {**reference_names(), **CUDA_IMPLEMENTATIONS, "kv_cache": "static",
              "runner": "compile-graphs"}
