@@ -115,11 +115,18 @@ def initialize_random(model: nn.Module, seed: int, hidden_size: int,
     # ~0.25 G values/s: 35 s for the 8B shape. The parameters are independent (every tile has its
     # own generator), so they are drawn on all of torch's threads, each value the same as drawn
     # alone; torch releases the GIL inside its operators.
-    workers = min(torch.get_num_threads(), len(jobs))
+    threads = torch.get_num_threads()
+    workers = min(threads, len(jobs))
     if workers <= 1:
         for job in jobs:
             fill(job)
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="qwen3core-init") as pool:
-        for _ in pool.map(fill, jobs):  # re-raises the first failure
-            pass
+    # The pool is the parallelism: each worker's own operators (the scaling, the copy) run on one
+    # thread, or every worker would start a team of ``threads`` OpenMP threads of its own.
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="qwen3core-init") as pool:
+            for _ in pool.map(fill, jobs):  # re-raises the first failure
+                pass
+    finally:
+        torch.set_num_threads(threads)

@@ -42,6 +42,7 @@ def test_the_same_values_whatever_the_number_of_threads_drawing_them():
         alone = build("tiny-moe", torch.float32).state_dict()
         torch.set_num_threads(5)  # five draw them side by side
         shared = build("tiny-moe", torch.float32).state_dict()
+        assert torch.get_num_threads() == 5  # each worker ran on one; the setting is back
     finally:
         torch.set_num_threads(threads)
     assert alone.keys() == shared.keys()
