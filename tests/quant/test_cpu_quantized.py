@@ -31,7 +31,7 @@ SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 258)]
 
 
 def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
-                    row_counts: tuple[int, ...] = (1, 3, 8, 33),
+                    row_counts: tuple[int, ...] = (1, 3, 6, 8, 13, 33),
                     qw: QuantizedWeight | None = None) -> None:
     from qwen3core_backends.cpu.quant_linear import pack_quantized
 
