@@ -18,7 +18,7 @@ from qwen3core.contracts import AttentionBatch, KVCache
 from qwen3core.errors import GenerationError
 
 
-def mark_fixed_address(tensor: torch.Tensor) -> torch.Tensor:
+def mark_fixed_address(tensor: torch.Tensor) -> None:
     """Tell ``torch.compile`` that ``tensor`` is state which keeps its address from step to step
     (a static KV buffer, a cache's per-row counters and validity record), like a module's buffer.
 
@@ -29,7 +29,6 @@ def mark_fixed_address(tensor: torch.Tensor) -> torch.Tensor:
     """
     if tensor.is_cuda:
         torch._dynamo.mark_static_address(tensor, guard=False)
-    return tensor
 
 
 class PassThroughStorage:

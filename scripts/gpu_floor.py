@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from qwen3core.dtypes import bytes_per_element, parse_dtype
-from qwen3core.quant.sizes import weight_bytes
+from qwen3core.dtypes import parse_dtype
+from qwen3core.quant.sizes import kv_cache_bytes_per_token, weight_bytes
 from qwen3core.sources import RANDOM_PREFIX, parse_random
 
 
@@ -59,10 +59,9 @@ def bytes_per_token(bench: dict) -> int:
         raise SystemExit(f"{model}: only random:<shape> benches can be sized from their name")
     spec = parse_random(model).spec
     dtype = parse_dtype(meta["dtype"])
-    per_position = (2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim
-                    * bytes_per_element(dtype))
     average_position = meta["prompt_len"] + meta["new_tokens"] / 2
-    return weight_bytes(spec, dtype).per_token + int(per_position * average_position)
+    return (weight_bytes(spec, dtype).per_token
+            + int(kv_cache_bytes_per_token(spec, dtype) * average_position))
 
 
 def rows(bench: dict, read_gbps: float) -> list[dict]:

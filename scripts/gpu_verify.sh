@@ -8,6 +8,7 @@
 #   build         python -m qwen3core_backends.cuda.build: compile the kernels into the cache
 #   backends      qwen3 backends --device cuda: which implementations are available, and why not
 #   test_cuda     pytest tests/backends/test_cuda_backend.py (kernels vs eager, model equality)
+#                 and the CUDA-graph runner's equivalence test (tests/equivalence/test_compiled.py)
 #   kernel_bench  scripts/gpu_kernel_bench.py: each kernel against the eager op (CUDA events)
 #   bench_0.6B    qwen3 bench on random weights of the 0.6B shape: decode tok/s at batch 1, 8
 #   bench_8B      the same for the 8B shape (fewer combinations: building 8B random weights
@@ -137,7 +138,8 @@ echo "gpu_verify $(date -u +%Y-%m-%dT%H:%M:%SZ) at $(git rev-parse --short HEAD 
 step env 60 environment
 step build 300 "$PYTHON" -m qwen3core_backends.cuda.build --verbose
 step backends 60 qwen3 backends --device cuda --dtype bfloat16
-step test_cuda 600 "$PYTHON" -m pytest tests/backends/test_cuda_backend.py -v -rs \
+GRAPHS_SUITE=tests/equivalence/test_compiled.py::test_cuda_graph_decode_matches_the_eager_reference_at_long_lengths
+step test_cuda 600 "$PYTHON" -m pytest tests/backends/test_cuda_backend.py "$GRAPHS_SUITE" -v -rs \
     ${PYTEST_WORKERS:+-n "$PYTEST_WORKERS"} --durations=20 --junitxml="$OUT/test_cuda.xml"
 # shellcheck disable=SC2086 # KERNEL_BENCH_ARGS is a list of words
 step kernel_bench 300 "$PYTHON" scripts/gpu_kernel_bench.py --out "$OUT/kernel_bench" \

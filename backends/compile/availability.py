@@ -52,6 +52,9 @@ def compile_unavailable(device: torch.device, dtype: torch.dtype) -> str | None:
     if device.type == "cpu":
         return _cpu_reason()
     if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return (f"needs a CUDA device; none is visible (torch {torch.__version__}, "
+                    f"torch.cuda.is_available() is False)")
         return _gpu_reason()
     return f"inductor does not target {device.type} devices here"
 

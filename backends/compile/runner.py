@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from functools import cache
+from functools import cache, wraps
 
 import torch
 from torch.utils._pytree import tree_map_only
@@ -23,7 +22,7 @@ def compiled(step: Callable, backend: str, mode: str | None) -> Callable:
     if mode != "reduce-overhead":
         return compiled_step
 
-    @functools.wraps(step)
+    @wraps(step)
     def replayed(*args, **kwargs):
         # Each call is a new step of the generation loop: its graph may overwrite the outputs of
         # the last replay, so what the caller keeps (the logits) is copied out of the graph's

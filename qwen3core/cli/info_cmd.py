@@ -36,6 +36,7 @@ def resolve_spec(source: str) -> tuple[Qwen3Spec, torch.dtype | None]:
 
 def describe(source: str, dtype: torch.dtype | None, device: torch.device,
              backends: dict[str, str], tensor_parallel: int = 1) -> dict:
+    from qwen3core.quant.sizes import kv_cache_bytes_per_token
     from qwen3core.registry import get_registry
 
     spec, stored_dtype = resolve_spec(source)
@@ -43,8 +44,7 @@ def describe(source: str, dtype: torch.dtype | None, device: torch.device,
                                           if source.startswith(RANDOM_PREFIX) else torch.float32)
     selection = get_registry().select(backends, device=device, dtype=run_dtype)
     unique = spec.parameter_count(count_tied_twice=False)
-    kv_per_token = (2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim
-                    * bytes_per_element(run_dtype))
+    kv_per_token = kv_cache_bytes_per_token(spec, run_dtype)
     parallel = {}
     if tensor_parallel != 1:
         from qwen3core.errors import ParallelError

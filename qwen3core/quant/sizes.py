@@ -57,3 +57,9 @@ def weight_bytes(spec: Qwen3Spec, dtype: torch.dtype, scheme: QuantScheme | None
                  for o, i in _projections(spec, n, True))
     return WeightBytes(resident=all_layers + routers + norms + embed + resident_head,
                        per_token=active + routers + norms + head + e * dense)
+
+
+def kv_cache_bytes_per_token(spec: Qwen3Spec, dtype: torch.dtype) -> int:
+    """Bytes one position of one sequence holds in the KV cache: keys and values of every layer."""
+    return (2 * spec.num_hidden_layers * spec.num_key_value_heads * spec.head_dim
+            * bytes_per_element(dtype))

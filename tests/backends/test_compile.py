@@ -137,3 +137,11 @@ def test_cuda_graph_runner_copies_its_outputs_and_marks_each_step(monkeypatch):
     out = wrapped(x)
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
     assert marks == [1]
+
+
+def test_on_cuda_without_a_visible_gpu_the_reason_says_so(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("compile", "compile-graphs"):
+        reason = get_registry().get("runner", name).unavailable_reason(
+            torch.device("cuda"), torch.bfloat16)
+        assert reason is not None and "needs a CUDA device; none is visible" in reason

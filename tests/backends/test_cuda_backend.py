@@ -577,33 +577,3 @@ def test_cuda_graph_runner_greedy_decoding_matches_eager_and_replays_graphs(dtyp
         assert compared > 0
     assert counters["inductor"]["cudagraph_skips"] == skips_before, dict(counters["inductor"])
 
-
-@needs_gpu
-def test_cuda_graph_runner_passes_the_equivalence_suite_at_long_lengths():
-    """The runner held to the suite like any backend: short examples on one spec and batch size
-    (each new shape is a compilation and a recording) and long ones (hundreds of prompt tokens,
-    a capacity past 256 slots), the other components the GPU defaults with the static cache."""
-    from hypothesis import strategies as st
-
-    from qwen3core.spec import Qwen3Spec
-    from qwen3core.testing import Workload, check_backend
-    from qwen3core.testing.strategies import prompts
-    from qwen3core.testing.suite import scaled_examples
-
-    spec = Qwen3Spec(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                     max_position_embeddings=256, tie_word_embeddings=False, eos_token_id=None)
-
-    @st.composite
-    def two_prompts(draw, vocab_size):
-        batch = tuple(draw(prompts(vocab_size, 1, 8)) for _ in range(2))
-        return Workload(batch, draw(st.integers(2, 5)), draw(st.integers(1, 2)))
-
-    pinned = get_registry().select({"kv_cache": "static"}, device="cuda",
-                                   dtype=torch.bfloat16).names()
-    pinned.pop("runner")
-    ran = check_backend("runner", "compile-graphs", device="cuda", pinned=pinned,
-                        dtypes=(torch.bfloat16,), max_examples=scaled_examples(3),
-                        spec_strategy=st.just(spec), workload_strategy=two_prompts,
-                        alone=False, long_examples=1)
-    assert ran > 0

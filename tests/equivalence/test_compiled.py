@@ -29,13 +29,14 @@ SPEC = Qwen3Spec(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden
                  max_position_embeddings=256, tie_word_embeddings=False, eos_token_id=None)
 
 
-def _unavailable(name: str) -> str | None:
-    return get_registry().get("runner", name).unavailable_reason(CPU, torch.float32)
+def _unavailable(name: str, device: torch.device = CPU,
+                 dtype: torch.dtype = torch.float32) -> str | None:
+    return get_registry().get("runner", name).unavailable_reason(device, dtype)
 
 
-def _defaults_with_static_cache() -> dict[str, str]:
-    names = get_registry().select({"kv_cache": "static"}, device=CPU,
-                                  dtype=torch.float32).names()
+def _defaults_with_static_cache(device: torch.device = CPU,
+                                dtype: torch.dtype = torch.float32) -> dict[str, str]:
+    names = get_registry().select({"kv_cache": "static"}, device=device, dtype=dtype).names()
     names.pop("runner")
     return names
 
@@ -54,6 +55,25 @@ def test_compiled_decode_matches_the_eager_reference():
                         dtypes=(torch.float32,), max_examples=scaled_examples(3),
                         spec_strategy=st.just(SPEC), workload_strategy=two_prompt_workloads,
                         alone=False, long_examples=0)  # each new length: a compilation
+    assert ran > 0
+
+
+_CUDA = torch.device("cuda")
+_GRAPHS_MISSING = _unavailable("compile-graphs", _CUDA, torch.bfloat16)
+
+
+@pytest.mark.skipif(_GRAPHS_MISSING is not None,
+                    reason=f"CUDA graphs unavailable: {_GRAPHS_MISSING} (scripts/gpu_verify.sh "
+                           f"runs this on a GPU)")
+def test_cuda_graph_decode_matches_the_eager_reference_at_long_lengths():
+    """The same examples on a GPU, each decode step replayed as a CUDA graph (each new shape a
+    compilation and a recording), and one long example (hundreds of prompt tokens, a capacity
+    past 256 slots); the other components are the GPU's defaults, cuda kernels included."""
+    ran = check_backend("runner", "compile-graphs", device="cuda",
+                        pinned=_defaults_with_static_cache(_CUDA, torch.bfloat16),
+                        dtypes=(torch.bfloat16,), max_examples=scaled_examples(3),
+                        spec_strategy=st.just(SPEC), workload_strategy=two_prompt_workloads,
+                        alone=False, long_examples=1)
     assert ran > 0
 
 
