@@ -21,6 +21,16 @@ namespace {
 
 constexpr int64_t kGroupBlock = 4;
 
+// Keys and values are read from memory (the step's weights evicted them), a row at a time in
+// `live` order; requesting rows this far ahead keeps several misses in flight. Batch 8 of the
+// 0.6B, 40 keys, caches flushed: 127 -> 84 us a call (2 threads); in a decode step (int4)
+// 84 -> 54 us.
+constexpr int64_t kAheadKeys = 8;
+inline void prefetch_row(const void* p, int64_t bytes) {
+  for (int64_t b = 0; b < bytes; b += 64)
+    _mm_prefetch(static_cast<const char*>(p) + b, _MM_HINT_T0);
+}
+
 template <typename V, int G, bool Bf16, typename T>
 void scores_block(const float* q, int64_t q_stride, const T* k, int64_t k_stride,
                   const int32_t* live, int64_t n, int64_t d, float scale, float* scores,
@@ -28,6 +38,7 @@ void scores_block(const float* q, int64_t q_stride, const T* k, int64_t k_stride
   for (int g = 0; g < G; ++g) top[g] = -__builtin_inff();
   for (int64_t j = 0; j < n; ++j) {
     const T* krow = k + live[j] * k_stride;
+    if (j + kAheadKeys < n) prefetch_row(k + live[j + kAheadKeys] * k_stride, d * sizeof(T));
     typename V::reg a0[G], a1[G];  // two chains per row: an add waits on the previous one
     for (int g = 0; g < G; ++g) a0[g] = a1[g] = V::zero();
     constexpr int L = V::lanes;
@@ -65,6 +76,9 @@ void values_block(const float* p, int64_t p_stride, const T* v, int64_t v_stride
     const T* v1 = v + live[j + 1] * v_stride;
     const T* v2 = v + live[j + 2] * v_stride;
     const T* v3 = v + live[j + 3] * v_stride;
+    for (int u = 0; u < 4; ++u)
+      if (j + kAheadKeys + u < n)
+        prefetch_row(v + live[j + kAheadKeys + u] * v_stride, d * sizeof(T));
     typename V::reg w[G][4];
     for (int g = 0; g < G; ++g)
       for (int u = 0; u < 4; ++u) w[g][u] = V::set1(p[g * p_stride + j + u]);
