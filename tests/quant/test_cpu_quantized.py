@@ -66,6 +66,22 @@ def test_prefill_rows_past_the_scratch_buffer(scheme):
     _check_operator(scheme, 40, 1024, row_counts=(300, 1, 300, 2))
 
 
+@pytest.mark.parametrize("scheme", ["int4", "int4:sym", "int4:g64", "int8"])
+def test_rows_in_eights_sum_their_groups_as_row_by_row(scheme):
+    """8 or 16 bfloat16 rows (K a multiple of the group) get their input pairs and per-group
+    sums from one transposing pass (bf16_pairs_by_eights); inside a batch of 9 or 17 the same
+    rows get them from the row-by-row loops. The sums are added in the same order, so the
+    products agree bit for bit: a sum off in its last bit would show."""
+    from qwen3core_backends.cpu.quant_linear import pack_quantized
+
+    gen = torch.Generator().manual_seed(7)
+    out, inp = 40, 256
+    packed = pack_quantized(resolve_scheme(scheme).quantize(torch.randn(out, inp, generator=gen)))
+    for rows in (8, 16):
+        x = torch.randn(rows + 1, inp, generator=gen).bfloat16()
+        assert torch.equal(packed(x[:rows], out), packed(x, out)[:rows])
+
+
 def test_int8_levels_with_zero_points():
     """Asymmetric int8 (GPTQ 8-bit): every kernel subtracts z * sum(x) per group."""
     gen = torch.Generator().manual_seed(5)

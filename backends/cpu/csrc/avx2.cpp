@@ -199,6 +199,61 @@ void quantize_activations(const ActRows& a, int64_t r0, int64_t r1) {
 
 namespace {
 
+// v[i] = 8 uint32 of row i -> v[j] = element j of the 8 rows.
+inline void transpose8x8(__m256i (&v)[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+    v[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+  }
+}
+
+// Sums as linear_op.cpp's sum_of adds them, bit for bit: input i of a group goes to partial
+// sum i % 8 (pair kp's two inputs to partials 2 (kp % 4) and 2 (kp % 4) + 1), and the group's
+// total is 0 + partial 0 + ... + partial 7, in that order.
+void pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
+                     int64_t group_size, uint32_t* pairs, float* sums) {
+  const int64_t pairs_per_group = group_size / 2;
+  const __m256i high = _mm256_set1_epi32(int(0xffff0000u));
+  for (int64_t r0 = 0; r0 < rows; r0 += 8) {
+    __m256 part[8];
+    for (auto& p : part) p = _mm256_setzero_ps();
+    for (int64_t kp = 0; kp < k / 2; kp += 8) {
+      __m256i v[8];
+      for (int i = 0; i < 8; ++i)
+        v[i] = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(x + (r0 + i) * row_stride + 2 * kp));
+      transpose8x8(v);
+      for (int j = 0; j < 8; ++j) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + (kp + j) * rows + r0), v[j]);
+        if (sums == nullptr) continue;
+        const int m = j % 4;  // kp is a multiple of 8
+        part[2 * m] = _mm256_add_ps(part[2 * m], _mm256_castsi256_ps(_mm256_slli_epi32(v[j], 16)));
+        part[2 * m + 1] =
+            _mm256_add_ps(part[2 * m + 1], _mm256_castsi256_ps(_mm256_and_si256(v[j], high)));
+      }
+      if (sums != nullptr && (kp + 8) % pairs_per_group == 0) {
+        __m256 total = _mm256_setzero_ps();
+        for (auto& p : part) {
+          total = _mm256_add_ps(total, p);
+          p = _mm256_setzero_ps();
+        }
+        _mm256_storeu_ps(sums + ((kp + 8) / pairs_per_group - 1) * rows + r0, total);
+      }
+    }
+  }
+}
+
 void a8_q8_tiles(const A8Args& a, int64_t t0, int64_t t1) {
   run_a8_tiles<Avx2Int, 8, kAvx2MaxGroup>(a, t0, t1);
 }
@@ -232,6 +287,16 @@ const A8KernelSet* avx2_a8_kernels() {
   return avx2_kernels() != nullptr ? &set : nullptr;
 }
 
+bool bf16_pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
+                          int64_t group_size, uint32_t* pairs, float* sums) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (!avx2 || rows % 8 != 0 || k % 16 != 0 || group_size % 16 != 0 ||
+      (sums != nullptr && k % group_size != 0))
+    return false;
+  pairs_by_eights(x, row_stride, rows, k, group_size, pairs, sums);
+  return true;
+}
+
 }  // namespace qwen3core_cpu
 
 #else  // not x86-64
@@ -240,6 +305,10 @@ namespace qwen3core_cpu {
 const KernelSet* avx2_kernels() { return nullptr; }
 const A8KernelSet* avx2_a8_kernels() { return nullptr; }
 void quantize_activations(const ActRows&, int64_t, int64_t) {}  // unreachable: no kernels
+bool bf16_pairs_by_eights(const uint16_t*, int64_t, int64_t, int64_t, int64_t, uint32_t*,
+                          float*) {
+  return false;
+}
 }  // namespace qwen3core_cpu
 
 #endif
