@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("scheme")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=1,
+                        help="activation rows per product (a decode step's batch)")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time by the process's CPU time (with --threads 1: what one core "
                              "achieves on a machine other jobs load)")
@@ -61,7 +63,7 @@ def main() -> None:
         packs = [(pack_quantized(scheme.quantize(torch.randn(n, k))), n, k)
                  for _ in range(LAYERS) for n, k in LAYER_SHAPES]
     nbytes = sum(p.nbytes for p, _, _ in packs)
-    inputs = {k: torch.randn(1, k).to(dense or torch.bfloat16) for _, k in LAYER_SHAPES}
+    inputs = {k: torch.randn(args.rows, k).to(dense or torch.bfloat16) for _, k in LAYER_SHAPES}
 
     def products() -> None:
         for packed, n, k in packs:
@@ -83,10 +85,13 @@ def main() -> None:
             run()
             best[name] = min(best[name], clock() - start)
     products_s, reads_s = best["products"], best["reads"]
-    print(f"{args.scheme}: {nbytes / 1e9:.3f} GB in {len(packs)} products, {args.threads} "
+    macs = args.rows * sum(n * k for _, n, k in packs)
+    print(f"{args.scheme}: {nbytes / 1e9:.3f} GB in {len(packs)} products of {args.rows} "
+          f"row(s), {args.threads} "
           f"threads{', CPU time' if args.cpu_time else ''}; products {products_s * 1e3:.2f} ms ({nbytes / products_s / 1e9:.1f} GB/s), "
           f"stream_read {reads_s * 1e3:.2f} ms ({nbytes / reads_s / 1e9:.1f} GB/s); "
-          f"products at {reads_s / products_s:.0%} of the read rate")
+          f"products at {reads_s / products_s:.0%} of the read rate, "
+          f"{macs / products_s / 1e9:.0f} GMAC/s")
 
 
 if __name__ == "__main__":
