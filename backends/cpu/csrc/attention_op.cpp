@@ -35,6 +35,17 @@ namespace {
 // 116 keys, 2 threads) took 13.7 ms where it takes 13.3 with this value.
 constexpr int64_t kGrainWork = int64_t{1} << 14;
 
+// Rows of keys and of values requested for a thread's next task at the start of each task: the
+// loops request rows ahead only within a task (decode_attention.h), so each task began with
+// its first rows missing. Batch 8 of the 0.6B, int4: a decode step 2.6 % shorter, batch 1
+// 0.9 % (alternating rounds in one process).
+constexpr int64_t kNextTaskRows = 8;
+
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64)
+    __builtin_prefetch(static_cast<const char*>(p) + o, 0, 3);  // read, into L1
+}
+
 // Whether to run the AVX-512 loops: where the linear kernels chose AVX-512 (their choice honours
 // QWEN3CORE_CPU_ISA, so forcing "avx2" tests the AVX2 loops here too). Asked once.
 bool wide_vectors() {
@@ -83,6 +94,15 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       }
       const T* kbase = kp + b * ks.b + hk * ks.h;
       const T* vbase = vp + b * vs.b + hk * vs.h;
+      if (r + 1 < r1) {  // the next task's first keys and values, while this one runs
+        const int64_t nb = (r + 1) / (kv_heads * seq), nh = ((r + 1) / seq) % kv_heads;
+        const T* nk = kp + nb * ks.b + nh * ks.h;
+        const T* nv = vp + nb * vs.b + nh * vs.h;
+        for (int64_t j = 0; j < std::min(keys, kNextTaskRows); ++j) {
+          prefetch_bytes(nk + j * ks.s, d * static_cast<int64_t>(sizeof(T)));
+          prefetch_bytes(nv + j * vs.s, d * static_cast<int64_t>(sizeof(T)));
+        }
+      }
       const uint8_t* allowed = maskp + b * mb + s * ms;
       // The mask gives every row at least one key (AttentionBatch); a row with none gets zeros.
       if constexpr (bf16)
