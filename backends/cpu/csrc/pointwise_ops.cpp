@@ -33,6 +33,9 @@ constexpr int64_t kSiluGrainElements = 1 << 13;
 // of the 0.6B's 24 heads on, both threads (batch 8, int4: 2 % of a decode step, alternating
 // rounds in one process).
 constexpr int64_t kRotaryGrainElements = 1 << 13;
+// The residual add and norm between a layer's products: from four rows of the 0.6B on, both
+// threads (batch 8, int4: 0.5-0.9 % of a decode step, alternating rounds in one process).
+constexpr int64_t kAddNormGrainElements = 1 << 12;
 
 // The activation dtype's rounding of a float32 value (identity for float32).
 template <typename T>
@@ -99,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::T
   if (rows == 0) return {y, sum};
   const float e = static_cast<float>(eps);
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainElements / dim), [&](int64_t r0,
+  at::parallel_for(0, rows, std::max<int64_t>(1, kAddNormGrainElements / dim), [&](int64_t r0,
                                                                            int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t o = r * dim;
