@@ -82,6 +82,20 @@ def test_rows_in_eights_sum_their_groups_as_row_by_row(scheme):
         assert torch.equal(packed(x[:rows], out), packed(x, out)[:rows])
 
 
+@pytest.mark.parametrize("scheme", ["int4", "int8"])
+def test_whole_and_partial_tiles_round_alike(scheme):
+    """A tile of 16 outputs is written to bfloat16 by a vector path when whole and by the
+    generic loop when the outputs end inside it. Asking the same packed weight for 48 and then
+    47 outputs puts the third tile through each in turn: its values must agree bit for bit."""
+    from qwen3core_backends.cpu.quant_linear import pack_quantized
+
+    gen = torch.Generator().manual_seed(11)
+    packed = pack_quantized(resolve_scheme(scheme).quantize(torch.randn(48, 256, generator=gen)))
+    for rows in (1, 8, 11):
+        x = torch.randn(rows, 256, generator=gen).bfloat16()
+        assert torch.equal(packed(x, 48)[:, :47], packed(x, 47))
+
+
 def test_int8_levels_with_zero_points():
     """Asymmetric int8 (GPTQ 8-bit): every kernel subtracts z * sum(x) per group."""
     gen = torch.Generator().manual_seed(5)
