@@ -46,18 +46,6 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
     __builtin_prefetch(static_cast<const char*>(p) + o, 0, 3);  // read, into L1
 }
 
-// Whether to run the AVX-512 loops: where the linear kernels chose AVX-512 (their choice honours
-// QWEN3CORE_CPU_ISA, so forcing "avx2" tests the AVX2 loops here too). Asked once.
-bool wide_vectors() {
-  static const bool wide = [] {
-    const auto isa = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("qwen3core_cpu::isa", "")
-                         .typed<std::string()>();
-    return isa.call().rfind("avx512", 0) == 0;
-  }();
-  return wide;
-}
-
 struct View4 {  // strides of a [B, H, S or T, D] tensor (D has unit stride)
   int64_t b, h, s;
   explicit View4(const at::Tensor& t) : b(t.stride(0)), h(t.stride(1)), s(t.stride(2)) {}
@@ -78,7 +66,7 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   const int64_t tasks = batch * kv_heads * seq;
   const int64_t grain = std::max<int64_t>(
       1, kGrainWork / std::max<int64_t>(1, 2 * keys * d * groups));
-  const bool wide = wide_vectors();
+  const bool wide = decode::wide_decode_loops();
   at::parallel_for(0, tasks, grain, [&](int64_t r0, int64_t r1) {
     std::vector<float> qf(groups * d), acc(groups * d), scores(std::min<int64_t>(groups, 4) * keys);
     std::vector<int32_t> live(keys);
@@ -156,6 +144,17 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 }
 
 }  // namespace
+
+bool decode::wide_decode_loops() {
+  static const bool wide = [] {
+    const auto isa = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("qwen3core_cpu::isa", "")
+                         .typed<std::string()>();
+    return isa.call().rfind("avx512", 0) == 0;
+  }();
+  return wide;
+}
+
 }  // namespace qwen3core_cpu
 
 TORCH_LIBRARY_FRAGMENT(qwen3core_cpu, m) {

@@ -42,6 +42,15 @@ void widen_bf16(const uint16_t* x, float* y, int64_t n);
 // out[i] = dtype(dtype(silu(gate[i])) * up[i]) over n values.
 void silu_mul_bf16(const uint16_t* gate, const uint16_t* up, uint16_t* out, int64_t n);
 void silu_mul_f32(const float* gate, const float* up, float* out, int64_t n);
+// The same on AVX-512 (decode_pointwise_avx512.cpp), equal lane for lane; only where
+// wide_decode_loops() says so.
+void silu_mul_bf16_avx512(const uint16_t* gate, const uint16_t* up, uint16_t* out, int64_t n);
+void silu_mul_f32_avx512(const float* gate, const float* up, float* out, int64_t n);
+
+// Whether to run the AVX-512 decode loops: where the linear kernels chose AVX-512 (their
+// choice honours QWEN3CORE_CPU_ISA, so forcing "avx2" runs the AVX2 loops everywhere). Asked
+// once (attention_op.cpp).
+bool wide_decode_loops();
 
 // Attention of `groups` query rows (float32, each `d` long, `q_stride` apart) sharing one key
 // and value head: keys `k + t * k_stride`, values `v + t * v_stride`, t < keys, skipped where
