@@ -17,6 +17,8 @@
 
 #include <immintrin.h>
 
+#include "exp_polynomial.h"
+
 namespace qwen3core_cpu {
 namespace decode {
 namespace {
@@ -28,22 +30,19 @@ inline __m512 add(__m512 a, __m512 b) { return _mm512_add_round_ps(a, b, kNeares
 inline __m512 sub(__m512 a, __m512 b) { return _mm512_sub_round_ps(a, b, kNearest); }
 inline __m512 set(float x) { return _mm512_set1_ps(x); }
 
-// exp256 (decode_simd.h) on 16 lanes, operation for operation.
+// exp256 (decode_simd.h) on 16 lanes, operation for operation, on the same constants.
 inline __m512 exp512(__m512 x) {
-  const __m512 hi = set(88.7228394f), lo = set(-87.3365479f);
+  namespace c = exp_polynomial;
+  const __m512 hi = set(c::kOverflow), lo = set(c::kUnderflow);
   const __mmask16 big = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
   const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-  __m512 r = _mm512_min_ps(_mm512_max_ps(x, lo), set(88.3762626647949f));
-  const __m512 n = _mm512_roundscale_ps(add(mul(r, set(1.44269504088896341f)), set(.5f)),
+  __m512 r = _mm512_min_ps(_mm512_max_ps(x, lo), set(c::kClampHigh));
+  const __m512 n = _mm512_roundscale_ps(add(mul(r, set(c::kLog2e)), set(.5f)),
                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  r = sub(r, mul(n, set(0.693359375f)));
-  r = sub(r, mul(n, set(-2.12194440e-4f)));
-  __m512 y = set(1.9875691500e-4f);
-  y = add(mul(y, r), set(1.3981999507e-3f));
-  y = add(mul(y, r), set(8.3334519073e-3f));
-  y = add(mul(y, r), set(4.1665795894e-2f));
-  y = add(mul(y, r), set(1.6666665459e-1f));
-  y = add(mul(y, r), set(5.0000001201e-1f));
+  r = sub(r, mul(n, set(c::kLn2High)));
+  r = sub(r, mul(n, set(c::kLn2Low)));
+  __m512 y = set(c::kCoefficients[0]);
+  for (int i = 1; i < 6; ++i) y = add(mul(y, r), set(c::kCoefficients[i]));
   y = add(add(mul(mul(y, r), r), r), set(1.f));
   const __m512i pow2 = _mm512_slli_epi32(
       _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);

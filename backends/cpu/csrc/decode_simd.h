@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "exp_polynomial.h"
+
 namespace qwen3core_cpu {
 namespace decode {
 namespace {
@@ -74,19 +76,17 @@ inline float rsqrt_of_mean(float sum, int64_t dim, float eps) {
 // e^x to about 2 float32 ulps (Cephes' expf: x = n ln2 + r, a degree-6 polynomial in r).
 // Results below 2^-126 are flushed to zero; above the float range they are +inf.
 inline __m256 exp256(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.7228394f), lo = _mm256_set1_ps(-87.3365479f);
+  namespace c = exp_polynomial;
+  const __m256 hi = _mm256_set1_ps(c::kOverflow), lo = _mm256_set1_ps(c::kUnderflow);
   const __m256 big = _mm256_cmp_ps(x, hi, _CMP_GT_OQ), tiny = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-  __m256 r = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3762626647949f));
+  __m256 r = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(c::kClampHigh));
   const __m256 n = _mm256_floor_ps(
-      _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(.5f)));
-  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
-  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(5.0000001201e-1f));
+      _mm256_add_ps(_mm256_mul_ps(r, _mm256_set1_ps(c::kLog2e)), _mm256_set1_ps(.5f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(c::kLn2High)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(c::kLn2Low)));
+  __m256 y = _mm256_set1_ps(c::kCoefficients[0]);
+  for (int i = 1; i < 6; ++i)
+    y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(c::kCoefficients[i]));
   y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(y, r), r), r), _mm256_set1_ps(1.f));
   const __m256i pow2 = _mm256_slli_epi32(
       _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
