@@ -16,7 +16,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qwen3core_backends import cpu as cpu_backend
-from qwen3core_backends.cpu.attention import MAX_QUERY_TOKENS, cpu_attention
+from qwen3core_backends.cpu.attention import (
+    MAX_QUERY_TOKENS,
+    MIN_BLOCKED_QUERY_TOKENS,
+    cpu_attention,
+)
 from qwen3core_backends.cpu.build import load_kernels
 from qwen3core_backends.eager.attention import eager_attention
 from qwen3core_backends.sdpa.attention import make_sdpa_attention
@@ -122,12 +126,55 @@ def test_masked_keys_have_no_influence():
     assert torch.equal(op(q, poisoned_k, poisoned_v, mask, 0.5), op(q, k, v, mask, 0.5))
 
 
-def test_prompts_longer_than_the_decode_loop_go_to_sdpa():
+def test_continuations_between_the_loop_and_the_blocks_go_to_sdpa():
     seq = MAX_QUERY_TOKENS + 5
+    assert seq < MIN_BLOCKED_QUERY_TOKENS
     q, k, v, mask = _inputs(3, torch.float32, 1, 4, 2, seq, seq, 8, seq)
     batch = AttentionBatch(positions=torch.zeros(1, seq, dtype=torch.long), mask=mask, start=0)
     sdpa = make_sdpa_attention(native_gqa=True)
     assert torch.equal(cpu_attention(q, k, v, batch, 0.3), sdpa(q, k, v, batch, 0.3))
+
+
+def _prompt_mask(batch, seq, keys, pads):
+    """Causal over the last ``seq`` of ``keys`` positions (a prompt after keys - seq cached
+    ones), with row b's first pads[b] key slots left padding that nobody may see; a padded
+    row's own query positions see nothing at all (their keys are all padding)."""
+    past = keys - seq
+    allowed = torch.ones(seq, keys, dtype=torch.bool).tril(past)[None, None].repeat(batch, 1, 1, 1)
+    for b, pad in enumerate(pads):
+        allowed[b, :, :, :pad] = False
+    return allowed
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("seq", "keys", "groups", "pads"), [
+    (MIN_BLOCKED_QUERY_TOKENS, MIN_BLOCKED_QUERY_TOKENS, 2, (0,)),  # a first prefill
+    (200, 200, 1, (0, 37)),  # blocks that end mid-prompt, a left-padded row
+    (150, 263, 3, (5, 0)),  # a prompt after 113 cached positions
+    (130, 130, 2, (70, 0)),  # padding past a whole block: rows that see no key
+])
+def test_prompts_run_the_eager_expression_in_blocks(dtype, seq, keys, groups, pads):
+    """From MIN_BLOCKED_QUERY_TOKENS new tokens on, the blocks of blocked_attention: the
+    eager reference's scores, softmax and product, over the keys each block may see. Held to
+    the reference itself (both round scores and weights to the dtype), and a query row that
+    may see no key gets the reference's uniform weights over every key."""
+    batch = len(pads)
+    q, k, v, _ = _inputs(seq + keys, dtype, batch, 2 * groups, 2, seq, keys, 64, keys + 3)
+    mask = _prompt_mask(batch, seq, keys, pads)
+    attention = AttentionBatch(positions=torch.zeros(batch, seq, dtype=torch.long), mask=mask,
+                               start=0)
+    got = cpu_attention(q, k, v, attention, 0.125)
+    want = eager_attention(q, k, v, attention, 0.125)
+    assert got.shape == want.shape and got.dtype == dtype
+    assert got.transpose(1, 2).is_contiguous()  # [B, S, H, D] memory, as the decode loop's
+    torch.testing.assert_close(got, want)
+    blind = ~mask.any(-1)  # [B, 1, S]: rows with nothing to see
+    if blind.any():
+        b, _, s = blind.nonzero()[0].tolist()
+        uniform = v[b].to(torch.float64).mean(1)  # [H_kv, D]
+        torch.testing.assert_close(got[b, :, s].double(),
+                                   uniform.repeat_interleave(groups, 0),
+                                   atol=1e-2 if dtype == torch.bfloat16 else 1e-5, rtol=0)
 
 
 def test_rejects_a_mask_of_the_wrong_shape():
