@@ -17,9 +17,10 @@ from .prefill_attention import blocked_attention
 #: row) and short continuations; longer ones go to the blocked products or to SDPA.
 MAX_QUERY_TOKENS = 8
 #: New tokens from which a prompt's attention runs in blocks of GEMMs (blocked_attention):
-#: faster than SDPA from here on (0.6B heads, causal: 64 tokens 0.19 against 0.27 ms a layer,
-#: 512 tokens 5.0 against 11.9, 2048 tokens 70 against 108), slower below (16 tokens 0.09
-#: against 0.05), where the per-block operator calls dominate.
+#: faster than SDPA from here on (0.6B heads, causal, scripts/prefill_attention_bench.py:
+#: 64 tokens 0.17 against 0.25 ms a layer, 512 tokens 4.67 against 11.95, 2048 tokens 70.6
+#: against 109.2), slower below (16 tokens 0.08 against 0.04, 32 tokens 0.10 against 0.08),
+#: where the per-block operator calls dominate.
 MIN_BLOCKED_QUERY_TOKENS = 64
 
 _sdpa = make_sdpa_attention(native_gqa=_torch_version() >= (2, 5))

@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 
 #: Query rows per block. Small enough that a causal block skips most of the keys it may not
-#: see, large enough that each product is a GEMM: at 64, 512 prompt tokens of the 0.6B's
-#: heads took 5.0 ms a layer against 9.2 at 128 and 12.6 at 256 (2 threads, AMD EPYC).
+#: see, large enough that each product is a GEMM: one layer of the 0.6B's heads, 2 threads
+#: (scripts/prefill_attention_bench.py): 512 tokens 4.67 ms at 64 and 4.58 at 128 against
+#: 6.16 at 32 and 5.10 at 256; 2048 tokens 70.6 and 70.7 against 82.2 and 77.0.
 QUERY_BLOCK = 64
 
 
