@@ -35,8 +35,8 @@ SOURCES = ("linear_op.cpp", "avx2.cpp", "avx512.cpp", "avx512_vnni.cpp", "stream
            "decode_attention_avx512.cpp", "decode_pointwise_avx512.cpp", "argmax_op.cpp",
            "pack_op.cpp", "quantize_op.cpp", "moe_op.cpp", "layer_op.cpp", "huge_page_op.cpp")
 HEADERS = ("kernels.h", "tile_kernels.h", "quant_kernels.h", "a8_kernels.h", "decode_kernels.h",
-           "decode_simd.h", "exp_polynomial.h", "decode_attention.h", "selected_kernels.h",
-           "thread_spans.h")
+           "decode_simd.h", "bf16_simd512.h", "exp_polynomial.h", "decode_attention.h",
+           "selected_kernels.h", "thread_spans.h")
 # -fopenmp: at::parallel_for expands to an OpenMP parallel region in our own translation unit.
 CFLAGS = ("-O3", "-fopenmp")
 LDFLAGS = ("-fopenmp",)

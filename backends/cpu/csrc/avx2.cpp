@@ -290,8 +290,8 @@ const A8KernelSet* avx2_a8_kernels() {
 bool bf16_pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
                           int64_t group_size, uint32_t* pairs, float* sums) {
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (!avx2 || rows % 8 != 0 || k % 16 != 0 || group_size % 16 != 0 ||
-      (sums != nullptr && k % group_size != 0))
+  if (!avx2 || rows % 8 != 0 || k % 16 != 0 ||
+      (sums != nullptr && (group_size <= 0 || group_size % 16 != 0 || k % group_size != 0)))
     return false;
   pairs_by_eights(x, row_stride, rows, k, group_size, pairs, sums);
   return true;

@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 
+#include "bf16_simd512.h"
 #include "tile_kernels.h"
 #include "quant_kernels.h"
 
@@ -246,24 +247,14 @@ struct DpQ<Bits, 0> {
                   const uint32_t*, const float*, float*) {}
 };
 
-// write_tile for a whole tile into bfloat16 outputs: each row's 16 sums rounded as
-// round_to_bf16 rounds them (to nearest even, NaN to 0x7fc0) in a few vector instructions
-// (not vcvtneps2bf16, which flushes subnormals). At batch 8 the generic loop cost ~1.5-1.9 %
-// of an int4 decode step (alternating rounds in one process); batch 1 did not move.
+// write_tile for a whole tile into bfloat16 outputs, 16 at a time (bf16_simd512.h's rounding,
+// write_tile's). At batch 8 the generic loop cost ~1.5-1.9 % of an int4 decode step
+// (alternating rounds in one process); batch 1 did not move.
 inline void write_full_tile_bf16(const GemvArgs& a, int64_t tile, int64_t row0, int rows,
                                  const float* sums) {
-  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-  const __m512i nan = _mm512_set1_epi32(0x7fc0);
   uint16_t* out = static_cast<uint16_t*>(a.out) + row0 * a.out_features + tile * kTile;
-  for (int g = 0; g < rows; ++g) {
-    const __m512 f = _mm512_loadu_ps(sums + g * kTile);
-    const __m512i u = _mm512_castps_si512(f);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, odd)), 16);
-    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), nan);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + g * a.out_features),
-                        _mm512_cvtepi32_epi16(r));
-  }
+  for (int g = 0; g < rows; ++g)
+    store_bf16_16(out + g * a.out_features, _mm512_loadu_ps(sums + g * kTile));
 }
 
 // All rows for tiles [t0, t1) with bfloat16 input pairs: a QTileFn.

@@ -13,6 +13,7 @@
 
 #include <immintrin.h>
 
+#include "bf16_simd512.h"
 #include "decode_attention.h"
 
 namespace qwen3core_cpu {
@@ -26,9 +27,8 @@ struct Avx512V {
   static reg loadf(const float* p) { return _mm512_loadu_ps(p); }
   template <bool Bf16, typename T>
   static reg load(const T* p) {
-    if constexpr (Bf16) {  // bfloat16 is the top half of a float32
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+    if constexpr (Bf16) {
+      return widen_bf16_16(p);
     } else {
       return _mm512_loadu_ps(p);
     }

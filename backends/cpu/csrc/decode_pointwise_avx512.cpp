@@ -17,6 +17,7 @@
 
 #include <immintrin.h>
 
+#include "bf16_simd512.h"
 #include "exp_polynomial.h"
 
 namespace qwen3core_cpu {
@@ -52,24 +53,9 @@ inline __m512 exp512(__m512 x) {
   return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 
-// bfloat16 bits of 16 float32 lanes, rounded as float_to_bf16 (decode_simd.h) rounds.
-inline __m512i bf16_bits(__m512 f) {
-  const __m512i u = _mm512_castps_si512(f);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(
-      _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
-  return _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q),
-                               _mm512_set1_epi32(0x7fc0));
-}
-
 template <bool Bf16, typename T>
 inline __m512 load16(const T* p) {
-  if constexpr (Bf16) {
-    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-  } else {
-    return _mm512_loadu_ps(p);
-  }
+  if constexpr (Bf16) return widen_bf16_16(p); else return _mm512_loadu_ps(p);
 }
 
 template <bool Bf16, typename T>
@@ -83,10 +69,8 @@ void silu_mul16(const T* gate, const T* up, T* out, int64_t n) {
         _mm512_xor_si512(_mm512_castps_si512(g), _mm512_castps_si512(sign))));
     __m512 silu = _mm512_div_round_ps(g, add(one, e), kNearest);
     if constexpr (Bf16) {
-      silu = _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(silu), 16));
-      const __m512 product = mul(silu, load16<Bf16>(up + i));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
-                          _mm512_cvtepi32_epi16(bf16_bits(product)));
+      silu = _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits_16(silu), 16));
+      store_bf16_16(out + i, mul(silu, load16<Bf16>(up + i)));
     } else {
       _mm512_storeu_ps(out + i, mul(silu, load16<Bf16>(up + i)));
     }

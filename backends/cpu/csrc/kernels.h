@@ -116,8 +116,9 @@ void quantize_activations(const ActRows& a, int64_t r0, int64_t r1);
 // pairs[K / 2][R] and, if ``sums`` is not null, each row's float32 sum over each group of
 // ``group_size`` inputs, sums[groups][R] (the QGemvArgs::xsum layout, added up as
 // linear_op.cpp's group_sums does, bit for bit), in one pass of 8x8 transposes (avx2.cpp).
-// Returns false, touching nothing, unless R is a multiple of 8, K of 16, group_size of 16 and
-// (with sums) K of group_size, and the CPU has AVX2: the caller's loops handle the rest.
+// Returns false, touching nothing, unless R is a multiple of 8 and K of 16, (with sums)
+// group_size of 16 and K of group_size, and the CPU has AVX2: the caller's loops handle the
+// rest. Without sums group_size is not read.
 bool bf16_pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
                           int64_t group_size, uint32_t* pairs, float* sums);
 

@@ -139,8 +139,7 @@ const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::T
   uint32_t* dst = static_cast<uint32_t*>(scratch(kSlotX, pairs * rows * 4, owner));
   // A batch of 8 (16, ...) rows: 8x8 transposes, the sums on the way (~10 us -> ~1 us for 8
   // rows of the 0.6B's down projection, K = 3072, where the loops below take ~10).
-  if (k == k_padded &&
-      bf16_pairs_by_eights(src, row_stride, rows, k, group_size ? group_size : 16, dst, sums))
+  if (k == k_padded && bf16_pairs_by_eights(src, row_stride, rows, k, group_size, dst, sums))
     return dst;
   if (sums != nullptr) group_sums(x2, group_size, k_padded / group_size, sums);
   // Row by row, each whole pair one 32-bit copy (already the little-endian pair): a batch's
