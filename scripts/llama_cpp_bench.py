@@ -3,10 +3,11 @@
     python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2]
                                       [--types f32,bf16,q8_0,q4_0,q4_0-pure]
                                       [--qwen3core bfloat16,float32,int8,int4,w8a8,w4a8-sym]
-                                      [--rounds 3]
+                                      [--rounds 3] [--batch 8]
                                       [--write docs/benchmarks-llama-cpp.md]
 
-1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``) from the sources
+1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``,
+   ``llama-batched-bench``) from the sources
    vendored in the ``llama-cpp-python`` sdist on PyPI: ``pip download --no-binary :all:``,
    unpacked and built natively with CMake (``-DGGML_NATIVE=ON``, ``-j2``) under
    ``~/.cache/qwen3core/llama.cpp`` (``--cache``), where later runs find it. Needs cmake, a
@@ -24,6 +25,9 @@
    each llama.cpp type right before the variants compared with it (``PEER``), since the
    host's bandwidth drifts over minutes; it reports the median run of each and the median of
    the per-round ratios.
+   With ``--batch B``, also batch-B decode: ``llama-batched-bench -npp 16 -ntg 64 -npl 1,B``
+   (B sequences decoded together, total tokens per second, with batch 1 from the same run) and
+   ``qwen3 bench --batch-sizes 1,B``, with each engine's batch-B / batch-1 ratio.
 5. Measures the read bandwidth in the same run (the cpu backend's ``stream_read`` over a
    0.6B-sized set of weights, as ``scripts/step_bandwidth.py``; before and after the engines,
    the best of both), and reports each decode rate
@@ -48,7 +52,7 @@ from pathlib import Path
 
 CACHE = Path.home() / ".cache" / "qwen3core" / "llama.cpp"
 TOKENIZER = Path("/work/shared/qwen3-tokenizer")
-TOOLS = ("llama-bench", "llama-quantize")
+TOOLS = ("llama-bench", "llama-quantize", "llama-batched-bench")
 QUANTIZED = {"q8_0": "Q8_0", "q4_0": "Q4_0", "q4_0-pure": "Q4_0"}
 #: llama-quantize options per --types name. Its default mix keeps the (tied) output matrix of
 #: a q4_0 file at Q6_K; --pure makes every tensor q4_0, the same format as qwen3core's
@@ -204,6 +208,22 @@ def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]
     return out
 
 
+def bench_batched(tools: Path, model: Path, threads: int, batch: int) -> dict[str, float]:
+    """``llama-batched-bench``: 16-token prompts, then 64 tokens decoded for 1 and for ``batch``
+    sequences at once; decode tokens per second (all sequences together) of each."""
+    context = (16 + 64) * batch
+    result = run([str(tools / "llama-batched-bench"), "-m", str(model), "-c", str(context),
+                  "-b", "512", "-ub", "512", "-npp", "16", "-ntg", "64", "-npl", f"1,{batch}",
+                  "-t", str(threads), "--output-format", "jsonl"],
+                 capture_output=True, text=True)
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    speed = {int(row["pl"]): float(row["speed_tg"]) for row in rows}
+    if set(speed) != {1, batch}:
+        sys.exit(f"llama-batched-bench printed no results for 1 and {batch} sequences:\n"
+                 + result.stdout[-2000:])
+    return {"batch1_batched": speed[1], "batch": speed[batch]}
+
+
 def bench_cpu_time(tools: Path, model: Path, reps: int) -> dict[str, float]:
     """Decode tokens per second of CPU time on one thread: ``llama-bench -t 1 -p 0`` for 32
     and for 96 new tokens, the difference of the child processes' CPU times (so loading and
@@ -249,22 +269,27 @@ PEER = {"bfloat16": "bf16", "float32": "f32", "int8": "q8_0", "int8+head": "q8_0
         "w4a8": "q4_0", "w4a8-sym": "q4_0-pure"}
 
 
-def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int
+def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int, batch: int = 0
                     ) -> dict[str, float]:
-    """``qwen3 bench`` with the default (auto) selection, batch 1, prompt 16, 64 new tokens;
-    quantized variants quantize the bf16 checkpoint's projections on load (``--quantize``,
-    ``--quantize-head``)."""
+    """``qwen3 bench`` with the default (auto) selection, batch 1 (and ``batch``), prompt 16,
+    64 new tokens; quantized variants quantize the bf16 checkpoint's projections on load
+    (``--quantize``, ``--quantize-head``)."""
     dtype, scheme, head = QWEN3CORE_VARIANTS[variant]
+    sizes = "1" if batch <= 1 else f"1,{batch}"
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
                "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
-               "--batch-sizes", "1", "--repeats", str(reps), "--threads", str(threads),
+               "--batch-sizes", sizes, "--repeats", str(reps), "--threads", str(threads),
                "--json", out.name, *(["--quantize", scheme] if scheme else []),
                *(["--quantize-head"] if head else [])])
-        row = json.loads(Path(out.name).read_text())["results"][0]["batches"]["1"]
+        batches = json.loads(Path(out.name).read_text())["results"][0]["batches"]
+    row = batches["1"]
     decode = row["decode_tokens_per_s"]
-    return {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
-            "prompt": row["prefill_tokens_per_s"]["median"]}
+    measured = {"decode": decode["median"], "decode_sd": (decode["max"] - decode["min"]) / 2,
+                "prompt": row["prefill_tokens_per_s"]["median"]}
+    if batch > 1:
+        measured["batch"] = batches[str(batch)]["decode_tokens_per_s"]["median"]
+    return measured
 
 
 def bench_qwen3core_cpu_time(checkpoint: Path, variant: str, reps: int) -> dict[str, float]:
@@ -354,6 +379,13 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
            f"qwen3core scripts/quant_bench.py --threads 1 --cpu-time), best of {args.reps}"
            if args.cpu_time else
            f"{args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}")
+    batch_header = ""
+    if args.batch > 1:
+        how += (f"; batch {args.batch}: llama-batched-bench -npp 16 -ntg 64 -npl 1,{args.batch} "
+                f"(its batch-1 rate from the same run for the ratio), qwen3 bench --batch-sizes "
+                f"1,{args.batch}; tokens per second of all sequences together")
+        batch_header = (f" batch-{args.batch} decode tok/s | batch {args.batch} / batch 1 | "
+                        f"batch {args.batch} / llama.cpp |")
     lines = [
         (f"llama.cpp ({sources.parents[1].name}, native CPU build), random {args.preset} "
          f"weights, {how}; "
@@ -368,22 +400,28 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
          "per-round ratios (its range in brackets)."),
         "",
         ("| engine / type | GB per token | decode tok/s (tg64) | floor tok/s | share of floor "
-         "| prompt tok/s (pp16) | / llama.cpp |"),
-        "|---|---|---|---|---|---|---|",
+         "| prompt tok/s (pp16) | / llama.cpp |" + batch_header),
+        "|---|---|---|---|---|---|---|" + "---|" * batch_header.count("|"),
     ]
+
+    def ratio_text(ratios: list[float], peer: str) -> str:
+        ratios = sorted(ratios)
+        return f"{statistics.median(ratios):.2f}x {peer} [{ratios[0]:.2f}-{ratios[-1]:.2f}]"
+
     for name, r in results.items():
         name = name if name.startswith("qwen3core") else f"llama.cpp {name}"
         floor = best * 1e9 / r["bytes"]
         extra = f" (batch 8: {r['batch8']:.1f})" if "batch8" in r else ""
-        ratio = ""
-        if r.get("ratios"):
-            peer = PEER[name.removeprefix("qwen3core ")]
-            ratios = sorted(r["ratios"])
-            ratio = (f"{statistics.median(ratios):.2f}x {peer} "
-                     f"[{ratios[0]:.2f}-{ratios[-1]:.2f}]")
+        peer = PEER.get(name.removeprefix("qwen3core "), "")
+        ratio = ratio_text(r["ratios"], peer) if r.get("ratios") else ""
+        batched = ""
+        if "batch" in r:
+            single = r.get("batch1_batched", r["decode"])
+            versus = ratio_text(r["batch_ratios"], peer) if r.get("batch_ratios") else ""
+            batched = f" {r['batch']:.1f} | {r['batch'] / single:.1f}x | {versus} |"
         lines.append(f"| {name} | {r['bytes'] / 1e9:.3f} | {r['decode']:.1f} ± "
                      f"{r['decode_sd']:.1f}{extra} | {floor:.1f} | {r['decode'] / floor:.0%} | "
-                     f"{r['prompt']:.1f} | {ratio} |")
+                     f"{r['prompt']:.1f} | {ratio} |{batched}")
     return "\n".join(lines)
 
 
@@ -412,8 +450,13 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="also decode this many sequences at once in both engines "
+                             "(llama-batched-bench, qwen3 bench --batch-sizes 1,B)")
     parser.add_argument("--write", type=Path, help="append the results to this markdown file")
     args = parser.parse_args()
+    if args.batch and (args.batch < 2 or args.cpu_time):
+        sys.exit("--batch takes a batch size of 2 or more, and not with --cpu-time")
     types = args.types.split(",")
     unknown = set(types) - {"f32", "bf16", *QUANTIZED}
     if unknown:
@@ -449,11 +492,15 @@ def main() -> None:
                         measured = (bench_cpu_time(tools, files[label], args.reps)
                                     if args.cpu_time
                                     else bench(tools, files[label], args.threads, args.reps))
+                        if args.batch:
+                            measured.update(bench_batched(tools, files[label], args.threads,
+                                                          args.batch))
                     else:
                         key = f"qwen3core {label}"
                         measured = (bench_qwen3core_cpu_time(checkpoint, label, args.reps)
                                     if args.cpu_time else
-                                    bench_qwen3core(checkpoint, label, args.threads, args.reps))
+                                    bench_qwen3core(checkpoint, label, args.threads, args.reps,
+                                                    args.batch))
                     runs.setdefault(key, []).append(measured)
                     log(f"round {round_ + 1}: {key}: {measured['decode']:.1f} tok/s decode")
         for key, measured in runs.items():
@@ -465,6 +512,9 @@ def main() -> None:
             if key not in types and peer in runs:
                 results[key]["ratios"] = [a["decode"] / b["decode"]
                                           for a, b in zip(measured, runs[peer])]
+                if args.batch:
+                    results[key]["batch_ratios"] = [a["batch"] / b["batch"]
+                                                    for a, b in zip(measured, runs[peer])]
         shutil.rmtree(checkpoint)
         log("measuring read bandwidth again")
         after = read_bandwidth(threads, args.bandwidth_rounds, args.cpu_time)
