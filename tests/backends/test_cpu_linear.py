@@ -140,6 +140,11 @@ def test_kernel_takes_3d_strided_and_many_rows(dtype, ops):
     assert_within_bound(ops.linear(wide, packed, n), wide, w)
     many = torch.randn(70, k, generator=gen(4)).to(dtype)  # past one pass of 32 rows
     assert_within_bound(ops.linear(many, packed, n), many, w)
+    # A multiple of 64 rows: laid out with a row stride of R + 8 (kernels.h), by the 8x8
+    # transposes where K allows (bfloat16, K a multiple of 16) and row by row otherwise.
+    for k_in, packed_in, w_in in ((k, packed, w), (64, pack_weight(w[:, :64]), w[:, :64])):
+        rows = torch.randn(128, k_in, generator=gen(5)).to(dtype)
+        assert_within_bound(ops.linear(rows, packed_in, n), rows, w_in)
     assert ops.linear(x[:0], packed, n).shape == (0, 2, n)
 
 

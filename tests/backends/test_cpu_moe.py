@@ -94,6 +94,10 @@ def test_the_block_equals_the_eager_block_over_the_cpu_linear_bit_for_bit(scheme
     for tokens in (1, 2, 7, 40, 300):  # decode steps to a long prompt's prefill
         x = torch.randn(1, tokens, spec.hidden_size, generator=gen).to(dtype)
         assert torch.equal(ours(x), eager(x)), (scheme, dtype, tokens)
+    # 64 alike tokens: each chosen expert gets 64 rows, whose layout has a padded row stride
+    # (kernels.h's activation_stride).
+    alike = torch.randn(1, 1, spec.hidden_size, generator=gen).to(dtype).expand(1, 64, -1)
+    assert torch.equal(ours(alike), eager(alike)), (scheme, dtype, "64 alike")
     chosen = torch.topk(ours.gate(x[0]), spec.num_experts_per_tok).indices.sort(-1).values
     assert len({tuple(row) for row in chosen.tolist()}) > 3  # rows chose different experts
 

@@ -31,7 +31,7 @@ SHAPES = [(17, 33), (100, 64), (31, 1031), (48, 258)]
 
 
 def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
-                    row_counts: tuple[int, ...] = (1, 3, 6, 8, 13, 33),
+                    row_counts: tuple[int, ...] = (1, 3, 6, 8, 13, 33, 64),
                     qw: QuantizedWeight | None = None) -> None:
     from qwen3core_backends.cpu.quant_linear import pack_quantized
 
@@ -57,6 +57,15 @@ def _check_operator(scheme: str, out: int, inp: int, g_idx: bool = False,
 @pytest.mark.parametrize("shape", SHAPES)
 def test_operator_matches_the_dequantized_product(scheme, shape):
     _check_operator(scheme, *shape)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4", "int4:sym"])
+@pytest.mark.parametrize("shape", [(40, 1024), (31, 1031)])
+def test_row_counts_in_multiples_of_64_read_a_padded_layout(scheme, shape):
+    """Activations are laid out with a row stride of R + 8 when R is a multiple of 64
+    (kernels.h's activation_stride: a 2 KiB stride stalled the kernels): every kernel reads that
+    layout, through the 8x8 transposes (K a multiple of 16) and the row-by-row loop alike."""
+    _check_operator(scheme, *shape, row_counts=(128, 63, 192))
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int4"])
@@ -164,6 +173,7 @@ def test_avx2_path_when_forced():
     code = ("import torch; from qwen3core_backends.cpu.build import isa; assert isa()=='avx2';"
             "from tests.quant.test_cpu_quantized import _check_operator as c;"
             "[c(s, 31, 1031) for s in ('int8', 'int4', 'int4:sym')];"
+            "[c(s, 40, 1024, row_counts=(128,)) for s in ('int8', 'int4')];"
             "[c(s, 100, 64) for s in ('int8:channel', 'int4:g64')]")
     env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

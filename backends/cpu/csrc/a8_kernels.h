@@ -165,7 +165,8 @@ void run_a8_tiles(const A8Args& a, int64_t t0, int64_t t1) {
       A8Dispatch<D, Bits, MaxGroup>::run(rows, a, w, s, z,
                                          a.xq + set * k_padded / 4 * kRowSlots + slot,
                                          a.xscale + at, a.xsum + at, sums);
-      GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
+      GemvArgs out_args{nullptr, nullptr, a.rows, a.rows, 0, a.out_features, a.out,
+                        a.out_bf16};
       write_tile(out_args, t, r0, rows, sums);
     }
   }

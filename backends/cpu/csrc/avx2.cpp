@@ -222,7 +222,7 @@ inline void transpose8x8(__m256i (&v)[8]) {
 // sum i % 8 (pair kp's two inputs to partials 2 (kp % 4) and 2 (kp % 4) + 1), and the group's
 // total is 0 + partial 0 + ... + partial 7, in that order.
 void pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
-                     int64_t group_size, uint32_t* pairs, float* sums) {
+                     int64_t group_size, uint32_t* pairs, int64_t stride, float* sums) {
   const int64_t pairs_per_group = group_size / 2;
   const __m256i high = _mm256_set1_epi32(int(0xffff0000u));
   for (int64_t r0 = 0; r0 < rows; r0 += 8) {
@@ -235,7 +235,7 @@ void pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_
             reinterpret_cast<const __m256i*>(x + (r0 + i) * row_stride + 2 * kp));
       transpose8x8(v);
       for (int j = 0; j < 8; ++j) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + (kp + j) * rows + r0), v[j]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + (kp + j) * stride + r0), v[j]);
         if (sums == nullptr) continue;
         const int m = j % 4;  // kp is a multiple of 8
         part[2 * m] = _mm256_add_ps(part[2 * m], _mm256_castsi256_ps(_mm256_slli_epi32(v[j], 16)));
@@ -248,7 +248,7 @@ void pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_
           total = _mm256_add_ps(total, p);
           p = _mm256_setzero_ps();
         }
-        _mm256_storeu_ps(sums + ((kp + 8) / pairs_per_group - 1) * rows + r0, total);
+        _mm256_storeu_ps(sums + ((kp + 8) / pairs_per_group - 1) * stride + r0, total);
       }
     }
   }
@@ -288,12 +288,12 @@ const A8KernelSet* avx2_a8_kernels() {
 }
 
 bool bf16_pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
-                          int64_t group_size, uint32_t* pairs, float* sums) {
+                          int64_t group_size, uint32_t* pairs, int64_t stride, float* sums) {
   static const bool avx2 = __builtin_cpu_supports("avx2");
   if (!avx2 || rows % 8 != 0 || k % 16 != 0 ||
       (sums != nullptr && (group_size <= 0 || group_size % 16 != 0 || k % group_size != 0)))
     return false;
-  pairs_by_eights(x, row_stride, rows, k, group_size, pairs, sums);
+  pairs_by_eights(x, row_stride, rows, k, group_size, pairs, stride, sums);
   return true;
 }
 

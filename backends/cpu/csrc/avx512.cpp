@@ -57,27 +57,27 @@ constexpr int kAvx512MaxGroup = 8;
 
 template <int G, int NP>
 inline void dpbf16_step(__m512 (&acc)[G][NP], int p, const uint16_t* w, const uint32_t* x,
-                        int64_t R, int64_t kp) {
+                        int64_t S, int64_t kp) {
   prefetch(w + kp * 2 * kTile);
   const __m512bh wk = (__m512bh)_mm512_loadu_si512(w + kp * 2 * kTile);
   for (int g = 0; g < G; ++g) {
-    const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(x[kp * R + g]));
+    const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(x[kp * S + g]));
     acc[g][p] = _mm512_dpbf16_ps(acc[g][p], wk, xk);
   }
 }
 
-// One tile for G rows with vdpbf16ps; x holds bfloat16 input pairs, [K_pad / 2][R]. Adds the
+// One tile for G rows with vdpbf16ps; x holds bfloat16 input pairs, [K_pad / 2][S]. Adds the
 // float32 sums to out[G][16].
 template <int G>
-void dpbf16_rows(const uint16_t* w, const uint32_t* x, int64_t R, int64_t kpairs, float* out) {
+void dpbf16_rows(const uint16_t* w, const uint32_t* x, int64_t S, int64_t kpairs, float* out) {
   constexpr int NP = G < 8 ? 2 : 1;  // accumulators per row, taking alternate pairs
   __m512 acc[G][NP];
   for (int g = 0; g < G; ++g)
     for (int p = 0; p < NP; ++p) acc[g][p] = _mm512_setzero_ps();
   int64_t kp = 0;
   for (; kp + NP <= kpairs; kp += NP)
-    for (int p = 0; p < NP; ++p) dpbf16_step<G, NP>(acc, p, w, x, R, kp + p);
-  for (; kp < kpairs; ++kp) dpbf16_step<G, NP>(acc, 0, w, x, R, kp);
+    for (int p = 0; p < NP; ++p) dpbf16_step<G, NP>(acc, p, w, x, S, kp + p);
+  for (; kp < kpairs; ++kp) dpbf16_step<G, NP>(acc, 0, w, x, S, kp);
   for (int g = 0; g < G; ++g) {
     __m512 sum = acc[g][0];
     if (NP == 2) sum = _mm512_add_ps(sum, acc[g][NP - 1]);
@@ -88,8 +88,8 @@ void dpbf16_rows(const uint16_t* w, const uint32_t* x, int64_t R, int64_t kpairs
 struct DpBf16Kernel {
   static constexpr int x_per_pair = 1;  // one uint32 holds a row's input pair
   template <class V, int G>
-  static void rows(const uint16_t* w, const uint32_t* x, int64_t R, int64_t kpairs, float* out) {
-    dpbf16_rows<G>(w, x, R, kpairs, out);
+  static void rows(const uint16_t* w, const uint32_t* x, int64_t S, int64_t kpairs, float* out) {
+    dpbf16_rows<G>(w, x, S, kpairs, out);
   }
 };
 
@@ -120,14 +120,15 @@ constexpr int kDpChains = G <= 4 ? 4 : 2;
 // At 8 rows the products fill both vdpbf16ps ports, so what else reaches those ports counts:
 // the row totals stay in registers across groups (16 chains + 8 totals + constants fit the 32
 // registers) instead of a load, an FMA and a store per group, and when the call's rows are all
-// in this group (RowsAreG) the activations' row stride is a constant, so every broadcast
+// in this group (RowsAreG: then the layout's stride is G too) the activations' row stride is a
+// constant, so every broadcast
 // address is an immediate offset: 6.3 -> 7.2 G vdpbf16ps a second on one core with the weights
 // in L1 (a standalone copy of the loop, g32), ~1 % of a batch-8 step with them streamed.
 template <int G, bool RowsAreG>
 void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
                     const int8_t* zeros, const uint32_t* x, const float* xsum, float* out) {
   constexpr int NC = kDpChains<G>;
-  const int64_t R = RowsAreG ? G : a.rows, pairs = a.group_size / 2;
+  const int64_t S = RowsAreG ? G : a.x_stride, pairs = a.group_size / 2;
   const __m512i nibble_mask = _mm512_set1_epi32(0x000F000F);
   const __m512i magic = _mm512_set1_epi32(0x43004300);
   __m512 total[G];
@@ -137,7 +138,7 @@ void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
     for (int g = 0; g < G; ++g)
       for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_setzero_ps();
     const uint32_t* wg = reinterpret_cast<const uint32_t*>(w) + gi * (pairs / 4) * kTile;
-    const uint32_t* xg = x + gi * pairs * R;
+    const uint32_t* xg = x + gi * pairs * S;
     for (int64_t b = 0; b < pairs / 4; ++b) {
       prefetch(wg + b * kTile);
       const __m512i words = _mm512_loadu_si512(wg + b * kTile);
@@ -147,7 +148,7 @@ void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
             (__m512bh)_mm512_ternarylogic_epi32(shifted, nibble_mask, magic, 0xEA);
         const int c = n % NC;
         for (int g = 0; g < G; ++g) {
-          const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[(4 * b + n) * R + g]));
+          const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[(4 * b + n) * S + g]));
           acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
         }
       }
@@ -163,7 +164,7 @@ void q4_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
     for (int g = 0; g < G; ++g) {
       __m512 sum = acc[g][0];
       for (int c = 1; c < NC; ++c) sum = _mm512_add_ps(sum, acc[g][c]);
-      sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * R + g]), sum);
+      sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * S + g]), sum);
       total[g] = _mm512_fmadd_ps(s, sum, total[g]);
     }
   }
@@ -179,7 +180,7 @@ template <int G>
 void q8_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales,
                     const int8_t* zeros, const uint32_t* x, const float* xsum, float* out) {
   constexpr int NC = kDpChains<G>;
-  const int64_t R = a.rows, pairs = a.group_size / 2;
+  const int64_t S = a.x_stride, pairs = a.group_size / 2;
   const bool shifted = zeros != nullptr || a.zero_const != 0.0f;
   for (int g = 0; g < G; ++g) _mm512_storeu_ps(out + g * kTile, _mm512_setzero_ps());
   for (int64_t gi = 0; gi < a.groups; ++gi) {
@@ -187,7 +188,7 @@ void q8_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
     for (int g = 0; g < G; ++g)
       for (int c = 0; c < NC; ++c) acc[g][c] = _mm512_setzero_ps();
     const int8_t* wg = reinterpret_cast<const int8_t*>(w) + gi * a.group_size * kTile;
-    const uint32_t* xg = x + gi * pairs * R;
+    const uint32_t* xg = x + gi * pairs * S;
     auto step = [&](int64_t p, int c) {
       const int8_t* wp = wg + p * 2 * kTile;
       prefetch(wp);
@@ -197,7 +198,7 @@ void q8_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
           _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wp + kTile)))));
       const __m512bh wv = (__m512bh)_mm512_or_si512(_mm512_srli_epi32(even, 16), odd);
       for (int g = 0; g < G; ++g) {
-        const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[p * R + g]));
+        const __m512bh xk = (__m512bh)_mm512_set1_epi32(int(xg[p * S + g]));
         acc[g][c] = _mm512_dpbf16_ps(acc[g][c], wv, xk);
       }
     };
@@ -216,7 +217,7 @@ void q8_dpbf16_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales
     for (int g = 0; g < G; ++g) {
       __m512 sum = acc[g][0];
       for (int c = 1; c < NC; ++c) sum = _mm512_add_ps(sum, acc[g][c]);
-      if (shifted) sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * R + g]), sum);
+      if (shifted) sum = _mm512_fnmadd_ps(z, _mm512_set1_ps(xsum[gi * S + g]), sum);
       _mm512_storeu_ps(out + g * kTile,
                        _mm512_fmadd_ps(s, sum, _mm512_loadu_ps(out + g * kTile)));
     }
@@ -229,7 +230,7 @@ struct DpQ {
                   const int8_t* z, const uint32_t* x, const float* xsum, float* out) {
     if (rows == G) {
       if constexpr (Bits == 4) {
-        if (a.rows == G)
+        if (a.rows == G && a.x_stride == G)
           q4_dpbf16_rows<G, true>(a, w, s, z, x, xsum, out);
         else
           q4_dpbf16_rows<G, false>(a, w, s, z, x, xsum, out);
@@ -272,7 +273,8 @@ void dp_q_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
       const int rows = static_cast<int>(
           a.rows - r0 < kAvx512MaxGroup ? a.rows - r0 : kAvx512MaxGroup);
       DpQ<Bits, kAvx512MaxGroup>::run(rows, a, w, s, z, a.xpairs + r0, a.xsum + r0, sums);
-      GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
+      GemvArgs out_args{nullptr, nullptr, a.rows, a.rows, 0, a.out_features, a.out,
+                        a.out_bf16};
       if (a.out_bf16 && (t + 1) * kTile <= a.out_features)
         write_full_tile_bf16(out_args, t, r0, rows, sums);
       else

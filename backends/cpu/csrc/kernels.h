@@ -21,16 +21,27 @@ constexpr int64_t kTile = 16;
 //   float32:  w[t][k][j] = W[16t + j][k]
 // Rows past N and the input past K are zero padding.
 
-// How the operator lays out the activations for a kernel.
+// How the operator lays out the activations for a kernel. S is the layout's row stride,
+// activation_stride(R) (below), also that of the group sums (QGemvArgs::xsum): rows R..S-1 of
+// each step are never read.
 enum class XFormat {
-  Float32KMajor,    // float x[K_pad][R]: x[k * R + r]
-  Bf16PairsKMajor,  // uint32 x[K_pad / 2][R]: bf16 x[r][2kp] | x[r][2kp+1] << 16
+  Float32KMajor,    // float x[K_pad][S]: x[k * S + r]
+  Bf16PairsKMajor,  // uint32 x[K_pad / 2][S]: bf16 x[r][2kp] | x[r][2kp+1] << 16
 };
+
+// The row stride S of the K-major layouts for R rows: R, or R + 8 when R is a multiple of 64.
+// Why: a kernel reads one input step's rows, then the next step's S * 4 bytes further on, and
+// steps a multiple of 256 bytes apart (a 512-token prefill chunk: 2 KiB) make it wait on memory
+// (int4, 1024 x 2048 and 1024 x 3072, one core, 2026-11-30, AMD Zen 5: G multiply-adds a second
+// at S = 512: 141 and 112; 520: 188, 187; 504: 190, 190; 256: 150, 121; 264: 173, 173;
+// 1024: 97, 75; 1032: 179, 176). Decode batches (R <= 16) keep S = R.
+constexpr int64_t activation_stride(int64_t rows) { return rows % 64 == 0 ? rows + 8 : rows; }
 
 struct GemvArgs {
   const void* weight;    // packed tiles, see above
   const void* x;         // activations in the kernel's XFormat
   int64_t rows;          // R
+  int64_t x_stride;      // S = activation_stride(R)
   int64_t k_padded;      // K rounded up to even
   int64_t out_features;  // N: outputs actually written
   void* out;             // [R, N] row-major, bfloat16 or float32
@@ -51,10 +62,11 @@ struct QGemvArgs {
   const uint16_t* scales;
   const int8_t* zeros;   // nullptr: every zero point is zero_const
   float zero_const;
-  const float* x;        // float32 [K_pad][R] (nullptr for the bfloat16-pair kernels)
-  const uint32_t* xpairs;  // bfloat16 input pairs [K_pad / 2][R] (q4_bf16, q8_bf16), else nullptr
-  const float* xsum;     // float32 [groups][R]: each row's sum of x over each group
+  const float* x;        // float32 [K_pad][S] (nullptr for the bfloat16-pair kernels)
+  const uint32_t* xpairs;  // bfloat16 input pairs [K_pad / 2][S] (q4_bf16, q8_bf16), else nullptr
+  const float* xsum;     // float32 [groups][S]: each row's sum of x over each group
   int64_t rows;          // R
+  int64_t x_stride;      // S = activation_stride(R)
   int64_t groups;
   int64_t group_size;
   int64_t out_features;  // N
@@ -113,14 +125,14 @@ struct ActRows {
 void quantize_activations(const ActRows& a, int64_t r0, int64_t r1);
 
 // Rows of bfloat16 x [R, K] (row stride ``row_stride``) -> the Bf16PairsKMajor layout
-// pairs[K / 2][R] and, if ``sums`` is not null, each row's float32 sum over each group of
-// ``group_size`` inputs, sums[groups][R] (the QGemvArgs::xsum layout, added up as
+// pairs[K / 2][stride] and, if ``sums`` is not null, each row's float32 sum over each group of
+// ``group_size`` inputs, sums[groups][stride] (the QGemvArgs::xsum layout, added up as
 // linear_op.cpp's group_sums does, bit for bit), in one pass of 8x8 transposes (avx2.cpp).
 // Returns false, touching nothing, unless R is a multiple of 8 and K of 16, (with sums)
 // group_size of 16 and K of group_size, and the CPU has AVX2: the caller's loops handle the
 // rest. Without sums group_size is not read.
 bool bf16_pairs_by_eights(const uint16_t* x, int64_t row_stride, int64_t rows, int64_t k,
-                          int64_t group_size, uint32_t* pairs, float* sums);
+                          int64_t group_size, uint32_t* pairs, int64_t stride, float* sums);
 
 // The integer kernels of one instruction set (nullptr members: not available).
 struct A8KernelSet {

@@ -89,27 +89,31 @@ float sum_of(const T* src, int64_t n) {
   return total;
 }
 
-// Each row's sum of x over each group of ``group_size`` inputs, into float32 [groups][R].
+// Each row's sum of x over each group of ``group_size`` inputs, into float32 [groups][S],
+// S = activation_stride(R).
 void group_sums(const at::Tensor& x2, int64_t group_size, int64_t groups, float* dst) {
   const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
+  const int64_t stride = activation_stride(rows);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_xsum", [&] {
     const scalar_t* src = x2.data_ptr<scalar_t>();
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t begin = std::min(k, g * group_size);
         const int64_t end = std::min(k, begin + group_size);
-        dst[g * rows + r] = sum_of(src + r * row_stride + begin, end - begin);
+        dst[g * stride + r] = sum_of(src + r * row_stride + begin, end - begin);
       }
   });
 }
 
-// [R, K] rows of x -> float32 [K_pad][R] (zero past K). Written in order, read from R
-// sequential streams. One float32 row already in that layout is used as it is.
+// [R, K] rows of x -> float32 [K_pad][S], S = activation_stride(R) (kernels.h; zero past K).
+// Written in order, read from R sequential streams. One float32 row already in that layout is
+// used as it is.
 const float* float32_k_major(const at::Tensor& x2, int64_t k_padded, at::Tensor& owner) {
   const int64_t rows = x2.size(0), k = x2.size(1), row_stride = x2.stride(0);
+  const int64_t stride = activation_stride(rows);
   if (rows == 1 && k == k_padded && x2.scalar_type() == at::kFloat)
     return x2.data_ptr<float>();
-  float* dst = static_cast<float*>(scratch(kSlotX, k_padded * rows * 4, owner));
+  float* dst = static_cast<float*>(scratch(kSlotX, k_padded * stride * 4, owner));
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x2.scalar_type(), "qwen3core_cpu_x", [&] {
     const scalar_t* src = x2.data_ptr<scalar_t>();
     if (rows == 1) {
@@ -117,15 +121,16 @@ const float* float32_k_major(const at::Tensor& x2, int64_t k_padded, at::Tensor&
     } else {
       for (int64_t i = 0; i < k; ++i)
         for (int64_t r = 0; r < rows; ++r)
-          dst[i * rows + r] = static_cast<float>(src[r * row_stride + i]);
+          dst[i * stride + r] = static_cast<float>(src[r * row_stride + i]);
     }
   });
-  std::fill(dst + k * rows, dst + k_padded * rows, 0.0f);
+  std::fill(dst + k * stride, dst + k_padded * stride, 0.0f);
   return dst;
 }
 
-// [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][R], each holding inputs (2kp, 2kp + 1). One
-// row over the whole of K_pad is that layout already (little-endian pairs) and is used as is.
+// [R, K] bfloat16 rows of x -> uint32 [K_pad / 2][S], S = activation_stride(R), each holding
+// inputs (2kp, 2kp + 1). One row over the whole of K_pad is that layout already (little-endian
+// pairs) and is used as is.
 // With ``sums`` (and its group_size), also each row's sum over each group, as group_sums.
 const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::Tensor& owner,
                                    float* sums = nullptr, int64_t group_size = 0) {
@@ -136,20 +141,22 @@ const uint32_t* bf16_pairs_k_major(const at::Tensor& x2, int64_t k_padded, at::T
     return reinterpret_cast<const uint32_t*>(src);
   }
   const int64_t pairs = k_padded / 2, whole = k / 2;  // pairs [0, whole) lie inside K
-  uint32_t* dst = static_cast<uint32_t*>(scratch(kSlotX, pairs * rows * 4, owner));
+  const int64_t stride = activation_stride(rows);
+  uint32_t* dst = static_cast<uint32_t*>(scratch(kSlotX, pairs * stride * 4, owner));
   // A batch of 8 (16, ...) rows: 8x8 transposes, the sums on the way (~10 us -> ~1 us for 8
   // rows of the 0.6B's down projection, K = 3072, where the loops below take ~10).
-  if (k == k_padded && bf16_pairs_by_eights(src, row_stride, rows, k, group_size, dst, sums))
+  if (k == k_padded &&
+      bf16_pairs_by_eights(src, row_stride, rows, k, group_size, dst, stride, sums))
     return dst;
   if (sums != nullptr) group_sums(x2, group_size, k_padded / group_size, sums);
   // Row by row, each whole pair one 32-bit copy (already the little-endian pair): a batch's
   // rows otherwise cost two bounds checks and a shift per input (1.7 % of an 8-row int4 step).
   for (int64_t r = 0; r < rows; ++r) {
     const uint16_t* row = src + r * row_stride;
-    for (int64_t kp = 0; kp < whole; ++kp) std::memcpy(dst + kp * rows + r, row + 2 * kp, 4);
+    for (int64_t kp = 0; kp < whole; ++kp) std::memcpy(dst + kp * stride + r, row + 2 * kp, 4);
     // An odd K's last input, then zeros past K (qlinear pads K to whole groups).
     for (int64_t kp = whole; kp < pairs; ++kp)
-      dst[kp * rows + r] = 2 * kp < k ? row[2 * kp] : 0;
+      dst[kp * stride + r] = 2 * kp < k ? row[2 * kp] : 0;
   }
   return dst;
 }
@@ -231,8 +238,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, int64_t out_fea
   at::Tensor owner;  // holds a large layout's memory until the kernels are done
   const void* xk = pairs ? static_cast<const void*>(bf16_pairs_k_major(x2, k_padded, owner))
                          : static_cast<const void*>(float32_k_major(x2, k_padded, owner));
-  const GemvArgs args{packed.data_ptr(), xk, rows, k_padded, out_features, out.data_ptr(),
-                      bf16};
+  const GemvArgs args{packed.data_ptr(), xk, rows, activation_stride(rows), k_padded,
+                      out_features, out.data_ptr(), bf16};
   const TileFn fn = bf16 ? ks.bf16 : ks.f32;
   run_in_chunks([&](int64_t begin, int64_t end) { fn(args, begin, end); }, tiles,
                 kTile * k_padded * packed.element_size());
@@ -308,7 +315,8 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
   // Each row's sum of x over each group, in the input order: read only for zero points (the
   // int4 bfloat16-pair kernel always has one, 128 + z).
   at::Tensor sum_owner, x_owner;  // hold large layouts' memory until the kernels are done
-  float* sp = static_cast<float*>(scratch(kSlotSum, groups * rows * 4, sum_owner));
+  float* sp = static_cast<float*>(scratch(kSlotSum, groups * activation_stride(rows) * 4,
+                                          sum_owner));
   const bool need_sums = (pairs && bits == 4) || has_zeros || zero_const != 0.0;
   if (need_sums && !pairs) group_sums(x2, group_size, groups, sp);
   const QGemvArgs args{levels.data_ptr(),
@@ -319,7 +327,7 @@ at::Tensor qlinear(const at::Tensor& x, const at::Tensor& levels, const at::Tens
                        pairs ? bf16_pairs_k_major(x2, k_padded, x_owner,
                                                   need_sums ? sp : nullptr, group_size)
                              : nullptr,
-                       sp, rows, groups, group_size,
+                       sp, rows, activation_stride(rows), groups, group_size,
                        out_features, out.data_ptr(), x.scalar_type() == at::kBFloat16};
   const QTileFn fn = pairs ? pair_fn : (bits == 8 ? ks.q8 : ks.q4);
   const int64_t tile_bytes = levels.size(1) * kTile + groups * kTile * (has_zeros ? 3 : 2);

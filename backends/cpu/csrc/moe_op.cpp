@@ -148,9 +148,9 @@ QTileFn pair_kernel(const KernelSet& ks, int64_t bits) {
 
 // One chosen expert's activations for one part, in the layout its kernel reads.
 struct Act {
-  std::vector<float> xf;       // float32 [K_pad][R]
-  std::vector<uint32_t> xp;    // bfloat16 pairs [K_pad / 2][R]
-  std::vector<float> xsum;     // float32 [groups][R] (quantized levels)
+  std::vector<float> xf;       // float32 [K_pad][S], S = activation_stride(R) (kernels.h)
+  std::vector<uint32_t> xp;    // bfloat16 pairs [K_pad / 2][S]
+  std::vector<float> xsum;     // float32 [groups][S] (quantized levels)
   std::vector<int32_t> xq;     // integer kernels: see kernels.h
   std::vector<float> xs;
   std::vector<int32_t> qsum;
@@ -180,25 +180,26 @@ void prepare(const Stack& s, const KernelSet& ks, const T* src, int64_t stride,
   }
   const bool pairs = bf16 && ((s.kind == kDense && ks.bf16_x_format == XFormat::Bf16PairsKMajor)
                               || (s.kind == kQuant && pair_kernel(ks, s.bits) != nullptr));
+  const int64_t S = activation_stride(R);
   if (pairs) {
-    act.xp.assign(static_cast<size_t>(kp / 2 * R), 0u);
+    act.xp.assign(static_cast<size_t>(kp / 2 * S), 0u);
     for (int64_t r = 0; r < R; ++r)
       for (int64_t i = 0; i < k; ++i) {
         uint16_t b;
         const T v = value(r, i);
         std::memcpy(&b, &v, 2);
-        act.xp[(i / 2) * R + r] |= static_cast<uint32_t>(b) << (16 * (i % 2));
+        act.xp[(i / 2) * S + r] |= static_cast<uint32_t>(b) << (16 * (i % 2));
       }
   } else {
-    act.xf.assign(static_cast<size_t>(kp * R), 0.0f);
+    act.xf.assign(static_cast<size_t>(kp * S), 0.0f);
     for (int64_t i = 0; i < k; ++i)
-      for (int64_t r = 0; r < R; ++r) act.xf[i * R + r] = static_cast<float>(value(r, i));
+      for (int64_t r = 0; r < R; ++r) act.xf[i * S + r] = static_cast<float>(value(r, i));
   }
   if (s.kind == kQuant) {
     // Each row's sum over each group, in the packed input order, added up exactly as
     // linear_op.cpp's group_sums does (8 partial sums, then the rest, then the partials), so
     // the products equal qwen3core_cpu::qlinear's bit for bit.
-    act.xsum.assign(static_cast<size_t>(s.groups * R), 0.0f);
+    act.xsum.assign(static_cast<size_t>(s.groups * S), 0.0f);
     for (int64_t r = 0; r < R; ++r)
       for (int64_t g = 0; g < s.groups; ++g) {
         const int64_t begin = std::min(k, g * s.group_size);
@@ -210,7 +211,7 @@ void prepare(const Stack& s, const KernelSet& ks, const T* src, int64_t stride,
         float total = 0;
         for (; i < n; ++i) total += static_cast<float>(value(r, begin + i));
         for (int j = 0; j < 8; ++j) total += part[j];
-        act.xsum[g * R + r] = total;
+        act.xsum[g * S + r] = total;
       }
   }
 }
@@ -223,7 +224,7 @@ void run_tiles(const Stack& s, const KernelSet& ks, const A8KernelSet* a8, int64
   if (s.kind == kDense) {
     const bool pairs = !act.xp.empty();
     const GemvArgs args{w, pairs ? static_cast<const void*>(act.xp.data()) : act.xf.data(), R,
-                        s.k_padded, n_out, out, out_bf16};
+                        activation_stride(R), s.k_padded, n_out, out, out_bf16};
     (s.dense_bf16 ? ks.bf16 : ks.f32)(args, t0, t1);
     return;
   }
@@ -238,7 +239,8 @@ void run_tiles(const Stack& s, const KernelSet& ks, const A8KernelSet* a8, int64
   }
   const bool pairs = !act.xp.empty();
   const QGemvArgs args{w, scales, zeros, zc, pairs ? nullptr : act.xf.data(),
-                       pairs ? act.xp.data() : nullptr, act.xsum.data(), R, s.groups,
+                       pairs ? act.xp.data() : nullptr, act.xsum.data(), R,
+                       activation_stride(R), s.groups,
                        s.group_size, n_out, out, out_bf16};
   (pairs ? pair_kernel(ks, s.bits) : (s.bits == 8 ? ks.q8 : ks.q4))(args, t0, t1);
 }

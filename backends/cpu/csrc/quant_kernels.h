@@ -28,14 +28,14 @@ constexpr int q_chains() {
 }
 
 // One tile (16 outputs) for G rows over all groups. w: the tile's levels; scales/zeros: the
-// tile's [groups][16]; x: float32 [K_pad][R] at the group of rows' first row; xsum: float32
-// [groups][R] likewise (unused without zero points). Writes out[G][16] (float32 sums).
+// tile's [groups][16]; x: float32 [K_pad][S] at the group of rows' first row; xsum: float32
+// [groups][S] likewise (unused without zero points). Writes out[G][16] (float32 sums).
 template <class V, int G, int Bits>
 void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const int8_t* zeros,
             const float* x, const float* xsum, float* out) {
   constexpr int NV = kTile / V::lanes;
   constexpr int NC = q_chains<V, G>();
-  const int64_t R = a.rows, gs = a.group_size;
+  const int64_t S = a.x_stride, gs = a.group_size;
   const bool shifted = zeros != nullptr || a.zero_const != 0.0f;
   for (int g = 0; g < G; ++g)
     for (int v = 0; v < NV; ++v) V::store(out + g * kTile + v * V::lanes, V::zero());
@@ -45,7 +45,7 @@ void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const 
     for (int g = 0; g < G; ++g)
       for (int v = 0; v < NV; ++v)
         for (int c = 0; c < NC; ++c) acc[g][v][c] = V::zero();
-    const float* xg = x + gi * gs * R;
+    const float* xg = x + gi * gs * S;
     if constexpr (Bits == 8) {
       const int8_t* wg = reinterpret_cast<const int8_t*>(w) + gi * gs * kTile;
       auto step = [&](int64_t k, int c) {
@@ -53,7 +53,7 @@ void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const 
         typename V::reg wv[NV];
         for (int v = 0; v < NV; ++v) wv[v] = V::load_i8(wg + k * kTile + v * V::lanes);
         for (int g = 0; g < G; ++g) {
-          const typename V::reg xk = V::bcast(xg + k * R + g);
+          const typename V::reg xk = V::bcast(xg + k * S + g);
           for (int v = 0; v < NV; ++v) acc[g][v][c] = V::fma(wv[v], xk, acc[g][v][c]);
         }
       };
@@ -75,9 +75,9 @@ void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const 
             lo[v] = V::nibble(words[v], 4 * n);
             hi[v] = V::nibble(words[v], 16 + 4 * n);
           }
-          const float* xe = xg + (8 * b + 2 * n) * R;
+          const float* xe = xg + (8 * b + 2 * n) * S;
           for (int g = 0; g < G; ++g) {
-            const typename V::reg ve = V::bcast(xe + g), vo = V::bcast(xe + R + g);
+            const typename V::reg ve = V::bcast(xe + g), vo = V::bcast(xe + S + g);
             for (int v = 0; v < NV; ++v) {
               acc[g][v][ce] = V::fma(lo[v], ve, acc[g][v][ce]);
               acc[g][v][co] = V::fma(hi[v], vo, acc[g][v][co]);
@@ -95,7 +95,7 @@ void q_rows(const QGemvArgs& a, const uint8_t* w, const uint16_t* scales, const 
       for (int g = 0; g < G; ++g) {
         typename V::reg sum = acc[g][v][0];
         for (int c = 1; c < NC; ++c) sum = V::add(sum, acc[g][v][c]);
-        if (shifted) sum = V::fnma(z, V::bcast(xsum + gi * R + g), sum);
+        if (shifted) sum = V::fnma(z, V::bcast(xsum + gi * S + g), sum);
         float* total = out + g * kTile + v * V::lanes;
         V::store(total, V::fma(s, sum, V::load(total)));
       }
@@ -134,7 +134,8 @@ void run_q_tiles(const QGemvArgs& a, int64_t t0, int64_t t1) {
     for (int64_t r0 = 0; r0 < a.rows; r0 += MaxGroup) {
       const int rows = static_cast<int>(a.rows - r0 < MaxGroup ? a.rows - r0 : MaxGroup);
       QDispatch<V, Bits, MaxGroup>::run(rows, a, w, s, z, a.x + r0, a.xsum + r0, sums);
-      GemvArgs out_args{nullptr, nullptr, a.rows, 0, a.out_features, a.out, a.out_bf16};
+      GemvArgs out_args{nullptr, nullptr, a.rows, a.rows, 0, a.out_features, a.out,
+                        a.out_bf16};
       write_tile(out_args, t, r0, rows, sums);
     }
   }

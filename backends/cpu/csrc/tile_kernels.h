@@ -35,9 +35,9 @@ constexpr int parity_chains() {
 }
 
 // One tile (16 outputs) for G rows of bfloat16 weights over kpairs input pairs; x is float32
-// [K_pad][R] offset to the group's first row and input. Adds the float32 sums to out[G][16].
+// [K_pad][S] offset to the group's first row and input. Adds the float32 sums to out[G][16].
 template <class V, int G>
-void bf16_rows(const uint16_t* w, const float* x, int64_t R, int64_t kpairs, float* out) {
+void bf16_rows(const uint16_t* w, const float* x, int64_t S, int64_t kpairs, float* out) {
   constexpr int NV = kTile / V::lanes;
   constexpr int NP = parity_chains<V, G>();
   typename V::reg acc[G][NV][NP];
@@ -48,8 +48,8 @@ void bf16_rows(const uint16_t* w, const float* x, int64_t R, int64_t kpairs, flo
   for (int64_t kp = 0; kp < kpairs; ++kp) {
     const uint16_t* wk = w + kp * 2 * kTile;
     prefetch(wk);
-    const float* x_even = x + 2 * kp * R;
-    const float* x_odd = x_even + R;
+    const float* x_even = x + 2 * kp * S;
+    const float* x_odd = x_even + S;
     typename V::reg even[NV], odd[NV];
     for (int v = 0; v < NV; ++v) V::bf16_pairs(wk + v * 2 * V::lanes, even[v], odd[v]);
     for (int g = 0; g < G; ++g) {
@@ -71,7 +71,7 @@ void bf16_rows(const uint16_t* w, const float* x, int64_t R, int64_t kpairs, flo
 
 // The same for float32 weights [K_pad][16] per tile.
 template <class V, int G>
-void f32_rows(const float* w, const float* x, int64_t R, int64_t kpairs, float* out) {
+void f32_rows(const float* w, const float* x, int64_t S, int64_t kpairs, float* out) {
   constexpr int NV = kTile / V::lanes;
   constexpr int NP = parity_chains<V, G>();
   typename V::reg acc[G][NV][NP];
@@ -86,7 +86,7 @@ void f32_rows(const float* w, const float* x, int64_t R, int64_t kpairs, float* 
       typename V::reg wv[NV];
       for (int v = 0; v < NV; ++v) wv[v] = V::load(w + k * kTile + v * V::lanes);
       for (int g = 0; g < G; ++g) {
-        const typename V::reg xk = V::bcast(x + k * R + g);
+        const typename V::reg xk = V::bcast(x + k * S + g);
         for (int v = 0; v < NV; ++v)
           acc[g][v][parity % NP] = V::fma(wv[v], xk, acc[g][v][parity % NP]);
       }
@@ -131,11 +131,11 @@ inline void write_tile(const GemvArgs& a, int64_t tile, int64_t row0, int rows,
 template <class V, class Kernel, int G>
 struct Dispatch {
   template <class W, class X>
-  static void run(int groups, const W* w, const X* x, int64_t R, int64_t kpairs, float* out) {
+  static void run(int groups, const W* w, const X* x, int64_t S, int64_t kpairs, float* out) {
     if (groups == G) {
-      Kernel::template rows<V, G>(w, x, R, kpairs, out);
+      Kernel::template rows<V, G>(w, x, S, kpairs, out);
     } else {
-      Dispatch<V, Kernel, G - 1>::run(groups, w, x, R, kpairs, out);
+      Dispatch<V, Kernel, G - 1>::run(groups, w, x, S, kpairs, out);
     }
   }
 };
@@ -148,15 +148,15 @@ struct Dispatch<V, Kernel, 0> {
 struct Bf16Kernel {
   static constexpr int x_per_pair = 2;  // activation elements per input pair and row
   template <class V, int G>
-  static void rows(const uint16_t* w, const float* x, int64_t R, int64_t kpairs, float* out) {
-    bf16_rows<V, G>(w, x, R, kpairs, out);
+  static void rows(const uint16_t* w, const float* x, int64_t S, int64_t kpairs, float* out) {
+    bf16_rows<V, G>(w, x, S, kpairs, out);
   }
 };
 struct F32Kernel {
   static constexpr int x_per_pair = 2;
   template <class V, int G>
-  static void rows(const float* w, const float* x, int64_t R, int64_t kpairs, float* out) {
-    f32_rows<V, G>(w, x, R, kpairs, out);
+  static void rows(const float* w, const float* x, int64_t S, int64_t kpairs, float* out) {
+    f32_rows<V, G>(w, x, S, kpairs, out);
   }
 };
 
@@ -176,7 +176,7 @@ void run_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
   const W* weight = static_cast<const W*>(a.weight);
   const X* x = static_cast<const X*>(a.x);
   const int64_t kpairs = a.k_padded / 2;
-  const int64_t R = a.rows;
+  const int64_t R = a.rows, S = a.x_stride;
   alignas(64) float totals[kRowsPerPass * kTile];
   for (int64_t pass0 = 0; pass0 < R; pass0 += kRowsPerPass) {
     const int64_t pass_rows = R - pass0 < kRowsPerPass ? R - pass0 : kRowsPerPass;
@@ -186,11 +186,11 @@ void run_tiles(const GemvArgs& a, int64_t t0, int64_t t1) {
       for (int64_t kp0 = 0; kp0 < kpairs; kp0 += kBlockPairs) {
         const int64_t block = kpairs - kp0 < kBlockPairs ? kpairs - kp0 : kBlockPairs;
         const W* w = tile + kp0 * 2 * kTile;  // both layouts: 32 weights per input pair
-        const X* xb = x + kp0 * Kernel::x_per_pair * R;
+        const X* xb = x + kp0 * Kernel::x_per_pair * S;
         for (int64_t r0 = pass0; r0 < pass0 + pass_rows; r0 += MaxGroup) {
           const int64_t left = pass0 + pass_rows - r0;
           const int groups = static_cast<int>(left < MaxGroup ? left : MaxGroup);
-          Dispatch<V, Kernel, MaxGroup>::run(groups, w, xb + r0, R, block,
+          Dispatch<V, Kernel, MaxGroup>::run(groups, w, xb + r0, S, block,
                                              totals + (r0 - pass0) * kTile);
         }
       }
