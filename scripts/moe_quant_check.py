@@ -1,7 +1,7 @@
 """The Qwen3-30B-A3B shape quantized on load, with fewer layers: load time, memory, decode.
 
     python scripts/moe_quant_check.py [--layers 2] [--scheme int4] [--threads 1] [--moe cpu]
-        [--rounds 1] [--no-huge-pages] [--no-stack]
+        [--rounds 1] [--no-huge-pages] [--no-stack] [--prefill 500,512,1024]
 
 Builds ``random:30B-A3B``'s spec with ``--layers`` decoder layers (every one a 128-expert MoE
 layer, as in the full model), quantized while built (never in bfloat16), then decodes 16
@@ -16,6 +16,7 @@ process (the machine is shared), against the read rate of this machine, and the 
 wall clock, and the load's user and system time, minor page faults and peak RSS (the
 script's read buffer, allocated later, is in the overall peak only). ``--layers 48`` is the
 whole model (~18 GiB resident in int4; docs/quantization.md has the measurements).
+``--prefill N,...`` also times a first prefill of N random tokens (wall clock, best of 3).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main() -> None:
                         help="do not ask for transparent huge pages under the packed weights "
                              "(the experts' stacks, the attention projections, the head), to "
                              "measure what they bring")
+    parser.add_argument("--prefill", default="",
+                        help="also time a first prefill of each of these prompt lengths")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.no_huge_pages:
@@ -134,6 +137,22 @@ def main() -> None:
     else:
         print("MoE blocks alone: not timed (they run inside the stacked decode step; "
               "--no-stack times them)")
+    for tokens in (int(n) for n in filter(None, args.prefill.split(","))):
+        seconds = _prefill_seconds(model, steps, tokens)
+        print(f"prefill of {tokens} tokens (wall, best of 3): {1e3 * seconds:.1f} ms, "
+              f"{tokens / seconds:.0f} tok/s")
+
+
+def _prefill_seconds(model, steps: Steps, tokens: int) -> float:
+    ids = torch.randint(0, 1000, (1, tokens), generator=torch.Generator().manual_seed(tokens))
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(3):
+            cache = model.new_cache(1, tokens + 4)
+            start = time.perf_counter()
+            steps.prefill(ids, None, cache)
+            best = min(best, time.perf_counter() - start)
+    return best
 
 
 def _time_moe_blocks(model, spec) -> tuple[list[float], int]:
