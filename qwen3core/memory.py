@@ -162,7 +162,7 @@ class ReturnFreedEvery:
 def _find_malloc_trim():
     if not sys.platform.startswith("linux"):
         return False
-    return _find_libc_function("malloc_trim")  # not in musl
+    return libc_function("malloc_trim")  # not in musl
 
 
 _MADV_DONTNEED = 4
@@ -190,7 +190,7 @@ def drop_file_pages(address: int, nbytes: int) -> int:
     if hi <= lo or not _inside_file_mapping(lo, hi):
         return 0
     if _madvise is None:
-        _madvise = _find_libc_function("madvise")
+        _madvise = libc_function("madvise")
     if not _madvise:
         return 0
     if _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) != 0:
@@ -225,7 +225,8 @@ def _inside_file_mapping(lo: int, hi: int) -> bool:
     return False
 
 
-def _find_libc_function(name: str):
+def libc_function(name: str):
+    """The C library's function ``name`` through ctypes, or False where there is none."""
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):

@@ -6,50 +6,30 @@ Measured on the 0.6B, 2 threads (``scripts/fusion_bench.py`` with and without
 11.4, bf16 at 27.3-27.6 against 30.8-31.0.
 
 A decode step streams each chosen expert's weights once (8 experts x 48 layers per token in the
-30B-A3B); with 4 KiB pages every 4 KiB read is also a TLB entry to find, with 2 MiB pages one in
-512. Where transparent huge pages are in ``madvise`` mode (as on many distributions) a range
-gets them only if asked, with ``madvise(MADV_HUGEPAGE)``, before its pages are first touched.
-Best effort: nothing happens where the call is missing or refused (not Linux, THP off).
+30B-A3B): every 4 KiB read from 4 KiB pages is also a TLB entry to find. Asking for huge pages
+before a range is first written is the core's :func:`qwen3core.huge_pages.advise_huge_pages`
+(the KV caches use it too); this module adds moving memory already written
+(:func:`rehome_huge_pages`) and the switch that turns both off for the packed weights.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
 import sys
 
 import torch
 
+from qwen3core.huge_pages import advise_huge_pages as _advise_huge_pages
 from qwen3core.memory import ReturnFreedEvery
 
-_MADV_HUGEPAGE = 14
-_HUGE = 2 * 2**20  # below a huge page's size there is nothing to gain
 #: Whether :func:`advise_huge_pages` and :func:`rehome_huge_pages` ask at all (the scripts'
 #: ``--no-huge-pages`` turns it off to measure the difference).
 ENABLED = True
-_madvise = None
 
 
 def advise_huge_pages(tensor: torch.Tensor) -> bool:
-    """Ask for huge pages under ``tensor``'s memory (call before writing it); True if asked."""
-    global _madvise
-    nbytes = tensor.numel() * tensor.element_size()
-    if not ENABLED or not sys.platform.startswith("linux") or tensor.device.type != "cpu" \
-            or nbytes < 2 * _HUGE:
-        return False
-    if _madvise is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            _madvise = libc.madvise
-        except (OSError, AttributeError):
-            _madvise = False
-    if not _madvise:
-        return False
-    page = mmap.PAGESIZE
-    lo = -(-tensor.data_ptr() // page) * page
-    hi = (tensor.data_ptr() + nbytes) // page * page
-    return _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_HUGEPAGE) == 0
+    """Ask for huge pages under ``tensor``'s memory (call before writing it); True if asked
+    (the core's :func:`qwen3core.huge_pages.advise_huge_pages`, unless :data:`ENABLED` is off)."""
+    return ENABLED and _advise_huge_pages(tensor)
 
 
 def rehome_huge_pages(tensors) -> int:

@@ -6,6 +6,7 @@ import torch
 from qwen3core_backends.eager.kv_cache import RowSlots, write_rows
 
 from qwen3core.cache import mark_fixed_address
+from qwen3core.huge_pages import zeros_on_huge_pages
 
 
 class StaticKVCache:
@@ -29,9 +30,11 @@ class StaticKVCache:
         self.capacity = -(-capacity // round_to) * round_to
         capacity = self.capacity
         shape = (batch_size, num_kv_heads, capacity, head_dim)  # [B, H_kv, T, D]
-        self.keys = _fixed([torch.zeros(shape, dtype=dtype, device=device)
+        # Read whole by every decode step's attention: on huge pages where the host has them
+        # (qwen3core/huge_pages.py).
+        self.keys = _fixed([zeros_on_huge_pages(shape, dtype=dtype, device=device)
                             for _ in range(num_layers)])
-        self.values = _fixed([torch.zeros(shape, dtype=dtype, device=device)
+        self.values = _fixed([zeros_on_huge_pages(shape, dtype=dtype, device=device)
                               for _ in range(num_layers)])
         self.slots = RowSlots()
 
