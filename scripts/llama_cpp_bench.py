@@ -3,7 +3,7 @@
     python scripts/llama_cpp_bench.py [--preset 0.6B] [--threads 2]
                                       [--types f32,bf16,q8_0,q4_0,q4_0-pure]
                                       [--qwen3core bfloat16,float32,int8,int4,w8a8,w4a8-sym]
-                                      [--rounds 3] [--batch 8]
+                                      [--rounds 3] [--batch 8] [--prompt-len 16]
                                       [--write docs/benchmarks-llama-cpp.md]
 
 1. Finds or builds llama.cpp's CPU tools (``llama-bench``, ``llama-quantize``,
@@ -21,9 +21,10 @@
    tied head of a q4_0 file is Q6_K) and, as ``q4_0-pure``, with ``--pure`` (every tensor q4_0).
 4. Runs ``llama-bench -p 16 -n 64 -t THREADS``: tg64 is batch-1 decode of 64 tokens, pp16 a
    16-token prompt; and ``qwen3 bench`` (default selection, batch 1, prompt 16, 64 new tokens)
-   on the same checkpoint in the ``--qwen3core`` variants, side by side: ``--rounds`` times,
-   each llama.cpp type right before the variants compared with it (``PEER``), since the
-   host's bandwidth drifts over minutes; it reports the median run of each and the median of
+   (``--prompt-len P``: a P-token prompt in both; qwen3 bench then decodes after it, llama-bench
+   from an empty context) on the same checkpoint in the ``--qwen3core`` variants, side by side:
+   ``--rounds`` times, each llama.cpp type right before the variants compared with it
+   (``PEER``), since the host's bandwidth drifts over minutes; it reports the median run of each and the median of
    the per-round ratios.
    With ``--batch B``, also batch-B decode: ``llama-batched-bench -npp 16 -ntg 64 -npl 1,B``
    (B sequences decoded together, total tokens per second, with batch 1 from the same run) and
@@ -195,8 +196,9 @@ def bytes_per_token(sources: Path, path: Path) -> int:
 
 # ---- 4. llama-bench ----------------------------------------------------------------------------
 
-def bench(tools: Path, model: Path, threads: int, reps: int) -> dict[str, float]:
-    result = run([str(tools / "llama-bench"), "-m", str(model), "-p", "16", "-n", "64",
+def bench(tools: Path, model: Path, threads: int, reps: int, prompt: int = 16
+          ) -> dict[str, float]:
+    result = run([str(tools / "llama-bench"), "-m", str(model), "-p", str(prompt), "-n", "64",
                   "-t", str(threads), "-r", str(reps), "-o", "json"],
                  capture_output=True, text=True)
     rows = json.loads(result.stdout)
@@ -269,8 +271,8 @@ PEER = {"bfloat16": "bf16", "float32": "f32", "int8": "q8_0", "int8+head": "q8_0
         "w4a8": "q4_0", "w4a8-sym": "q4_0-pure"}
 
 
-def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int, batch: int = 0
-                    ) -> dict[str, float]:
+def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int, batch: int = 0,
+                    prompt: int = 16) -> dict[str, float]:
     """``qwen3 bench`` with the default (auto) selection, batch 1 (and ``batch``), prompt 16,
     64 new tokens; quantized variants quantize the bf16 checkpoint's projections on load
     (``--quantize``, ``--quantize-head``)."""
@@ -278,7 +280,7 @@ def bench_qwen3core(checkpoint: Path, variant: str, threads: int, reps: int, bat
     sizes = "1" if batch <= 1 else f"1,{batch}"
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         quiet([sys.executable, "-m", "qwen3core.cli", "bench", "--model", str(checkpoint),
-               "--combo", "auto", "--dtype", dtype, "--prompt-len", "16", "--new-tokens", "64",
+               "--combo", "auto", "--dtype", dtype, "--prompt-len", str(prompt), "--new-tokens", "64",
                "--batch-sizes", sizes, "--repeats", str(reps), "--threads", str(threads),
                "--json", out.name, *(["--quantize", scheme] if scheme else []),
                *(["--quantize-head"] if head else [])])
@@ -378,7 +380,7 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
     how = (f"1 thread each, CPU time (llama-bench -t 1 -p 0, 96 minus 32 new tokens; "
            f"qwen3core scripts/quant_bench.py --threads 1 --cpu-time), best of {args.reps}"
            if args.cpu_time else
-           f"{args.threads} threads, llama-bench -p 16 -n 64 -r {args.reps}")
+           f"{args.threads} threads, llama-bench -p {args.prompt_len} -n 64 -r {args.reps}")
     batch_header = ""
     if args.batch > 1:
         how += (f"; batch {args.batch}: llama-batched-bench -npp 16 -ntg 64 -npl 1,{args.batch} "
@@ -397,10 +399,14 @@ def report(args, results: dict[str, dict], bandwidth: tuple[float, float], sourc
         "",
         (f"Median of {args.rounds} rounds; in each round a llama.cpp type ran right before the "
          "qwen3core variants compared with it, and the last column is the median of those "
-         "per-round ratios (its range in brackets)."),
+         "per-round ratios (its range in brackets)."
+         + (f" With a {args.prompt_len}-token prompt the decode columns differ in kind: qwen3 "
+            f"bench decodes after the prompt (attending to {args.prompt_len}+ positions), "
+            "llama-bench's tg64 from an empty context; compare the prompt column."
+            if args.prompt_len > 16 else "")),
         "",
         ("| engine / type | GB per token | decode tok/s (tg64) | floor tok/s | share of floor "
-         "| prompt tok/s (pp16) | / llama.cpp |" + batch_header),
+         f"| prompt tok/s (pp{args.prompt_len}) | / llama.cpp |" + batch_header),
         "|---|---|---|---|---|---|---|" + "---|" * batch_header.count("|"),
     ]
 
@@ -450,6 +456,9 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--prompt-len", type=int, default=16,
+                        help="prompt tokens of the prefill each engine times (llama-bench -p, "
+                             "qwen3 bench --prompt-len)")
     parser.add_argument("--batch", type=int, default=0,
                         help="also decode this many sequences at once in both engines "
                              "(llama-batched-bench, qwen3 bench --batch-sizes 1,B)")
@@ -491,7 +500,8 @@ def main() -> None:
                         key = label
                         measured = (bench_cpu_time(tools, files[label], args.reps)
                                     if args.cpu_time
-                                    else bench(tools, files[label], args.threads, args.reps))
+                                    else bench(tools, files[label], args.threads, args.reps,
+                                               args.prompt_len))
                         if args.batch:
                             measured.update(bench_batched(tools, files[label], args.threads,
                                                           args.batch))
@@ -500,7 +510,7 @@ def main() -> None:
                         measured = (bench_qwen3core_cpu_time(checkpoint, label, args.reps)
                                     if args.cpu_time else
                                     bench_qwen3core(checkpoint, label, args.threads, args.reps,
-                                                    args.batch))
+                                                    args.batch, args.prompt_len))
                     runs.setdefault(key, []).append(measured)
                     log(f"round {round_ + 1}: {key}: {measured['decode']:.1f} tok/s decode")
         for key, measured in runs.items():
