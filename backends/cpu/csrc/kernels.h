@@ -31,10 +31,13 @@ enum class XFormat {
 
 // The row stride S of the K-major layouts for R rows: R, or R + 8 when R is a multiple of 64.
 // Why: a kernel reads one input step's rows, then the next step's S * 4 bytes further on, and
-// steps a multiple of 256 bytes apart (a 512-token prefill chunk: 2 KiB) make it wait on memory
-// (int4, 1024 x 2048 and 1024 x 3072, one core, 2026-11-30, AMD Zen 5: G multiply-adds a second
-// at S = 512: 141 and 112; 520: 188, 187; 504: 190, 190; 256: 150, 121; 264: 173, 173;
-// 1024: 97, 75; 1032: 179, 176). Decode batches (R <= 16) keep S = R.
+// steps a multiple of 1 KiB apart (256 rows; a 512-token prefill chunk: 2 KiB) made it wait on
+// memory. int4, 1024 x 2048 and 1024 x 3072, one core, 2026-11-30, AMD Zen 5, G multiply-adds a
+// second with 504 rows laid out at stride S = 504: 190, 190; 512: 141, 112; 520: 188, 187;
+// 1024: 97, 75; 1032: 179, 176; 768: 139, 116; and 256 rows at S = 256: 150, 121; 264: 173,
+// 173. Strides of 1.5 and 2.5 KiB lost less (174 / 158, 176 / 163); 64 rows (256 bytes) lost
+// nothing, but every multiple of 64 rows is padded, a superset that costs 8 rows' bytes. Decode
+// batches (R <= 16) keep S = R.
 constexpr int64_t activation_stride(int64_t rows) { return rows % 64 == 0 ? rows + 8 : rows; }
 
 struct GemvArgs {
