@@ -26,28 +26,18 @@ import sys
 
 import torch
 
-from qwen3core.memory import libc_function
+from qwen3core.memory import madvise
 
 _MADV_HUGEPAGE = 14
 HUGE_PAGE_BYTES = 2 * 2**20
-_madvise = None
 
 
 def advise_huge_pages(tensor: torch.Tensor) -> bool:
     """Ask for huge pages under ``tensor``'s memory (call before writing it); True if asked."""
-    global _madvise
     nbytes = tensor.numel() * tensor.element_size()
-    if not sys.platform.startswith("linux") or tensor.device.type != "cpu" \
-            or nbytes < 2 * HUGE_PAGE_BYTES:
+    if tensor.device.type != "cpu" or nbytes < 2 * HUGE_PAGE_BYTES:
         return False
-    if _madvise is None:
-        _madvise = libc_function("madvise")
-    if not _madvise:
-        return False
-    page = mmap.PAGESIZE
-    lo = -(-tensor.data_ptr() // page) * page
-    hi = (tensor.data_ptr() + nbytes) // page * page
-    return _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_HUGEPAGE) == 0
+    return madvise(tensor.data_ptr(), nbytes, _MADV_HUGEPAGE) > 0
 
 
 def zeros_on_huge_pages(shape: tuple[int, ...], *, dtype: torch.dtype,
@@ -77,10 +67,7 @@ def zeros_on_huge_pages(shape: tuple[int, ...], *, dtype: torch.dtype,
 def _aligned_region(nbytes: int) -> tuple[mmap.mmap, int] | None:
     """(a private anonymous mapping, the offset of its first 2 MiB boundary), the ``nbytes``
     from there madvised for huge pages; None if the mapping or the advice is refused."""
-    global _madvise
-    if _madvise is None:
-        _madvise = libc_function("madvise")
-    if not _madvise:
+    if not sys.platform.startswith("linux"):
         return None
     try:
         mapping = mmap.mmap(-1, nbytes + HUGE_PAGE_BYTES,
@@ -91,8 +78,7 @@ def _aligned_region(nbytes: int) -> tuple[mmap.mmap, int] | None:
     address = ctypes.addressof(view)
     del view  # a live export would keep the mapping from ever being closed
     offset = -address % HUGE_PAGE_BYTES
-    if _madvise(ctypes.c_void_p(address + offset), ctypes.c_size_t(nbytes),
-                _MADV_HUGEPAGE) != 0:
+    if madvise(address + offset, nbytes, _MADV_HUGEPAGE) == 0:
         mapping.close()
         return None
     return mapping, offset

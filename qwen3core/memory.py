@@ -168,6 +168,26 @@ def _find_malloc_trim():
 _MADV_DONTNEED = 4
 
 
+def madvise(address: int, nbytes: int, advice: int) -> int:
+    """``madvise`` over the whole pages inside the ``nbytes`` at ``address``; returns the bytes
+    advised (0 where there are none, the call is missing (not Linux) or refused)."""
+    global _madvise
+    if not sys.platform.startswith("linux"):
+        return 0
+    page = mmap.PAGESIZE
+    lo, hi = -(-address // page) * page, (address + nbytes) // page * page
+    if hi <= lo:
+        return 0
+    if _madvise is None:
+        _madvise = libc_function("madvise")
+    if not _madvise or _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), advice) != 0:
+        return 0
+    return hi - lo
+
+
+_madvise = None
+
+
 def drop_file_pages(address: int, nbytes: int) -> int:
     """Drop from the resident set the pages of a file mapping that hold the ``nbytes`` at
     ``address`` (a tensor's), whose values this process no longer needs in memory (a
@@ -181,24 +201,13 @@ def drop_file_pages(address: int, nbytes: int) -> int:
     Only file mappings are touched (dropping anonymous memory would lose it), only whole pages
     inside the range, and the caller must hold the tensor's storage so that the range cannot
     be unmapped meanwhile. Linux only; 0 elsewhere."""
-    global _madvise
     if not sys.platform.startswith("linux"):
         return 0
     page = mmap.PAGESIZE
-    start, end = address, address + nbytes
-    lo, hi = -(-start // page) * page, end // page * page
+    lo, hi = -(-address // page) * page, (address + nbytes) // page * page
     if hi <= lo or not _inside_file_mapping(lo, hi):
         return 0
-    if _madvise is None:
-        _madvise = libc_function("madvise")
-    if not _madvise:
-        return 0
-    if _madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), _MADV_DONTNEED) != 0:
-        return 0
-    return hi - lo
-
-
-_madvise = None
+    return madvise(lo, hi - lo, _MADV_DONTNEED)
 
 
 def is_file_mapped(address: int, nbytes: int) -> bool:
