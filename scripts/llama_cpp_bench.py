@@ -464,6 +464,8 @@ def main() -> None:
                              "(llama-batched-bench, qwen3 bench --batch-sizes 1,B)")
     parser.add_argument("--write", type=Path, help="append the results to this markdown file")
     args = parser.parse_args()
+    if args.prompt_len < 1:
+        sys.exit(f"--prompt-len takes a prompt of 1 or more tokens, not {args.prompt_len}")
     if args.batch and (args.batch < 2 or args.cpu_time):
         sys.exit("--batch takes a batch size of 2 or more, and not with --cpu-time")
     types = args.types.split(",")
