@@ -139,6 +139,22 @@ class FusedLinear(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class WeightRows(Protocol):
+    """A linear module that can read rows of its weight: the optional ``weight_rows`` method.
+
+    ``weight_rows(ids)`` takes int64 ids of any shape and returns ``F.embedding(ids, weight)``:
+    ``[*ids.shape, in_features]`` in the weight's dtype, the rows exactly (no rounding); ids
+    outside ``[0, out_features)`` raise ``IndexError``. A tied model's embedding then reads its
+    rows through the LM head (:mod:`qwen3core.tied_embedding`), so a linear that keeps its
+    weight in a layout of its own (packed tiles) holds the tied matrix once instead of leaving
+    the embedding a dense copy. It is asked only while the head holds a dense weight; a module
+    that later takes a quantized weight may refuse it.
+    """
+
+    def weight_rows(self, ids: torch.Tensor) -> torch.Tensor: ...
+
+
 class Runner(Protocol):
     def __call__(self, step: Callable[..., torch.Tensor], phase: str) -> Callable[..., torch.Tensor]:
         """Wrap a model step function; ``phase`` is "prefill" or "decode"."""

@@ -23,6 +23,7 @@ from qwen3core.fusion import (
 )
 from qwen3core.parallel.embedding import token_embedding
 from qwen3core.parallel.experts import require_local_experts
+from qwen3core.tied_embedding import HeadRowsEmbedding, serve_embedding_from_head
 
 
 class Attention(nn.Module):
@@ -150,17 +151,25 @@ class Qwen3Model(nn.Module):
         self.tie_weights()
 
     def tie_weights(self) -> None:
-        # A head that took a quantized weight (load_quantized) has no ``weight`` to tie.
-        if self.spec.tie_word_embeddings and "weight" in self.lm_head._parameters:
+        # A head that took a quantized weight (load_quantized) has no ``weight`` to tie, and an
+        # embedding that reads the head's rows (HeadRowsEmbedding) is tied already.
+        if (self.spec.tie_word_embeddings and "weight" in self.lm_head._parameters
+                and not isinstance(self.model.embed_tokens, HeadRowsEmbedding)):
             self.lm_head.weight = self.model.embed_tokens.weight
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
+        embedding = self.model.embed_tokens
+        if isinstance(embedding, HeadRowsEmbedding):  # its ``weight`` may be an unpacked copy
+            return embedding.dtype
+        return embedding.weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.model.embed_tokens.weight.device
+        embedding = self.model.embed_tokens
+        if isinstance(embedding, HeadRowsEmbedding):
+            return embedding.device
+        return embedding.weight.device
 
     def new_cache(self, batch_size: int, capacity: int | None = None) -> Cache:
         """A KV cache for ``batch_size`` sequences of at most ``capacity`` slots, stored by the
@@ -202,6 +211,7 @@ class Qwen3Model(nn.Module):
     def prepare_weights(self) -> None:
         """Let each module convert freshly loaded weights into its own layout (once)."""
         self.tie_weights()
+        serve_embedding_from_head(self)  # before the head packs: then it holds the only copy
         for module in self.modules():
             if module is not self and hasattr(module, "prepare_weights"):
                 module.prepare_weights()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -23,13 +25,22 @@ class VocabParallelEmbedding(nn.Module):
                                                device=device))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        local = input_ids - self.start
-        held = (local >= 0) & (local < self.stop - self.start)
-        rows = F.embedding(torch.where(held, local, 0), self.weight)
-        return self.layout.all_reduce(torch.where(held[..., None], rows, 0))
+        return lookup_held_rows(input_ids, self.start, self.stop, self.layout,
+                                lambda ids: F.embedding(ids, self.weight))
 
     def extra_repr(self) -> str:
         return f"rows {self.start}..{self.stop}, hidden={self.weight.shape[1]}"
+
+
+def lookup_held_rows(input_ids: torch.Tensor, start: int, stop: int, layout: ParallelLayout,
+                     rows: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The embedding of ``input_ids`` when this rank holds rows ``[start, stop)``, read with
+    ``rows(local ids)``: each rank looks up the ids it holds, writes zeros for the others, and
+    the ranks' results are summed (exactly one rank contributes each row)."""
+    local = input_ids - start
+    held = (local >= 0) & (local < stop - start)
+    found = rows(torch.where(held, local, 0))
+    return layout.all_reduce(torch.where(held[..., None], found, 0))
 
 
 def token_embedding(spec: Qwen3Spec, layout: ParallelLayout, *, dtype: torch.dtype,
