@@ -2,7 +2,8 @@
 
 bfloat16 ``[ceil(N/16), ceil(K/2), 16, 2]`` with input pairs interleaved, float32
 ``[ceil(N/16), ceil(K/2)*2, 16]``, zero-padded. Packing, its inverse, writing a dense weight
-into existing tiles in place, and packing a weight over its own memory.
+into existing tiles in place, reading rows without unpacking, and packing a weight over its own
+memory.
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def unpack_weight(tiles: torch.Tensor, out_features: int, in_features: int) -> t
     if dense.shape != (out_features, in_features):
         dense = dense[:out_features, :in_features].contiguous()  # drop the padding
     return dense
+
+
+def gather_rows(tiles: torch.Tensor, ids: torch.Tensor, in_features: int) -> torch.Tensor:
+    """Rows ``ids`` (int64, any shape) of the weight packed in ``tiles``:
+    ``[*ids.shape, in_features]``, equal to ``unpack_weight(...)[ids]`` without unpacking the
+    rest. Row r is lane r % 16 of tile r // 16, its inputs 16 lanes (64 bytes) apart. The ids
+    must be in range (a padding row would read as zeros, a negative id wrap)."""
+    flat = ids.reshape(-1)
+    tile, lane = flat.div(TILE, rounding_mode="floor"), flat.remainder(TILE)
+    if tiles.dtype == torch.bfloat16:  # each input pair as one 32-bit word, as _rows_of does
+        rows = tiles.view(torch.int32).squeeze(-1)[tile, :, lane].view(torch.bfloat16)
+    else:
+        rows = tiles[tile, :, lane]
+    if rows.shape[1] != in_features:
+        rows = rows[:, :in_features]
+    return rows.reshape(*ids.shape, in_features)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 import qwen3core
 from qwen3core.testing.models import reference_names
+from qwen3core.tied_embedding import HeadRowsEmbedding
 
 CPU = torch.device("cpu")
 DTYPES = [torch.bfloat16, torch.float32]
@@ -171,17 +172,16 @@ def test_a_loaded_model_holds_each_weight_once_and_saves_the_same_checkpoint(pre
     assert list(got) == list(want)
     assert all(torch.equal(got[key], want[key]) for key in want)
     linears = [m for m in model.modules() if isinstance(m, CpuLinear)]
-    tied_head = spec.tie_word_embeddings
-    for layer in linears:
-        assert ("weight" in layer._parameters) == (tied_head and layer is model.lm_head)
-    # Bytes held: every parameter of the eager model once, plus the tied head's tiles (the
-    # embedding keeps its dense rows), plus the tiles' zero padding (the MoE router's 8
-    # outputs fill half a tile).
+    assert all("weight" not in layer._parameters for layer in linears)
+    # A tied embedding reads its rows from the head's tiles (qwen3core.tied_embedding).
+    tied = spec.tie_word_embeddings
+    assert isinstance(model.model.embed_tokens, HeadRowsEmbedding) == tied
+    # Bytes held: every parameter of the eager model once (a tied matrix once, as the head's
+    # tiles), plus the tiles' zero padding (the MoE router's 8 outputs fill half a tile).
     eager_bytes = sum(held_storages(reference.model).values())
-    head_tiles = model.lm_head.tiles.nbytes if tied_head else 0
     padding = sum(m.tiles.nbytes - m.out_features * m.in_features * m.tiles.element_size()
                   for m in linears)
-    assert sum(held_storages(model).values()) == eager_bytes + head_tiles + padding
+    assert sum(held_storages(model).values()) == eager_bytes + padding
     # and a second model loaded from this one's state dict is the same model
     again = qwen3core.load(f"random:{preset}", dtype=dtype, device="cpu",
                            backends={**names, "linear": "cpu"}, seed=1)

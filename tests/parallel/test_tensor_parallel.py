@@ -14,6 +14,7 @@ import json
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from qwen3core_backends import cpu as cpu_backend
 from safetensors.torch import save_file
 
 from qwen3core.spec import Qwen3Spec
@@ -23,6 +24,7 @@ from qwen3core.testing.strategies import Workload
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="this torch build has no torch.distributed")
+cpu_kernels_missing = cpu_backend._check(torch.device("cpu"), torch.float32)
 
 # Each example costs a model build and a greedy run on every rank plus one process's run.
 EXAMPLES = settings(max_examples=8, deadline=None,
@@ -86,6 +88,18 @@ def test_fewer_kv_heads_than_ranks_replicates_them(four_ranks, spec):
     vocabulary, MLP width and expert splits."""
     workload = Workload(((5, 9, 2, 60), (7,)), max_new_tokens=4, prefill_chunks=2)
     assert_parallel_equal(four_ranks, spec, torch.float64, workload, reference_names())
+
+
+@pytest.mark.skipif(cpu_kernels_missing is not None,
+                    reason=f"cpu kernels unavailable here: {cpu_kernels_missing}")
+def test_a_tied_cpu_head_serves_each_ranks_embedding_rows(four_ranks):
+    """The cpu head holds each rank's vocabulary slice as tiles and the embedding reads its rows
+    there (qwen3core.tied_embedding): ids another rank holds contribute zeros, and the sum over
+    ranks is the whole table's lookup. Uneven slices (a vocabulary of 61 over 4 ranks) and a
+    hidden size of 33 (tiles padded to an even number of inputs)."""
+    workload = Workload(((5, 60, 2, 59, 0), (7, 16, 15)), max_new_tokens=4, prefill_chunks=2)
+    assert_parallel_equal(four_ranks, ONE_KV_HEAD, torch.float32, workload,
+                          {**reference_names(), "linear": "cpu"})
 
 
 def write_checkpoint(directory, spec: Qwen3Spec, dtype: torch.dtype) -> str:
