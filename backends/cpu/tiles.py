@@ -1,14 +1,14 @@
 """The ``cpu`` linear's layout of a dense weight: 16-output tiles (see ``csrc/kernels.h``).
 
 bfloat16 ``[ceil(N/16), ceil(K/2), 16, 2]`` with input pairs interleaved, float32
-``[ceil(N/16), ceil(K/2)*2, 16]``, zero-padded. Packing, its inverse, writing a dense weight
-into existing tiles in place, reading rows without unpacking, and packing a weight over its own
-memory.
+``[ceil(N/16), ceil(K/2)*2, 16]``, zero-padded. Packing (whole, or a block of rows at a time),
+its inverse, writing a dense weight into existing tiles in place, reading rows without
+unpacking, and packing a weight over its own memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -103,8 +103,30 @@ def sole_owner(storage: torch.UntypedStorage) -> bool:
         return False
 
 
-#: Tiles rearranged at a time by :func:`pack_in_place` (4096 outputs).
+#: Tiles rearranged at a time by :func:`pack_in_place` and :func:`pack_in_blocks` (4096
+#: outputs).
 IN_PLACE_TILES = 256
+
+
+@torch.no_grad()
+def pack_in_blocks(weight: torch.Tensor, packed: Callable[[torch.Tensor], None]) -> torch.Tensor:
+    """:func:`pack_weight` of ``weight``, written into new tiles a block of rows at a time,
+    calling ``packed(rows)`` with each block once its tiles hold it (a weight mapped from a
+    checkpoint drops the block's file pages there, so the file's copy of a large weight is never
+    resident whole beside its tiles). A shape that needs padding is packed whole."""
+    n, k = weight.shape
+    if n % TILE or k % 2:
+        tiles = pack_weight(weight)
+        packed(weight)
+        return tiles
+    tiles = torch.empty(n // TILE, *tile_shape(weight.dtype, k), dtype=weight.dtype,
+                        device=weight.device)
+    for t0 in range(0, n // TILE, IN_PLACE_TILES):
+        t1 = min(n // TILE, t0 + IN_PLACE_TILES)
+        rows = weight[t0 * TILE:t1 * TILE]
+        store_weight(tiles[t0:t1], rows)
+        packed(rows)
+    return tiles
 
 
 @torch.no_grad()

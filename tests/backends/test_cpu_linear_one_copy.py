@@ -80,6 +80,22 @@ def test_unpack_inverts_pack_and_store_writes_in_place(dtype, n, k):
     assert tiles.data_ptr() == where and torch.equal(tiles, pack_weight(other))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n", "k"), [(112, 40), (16, 8), (17, 33)])
+def test_pack_in_blocks_packs_as_a_whole_and_hands_over_every_row_once(dtype, n, k,
+                                                                       monkeypatch):
+    monkeypatch.setattr(tiles, "IN_PLACE_TILES", 3)  # blocks of 48 rows, a short last one
+    dense = torch.randn(n, k, generator=gen(n + k)).to(dtype)
+    seen = []
+    packed = tiles.pack_in_blocks(dense, lambda rows: seen.append(
+        (rows.data_ptr() - dense.data_ptr()) // (k * dense.element_size())))
+    assert torch.equal(packed, pack_weight(dense))
+    # Every row handed over once, block by block in order (a mapped checkpoint drops each
+    # block's pages there); a shape that needs padding goes whole.
+    want = [0] if n % 16 or k % 2 else list(range(0, n, 48))
+    assert seen == want
+
+
 @needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_prepared_layer_holds_only_its_tiles(dtype):
