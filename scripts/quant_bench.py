@@ -7,7 +7,8 @@
 For each scheme: load the model (default selection, quantized on load), then, alternating
 round by round, (1) time batch-1 and batch-8 greedy decode steps and (2) stream-read every
 tensor a decode step reads (the packed weights and their scales; ``stream_read`` of the cpu
-kernels, a read-only loop) to get this run's read rate. The floor is bytes per token / read
+kernels, a read-only loop: 512-bit loads with ``prefetchnta`` 2 KiB ahead, the fastest read
+measured on this machine, which the kernels do not beat) to get this run's read rate. The floor is bytes per token / read
 rate: no batch-1 kernel can decode faster. Also prints the resident weight bytes and, for
 quantized schemes, the logit error against the unquantized model on the same weights.
 

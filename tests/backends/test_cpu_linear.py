@@ -9,6 +9,10 @@ decoding of the tiny presets against the eager backend.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
@@ -208,13 +212,31 @@ def test_kernel_rejects_mismatched_inputs(ops):
         ops.linear(torch.randn(2, 10), w, 20)
 
 
+def _check_stream_read(sizes=(0, 31, 32, 100_003)):
+    """stream_read is the XOR of every 64-bit word: whole 256-byte steps, a thread's tail and
+    a tensor shorter than one step alike."""
+    for size in sizes:
+        words = torch.randint(-2**62, 2**62, (size,), generator=gen(size))
+        expected = 0
+        for word in words.tolist():
+            expected ^= word
+        assert torch.ops.qwen3core_cpu.stream_read(words) == expected, size
+
+
 @needs_kernels
 def test_stream_read_reads_every_byte(ops):
-    words = torch.randint(-2**62, 2**62, (100_003,), generator=gen(9))
-    expected = 0
-    for word in words.tolist():
-        expected ^= word
-    assert ops.stream_read(words) == expected
+    _check_stream_read()
+
+
+@needs_kernels
+def test_stream_read_avx2_loop_when_forced():
+    code = ("from qwen3core_backends.cpu.build import load_kernels; load_kernels();"
+            "from tests.backends.test_cpu_linear import _check_stream_read; _check_stream_read()")
+    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=False, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # == the module ==================================================================================
