@@ -48,7 +48,9 @@ class HeadRowsEmbedding(nn.Module):
         return self.head.weight
 
     def _probe(self) -> torch.Tensor:
-        return self.head.weight_rows(torch.zeros(0, dtype=torch.long))  # [0, hidden]: no copy
+        # [0, hidden]: the dtype and device without a copy. CPU ids: the one implementation of
+        # weight_rows (the cpu linear) holds its tiles there.
+        return self.head.weight_rows(torch.zeros(0, dtype=torch.long))
 
     @property
     def dtype(self) -> torch.dtype:
