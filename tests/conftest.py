@@ -1,7 +1,10 @@
-"""Fixtures shared across the test tree: the official tokenizer, loaded once per session."""
+"""Fixtures shared across the test tree: the official tokenizer, loaded once per session, a
+pseudo-terminal, and a fresh process on the cpu backend's AVX2 loops."""
 
 import os
 import select
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,3 +74,22 @@ class PtyTerminal:
 def pty_terminal():
     """The :class:`PtyTerminal` class, for tests that drive a command through a pty."""
     return PtyTerminal
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run_forced_avx2():
+    """``run(code, *argv)``: run ``python -c code`` in a fresh process, from the repository
+    root (so ``tests.<dir>.<module>`` imports), with ``QWEN3CORE_CPU_ISA=avx2``, and fail with
+    its stderr unless it exits 0. The cpu backend chooses its loops once per process, so the
+    AVX2 ones of a machine that would pick AVX-512 only run in a new one."""
+    def run(code: str, *argv: str) -> None:
+        done = subprocess.run([sys.executable, "-c", code, *argv],
+                              env={**os.environ, "QWEN3CORE_CPU_ISA": "avx2"},
+                              capture_output=True, text=True, check=False, timeout=600,
+                              cwd=REPO)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    return run

@@ -7,7 +7,6 @@ of the float64 result, plus the rounding to bfloat16 (unit roundoff 2^-8) for bf
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -94,7 +93,7 @@ def _check_against_exact(seed: int, dtype: torch.dtype, groups: int, keys: int, 
     assert ((got.double() - want).abs() - bound).max().item() <= 0
 
 
-def test_avx2_loops_when_forced():
+def test_avx2_loops_when_forced(run_forced_avx2):
     """The AVX2 loops on a machine that would pick AVX-512 (the choice follows the linear
     kernels', made once per process, so in a fresh one); on an AVX2 machine, the same loops."""
     code = ("import torch; from qwen3core_backends.cpu.build import isa; assert isa() == 'avx2';"
@@ -102,11 +101,7 @@ def test_avx2_loops_when_forced():
             "[c(s, t, g, n, d) for s, (t, g, n, d) in enumerate([(torch.float32, 1, 9, 13),"
             " (torch.bfloat16, 2, 70, 64), (torch.bfloat16, 5, 33, 128),"
             " (torch.float32, 3, 40, 24)])]")
-    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=False, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_forced_avx2(code)
 
 
 def test_output_is_laid_out_for_the_following_reshape():

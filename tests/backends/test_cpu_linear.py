@@ -9,10 +9,6 @@ decoding of the tiny presets against the eager backend.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from qwen3core_backends import cpu as cpu_backend
@@ -229,14 +225,10 @@ def test_stream_read_reads_every_byte(ops):
 
 
 @needs_kernels
-def test_stream_read_avx2_loop_when_forced():
-    code = ("from qwen3core_backends.cpu.build import load_kernels; load_kernels();"
-            "from tests.backends.test_cpu_linear import _check_stream_read; _check_stream_read()")
-    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=False, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_stream_read_avx2_loop_when_forced(run_forced_avx2):
+    run_forced_avx2("from qwen3core_backends.cpu.build import load_kernels; load_kernels();"
+                    "from tests.backends.test_cpu_linear import _check_stream_read;"
+                    "_check_stream_read()")
 
 
 # == the module ==================================================================================

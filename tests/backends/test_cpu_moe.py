@@ -9,9 +9,6 @@ stacks; expert parallelism; and deliberately wrong variants caught.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -211,7 +208,7 @@ def test_expert_parallelism_two_ranks():
                                      {**reference_names(), "moe": "cpu"}) > 0
 
 
-def test_avx2_kernels_when_forced():
+def test_avx2_kernels_when_forced(run_forced_avx2):
     """The AVX2 kernels (chosen once per process, so in a fresh one) give the eager block's
     numbers too."""
     code = textwrap.dedent("""
@@ -226,8 +223,4 @@ def test_avx2_kernels_when_forced():
             eager = _block("eager", spec, torch.bfloat16, scheme)
             assert torch.equal(ours(x), eager(x)), scheme
     """)
-    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_forced_avx2(code)

@@ -154,25 +154,17 @@ def _silu_mul_cases() -> list[torch.Tensor]:
     return cases
 
 
-def test_silu_mul_avx512_and_avx2_loops_agree_bit_for_bit(ops, tmp_path):
+def test_silu_mul_avx512_and_avx2_loops_agree_bit_for_bit(ops, tmp_path, run_forced_avx2):
     """Where the linear kernels chose AVX-512 SiLU-multiply runs 16 lanes at a time; forced to
     AVX2 (QWEN3CORE_CPU_ISA, in a fresh process, as the choice is made once) it runs the 8-lane
     loop. The two use the same operations, each rounded apart, so every output bit agrees."""
-    import os
-    import subprocess
-    import sys
-
     here = [ops.silu_mul(x) for x in _silu_mul_cases()]
     torch.save(here, tmp_path / "here.pt")
     code = ("import sys, torch; from qwen3core_backends.cpu.build import load_kernels, isa;"
             "load_kernels(); assert isa() == 'avx2';"
             "from tests.backends.test_cpu_pointwise import _silu_mul_cases as c;"
             "torch.save([torch.ops.qwen3core_cpu.silu_mul(x) for x in c()], sys.argv[1])")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "avx2.pt")],
-                          env={**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}, capture_output=True,
-                          text=True, check=False, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_forced_avx2(code, str(tmp_path / "avx2.pt"))
     for got, want in zip(here, torch.load(tmp_path / "avx2.pt"), strict=True):
         bits = torch.int16 if got.dtype == torch.bfloat16 else torch.int32
         assert torch.equal(got.view(bits), want.view(bits))

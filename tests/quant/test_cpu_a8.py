@@ -10,9 +10,6 @@ again with the AVX2 kernels forced.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
@@ -146,7 +143,7 @@ def _registry(name, cls):
     return get_registry([_WrongPlugin(name, cls)])
 
 
-def test_avx2_integer_kernels_when_forced():
+def test_avx2_integer_kernels_when_forced(run_forced_avx2):
     """The vpmaddubsw kernels on a machine that would pick VNNI (the choice is made once per
     process, so in a fresh one)."""
     code = ("from qwen3core_backends.cpu.build import a8_isa; assert a8_isa() == 'avx2';"
@@ -157,8 +154,4 @@ def test_avx2_integer_kernels_when_forced():
             "from tests.quant.test_cpu_quantized import SHORT;"
             "assert check_example(t.SPEC, SHORT, {'linear': 'cpu', 'moe': 'eager'},"
             " torch.float32, quantize='w4a8') > 0")
-    env = {**os.environ, "QWEN3CORE_CPU_ISA": "avx2"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_forced_avx2(code)
