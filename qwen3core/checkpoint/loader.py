@@ -64,15 +64,19 @@ def download(source: str, revision: str | None = None) -> Path:
     return folder
 
 
-def read_spec(source: str | Path, revision: str | None = None
-              ) -> tuple[Qwen3Spec, torch.dtype | None]:
-    """The spec and stored dtype of a checkpoint, from its config.json alone (for a hub id
-    only that file is fetched)."""
+def read_source_config(source: str | Path, revision: str | None = None) -> tuple[dict, str]:
+    """A checkpoint's config.json as a dict, and where it came from (for a hub id only that
+    file is fetched)."""
     parsed = parse_source(source, revision)
     if isinstance(parsed, LocalSource):
-        config, where = read_config(parsed.path), str(parsed.path)
-    else:
-        config, where = read_json(hub.fetch_config(parsed)), str(parsed)
+        return read_config(parsed.path), str(parsed.path)
+    return read_json(hub.fetch_config(parsed)), str(parsed)
+
+
+def read_spec(source: str | Path, revision: str | None = None
+              ) -> tuple[Qwen3Spec, torch.dtype | None]:
+    """The spec and stored dtype of a checkpoint, from its config.json alone."""
+    config, where = read_source_config(source, revision)
     return spec_from_config(config, where), stored_dtype(config, where)
 
 

@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qwen3core.bench.floor import measure_read_rate
     from qwen3core.bench.orchestrate import run_all
     from qwen3core.bench.report import (
         explanations,
@@ -102,8 +103,13 @@ def run(args: argparse.Namespace) -> int:
                batch_sizes=batch_sizes, repeats=args.repeats, threads=args.threads,
                tensor_parallel=args.tensor_parallel, quantize=args.quantize,
                quantize_head=args.quantize_head)
+    floor_here = device == "cpu" and args.tensor_parallel == 1
+    if floor_here and args.threads:
+        torch.set_num_threads(args.threads)  # the read rate on the threads the workers use
+    before = measure_read_rate() if floor_here else None
     results = run_all(base, combos, compare_transformers=args.compare_transformers)
     table = rows(results, batch_sizes)
+    floor, floor_meta = _read_floor(args, before, table) if floor_here else ([], None)
     runs = "one run each" if args.repeats == 1 else f"median of {args.repeats} runs (range)"
     quantized = f", qwen3core quantized {args.quantize}" if args.quantize else ""
     quantized += " (head too)" if args.quantize and args.quantize_head else ""
@@ -117,11 +123,14 @@ def run(args: argparse.Namespace) -> int:
     for line in explanations(results, args.dtype):
         print(f"  {line}")
     _print_ratios(table, batch_sizes)
+    for line in floor:
+        print(f"  {line}")
     meta = {"command": "qwen3 " + " ".join(sys.argv[1:]), "model": args.model,
             "dtype": args.dtype, "device": device, "prompt_len": args.prompt_len,
             "new_tokens": args.new_tokens, "repeats": args.repeats, "threads": args.threads,
             "machine": platform.machine(), "processor": _cpu_name(), "torch": torch.__version__,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "read_floor": floor_meta}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results, "table": table}, f, indent=2)
@@ -129,11 +138,39 @@ def run(args: argparse.Namespace) -> int:
         with open(args.markdown, "w") as f:
             f.write(f"`{meta['command']}` on {meta['processor']}, torch {meta['torch']}, "
                     f"{meta['date']}\n\n{format_table(table, batch_sizes, markdown=True)}\n")
+            if floor:
+                f.write("\n" + "".join(f"- {line}\n" for line in floor))
     if args.plot:
         where = meta["processor"] if device == "cpu" else device
         plot(table, batch_sizes, args.plot, title=f"{args.model}, {args.dtype}, {device} "
                                                   f"({where}), {meta['date'][:10]}")
     return 0 if all("error" not in r for r in results) else 1
+
+
+def _read_floor(args: argparse.Namespace, before, table: list[dict]
+                ) -> tuple[list[str], dict]:
+    """The read rate again after the combinations (the best of both counts), and each row's
+    batch-1 decode as a share of its floor (:mod:`qwen3core.bench.floor`): the lines to
+    print, and the numbers for the JSON (the rows of ``table`` get their share)."""
+    from qwen3core.bench.floor import (
+        ReadRate,
+        decode_bytes_per_token,
+        floor_lines,
+        measure_read_rate,
+    )
+
+    after = measure_read_rate()
+    rates = [r.bytes_per_s for r in (before, after) if r.bytes_per_s is not None]
+    rate = ReadRate(max(rates)) if rates else after
+    dtype = parse_dtype(args.dtype)
+    ours = decode_bytes_per_token(args.model, dtype, args.quantize, args.quantize_head,
+                                  args.prompt_len, args.new_tokens)
+    dense = (ours if not args.quantize else
+             decode_bytes_per_token(args.model, dtype, None, False, args.prompt_len,
+                                    args.new_tokens))
+    meta = {"read_bytes_per_s": rate.bytes_per_s, "why_not": rate.why_not,
+            "bytes_per_token": ours[0], "dense_bytes_per_token": dense[0]}
+    return floor_lines(rate, table, ours, dense), meta
 
 
 def _print_ratios(table: list[dict], batch_sizes: list[int]) -> None:

@@ -47,6 +47,21 @@ def test_bench_writes_json_markdown_and_plot(tmp_path, capsys, preset):
     assert "decode vs transformers" in printed
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert "| combination |" in (tmp_path / "r.md").read_text()
+    # The read floor measured around the combinations (qwen3core.bench.floor), where the cpu
+    # backend's read loop exists, and each row's batch-1 decode as a share of it.
+    floor = data["meta"]["read_floor"]
+    assert floor["bytes_per_token"] == floor["dense_bytes_per_token"] > 0
+    if floor["read_bytes_per_s"] is None:
+        assert f"read floor: not measured ({floor['why_not']})" in printed
+    else:
+        assert floor["read_bytes_per_s"] > 1e8
+        for row in data["table"]:
+            share = row["decode_b1_share_of_floor"]
+            assert share == pytest.approx(row["decode_b1_tok_s"] * floor["bytes_per_token"]
+                                          / floor["read_bytes_per_s"])
+            assert f"{row['combination']} decode b=1: {100 * share:.0f} % of its read floor" \
+                in printed
+        assert "read floor:" in (tmp_path / "r.md").read_text()
 
 
 def test_bench_rejects_bad_options(capsys):
