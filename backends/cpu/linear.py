@@ -20,6 +20,7 @@ matrix is held twice: dense for the embedding's lookups, packed for the head.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -354,7 +355,33 @@ class CpuLinear(Linear):
         tiles = self.current_tiles()
         if tiles is not None and kernel_takes(x, tiles, self.max_kernel_rows):
             return packed_linear(x, tiles, self.out_features)
-        return F.linear(x, self.weight)  # the parameter, or unpacked for this call only
+        dense = self._parameters.get("weight")
+        if dense is None:  # unpacked for this call only, into this thread's scratch
+            dense = unpack_weight(self.tiles, self.out_features, self.in_features,
+                                  into=_unpack_scratch(self.tiles))
+        return F.linear(x, dense)
+
+
+#: Weights up to this size are unpacked for a many-row product (prefill past the kernel's row
+#: limit) into one buffer per thread, kept between calls. A fresh tensor per call made glibc
+#: keep up to ~0.17 GiB of them resident after a batch-8 prefill of the 0.6B, a different
+#: amount each run (high-water mark 1.53-1.60 GiB after the load's 1.42); larger ones (an LM
+#: head's 0.3-1.2 GiB) are mapped and unmapped by glibc as they come and go.
+UNPACK_SCRATCH_MAX_BYTES = 32 * 2**20
+_scratch = threading.local()
+
+
+def _unpack_scratch(tiles: torch.Tensor) -> torch.Tensor | None:
+    """This thread's unpack buffer, grown to hold ``tiles``' weight (None for a weight above
+    :data:`UNPACK_SCRATCH_MAX_BYTES`, or while compiling: a traced graph must not capture it)."""
+    nbytes = tiles.numel() * tiles.element_size()
+    if nbytes > UNPACK_SCRATCH_MAX_BYTES or tiles.device.type != "cpu" or \
+            torch.compiler.is_compiling():
+        return None
+    held = getattr(_scratch, "buffer", None)
+    if held is None or held.numel() < nbytes:
+        held = _scratch.buffer = torch.empty(nbytes, dtype=torch.uint8)
+    return held
 
 
 class FusedCpuLinear:

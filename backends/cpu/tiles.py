@@ -41,10 +41,18 @@ def _rows_of(tiles: torch.Tensor) -> torch.Tensor:
     return tiles.transpose(1, 2)
 
 
-def unpack_weight(tiles: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
-    """:func:`pack_weight`'s inverse: the dense [out, in] weight, as a new contiguous tensor."""
+def unpack_weight(tiles: torch.Tensor, out_features: int, in_features: int,
+                  into: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`pack_weight`'s inverse: the dense [out, in] weight, as a new contiguous tensor,
+    or written into the start of ``into`` (a flat byte buffer at least that large) where the
+    shape needs no padding removed."""
     view = _rows_of(tiles)
-    rows = torch.empty(view.shape, dtype=view.dtype, device=view.device).copy_(view)  # transpose
+    nbytes = view.numel() * view.element_size()
+    if (into is not None and into.numel() >= nbytes and tiles.shape[0] * TILE == out_features
+            and view.shape[-1] * (2 if tiles.dtype == torch.bfloat16 else 1) == in_features):
+        rows = into[:nbytes].view(view.dtype).view(view.shape).copy_(view)
+    else:
+        rows = torch.empty(view.shape, dtype=view.dtype, device=view.device).copy_(view)
     rows = rows.view(tiles.shape[0] * TILE, -1)
     dense = rows.view(torch.bfloat16) if tiles.dtype == torch.bfloat16 else rows
     if dense.shape != (out_features, in_features):

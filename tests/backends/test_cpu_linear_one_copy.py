@@ -115,6 +115,27 @@ def test_a_prepared_layer_holds_only_its_tiles(dtype):
 
 
 @needs_kernels
+def test_many_rows_unpack_into_one_reused_buffer_and_stay_correct(monkeypatch):
+    """Past the kernel's row limit each weight is unpacked into this thread's scratch buffer
+    (no tensor per call for glibc to keep): two layers taking turns get their own products,
+    an earlier result is not overwritten by a later call, and a weight above the scratch's
+    size is unpacked on its own."""
+    a, dense_a = prepared(48, 40, torch.float32, seed=1)
+    b, dense_b = prepared(32, 40, torch.float32, seed=2)
+    many = torch.randn(a.max_kernel_rows + 1, 40, generator=gen(3))
+    first = a(many)
+    scratch = cpu_linear._scratch.buffer
+    second = b(many)
+    assert cpu_linear._scratch.buffer is scratch  # the same buffer, grown once
+    assert torch.equal(first, F.linear(many, dense_a)) and torch.equal(second, F.linear(many,
+                                                                                      dense_b))
+    assert torch.equal(a(many), first)
+    monkeypatch.setattr(cpu_linear, "UNPACK_SCRATCH_MAX_BYTES", 16)
+    assert cpu_linear._unpack_scratch(a.tiles) is None  # too large: a tensor of its own
+    assert torch.equal(a(many), first)
+
+
+@needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_load_state_dict_writes_the_tiles_in_place_and_checks_like_torch(dtype):
     layer, _ = prepared(32, 16, dtype)
