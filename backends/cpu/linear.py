@@ -6,15 +6,17 @@ tiles (see ``csrc/kernels.h``) that the kernel reads front to back, one cache li
 inputs, on all of torch's threads, and then lets go of the dense weight: **the tiles are the
 only copy**. Prefill (many rows) is compute-bound instead: it goes to ``F.linear`` where
 torch's GEMM is at least as fast (see :func:`kernel_row_limit`), on a dense weight unpacked
-from the tiles for that call and freed after it (one weight at a time, never the model).
+from the tiles for that call into a buffer each thread reuses (one weight at a time, never the
+model).
 
 ``weight`` still reads as the dense [out, in] weight (unpacked on each read, so it is a copy:
 write through ``load_state_dict`` or by assigning a new ``weight``, which the layer packs
 again). The state dict, ``load_state_dict`` (written into the tiles in place) and ``.to()``
-(unpacked, moved, packed again) see the dense weight as before. A dense weight that someone
-else still holds after the layer lets go of it (a head tied to the embedding) stays the
-layer's ``weight``; the tiles then follow it, repacked when it is replaced or written, and that
-matrix is held twice: dense for the embedding's lookups, packed for the head.
+(unpacked, moved, packed again) see the dense weight as before. A tied model's embedding reads
+its rows from the head's tiles (:meth:`CpuLinear.weight_rows`, ``qwen3core.tied_embedding``),
+so the tied matrix too is held once. A dense weight that someone else still holds after the
+layer lets go of it stays the layer's ``weight``; the tiles then follow it, repacked when it is
+replaced or written.
 """
 
 from __future__ import annotations
@@ -225,10 +227,11 @@ class CpuLinear(Linear):
 
     def _release_dense(self, pack: bool = False) -> None:
         """Drop the dense weight (packing it first with ``pack``; else the tiles hold it). It is
-        freed unless someone else holds it too (a tied head: the embedding), and then it stays
-        this layer's truth: keeping it costs nothing, keeps ``lm_head.weight is
-        embed_tokens.weight`` and the state dict's sharing, and the tiles follow it when it is
-        written. A large weight whose memory is the layer's alone is packed in place."""
+        freed unless someone else holds it too (a tied embedding the model did not hand to the
+        head, see ``qwen3core.tied_embedding``), and then it stays this layer's truth: keeping
+        it costs nothing and the tiles follow it when it is written. A large weight whose memory
+        is the layer's alone is packed in place; one mapped from a checkpoint, a block of rows
+        at a time with each block's file pages dropped."""
         dense = self._parameters.pop("weight")
         storage = dense.untyped_storage()  # keeps the memory, not the parameter, alive
         where = (dense.storage_offset(), tuple(dense.shape), dense.dtype)
