@@ -57,7 +57,7 @@ def _exact(q, k, v, mask, scale):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.bfloat16]),
-       batch=st.integers(1, 3), heads_kv=st.integers(1, 3), groups=st.integers(1, 6),
+       batch=st.integers(1, 3), heads_kv=st.integers(1, 3), groups=st.integers(1, 10),
        seq=st.integers(1, MAX_QUERY_TOKENS), keys=st.integers(1, 70),
        dim=st.sampled_from([4, 8, 13, 64]), spare=st.integers(0, 9))
 def test_matches_exact_attention(seed, dtype, batch, heads_kv, groups, seq, keys, dim, spare):
@@ -93,6 +93,14 @@ def _check_against_exact(seed: int, dtype: torch.dtype, groups: int, keys: int, 
     assert ((got.double() - want).abs() - bound).max().item() <= 0
 
 
+@pytest.mark.parametrize(("dtype", "groups"), [(torch.bfloat16, 8), (torch.float32, 10)])
+def test_many_query_heads_per_key_value_head(dtype, groups):
+    """Qwen3-32B and the MoE models put 8 query heads on each key/value head (one pass over the
+    keys for all of them), and more than 8 take a further pass; 300 keys make whole blocks of
+    keys and a remainder, some of them masked."""
+    _check_against_exact(11, dtype, groups, 300, 128)
+
+
 def test_avx2_loops_when_forced(run_forced_avx2):
     """The AVX2 loops on a machine that would pick AVX-512 (the choice follows the linear
     kernels', made once per process, so in a fresh one); on an AVX2 machine, the same loops."""
@@ -100,7 +108,8 @@ def test_avx2_loops_when_forced(run_forced_avx2):
             "from tests.backends.test_cpu_attention import _check_against_exact as c;"
             "[c(s, t, g, n, d) for s, (t, g, n, d) in enumerate([(torch.float32, 1, 9, 13),"
             " (torch.bfloat16, 2, 70, 64), (torch.bfloat16, 5, 33, 128),"
-            " (torch.float32, 3, 40, 24)])]")
+            " (torch.float32, 3, 40, 24), (torch.bfloat16, 8, 50, 128),"
+            " (torch.float32, 10, 19, 16)])]")
     run_forced_avx2(code)
 
 

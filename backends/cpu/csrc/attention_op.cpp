@@ -68,7 +68,8 @@ void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       1, kGrainWork / std::max<int64_t>(1, 2 * keys * d * groups));
   const bool wide = decode::wide_decode_loops();
   at::parallel_for(0, tasks, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<float> qf(groups * d), acc(groups * d), scores(std::min<int64_t>(groups, 4) * keys);
+    std::vector<float> qf(groups * d), acc(groups * d),
+        scores(std::min(groups, decode::kAttendGroupBlock) * keys);
     std::vector<int32_t> live(keys);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / (kv_heads * seq), hk = (r / seq) % kv_heads, s = r % seq;

@@ -31,7 +31,26 @@ struct Avx2V {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg set1(float x) { return _mm256_set1_ps(x); }
   static void storef(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
   static float hsum(reg v) { return decode::hsum(v); }
+  static float hmax(reg v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  }
+  // Four keys' 8-lane sums -> one register: [a a c c | b b d d] (two partial sums each).
+  static reg fold4(reg a, reg b, reg c, reg d) {
+    const reg ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20),
+                                 _mm256_permute2f128_ps(a, b, 0x31));
+    const reg cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20),
+                                 _mm256_permute2f128_ps(c, d, 0x31));
+    return _mm256_hadd_ps(ab, cd);
+  }
+  // Two fold4 results -> [p0.a, p0.c, p1.a, p1.c | p0.b, p0.d, p1.b, p1.d], whole sums: block
+  // key key_in_block(m, u) goes to fold4 number m as its u-th key.
+  static reg fold_block(const reg p[2]) { return _mm256_hadd_ps(p[0], p[1]); }
+  static constexpr int key_in_block(int m, int u) { return 2 * m + (u & 1) * 4 + (u >> 1); }
 };
 
 }  // namespace

@@ -37,7 +37,32 @@ struct Avx512V {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg set1(float x) { return _mm512_set1_ps(x); }
   static void storef(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
   static float hsum(reg v) { return _mm512_reduce_add_ps(v); }
+  static float hmax(reg v) { return _mm512_reduce_max_ps(v); }
+  // Four keys' 16-lane sums -> one register, key u's four partial sums in 128-bit lane u.
+  static reg fold4(reg a, reg b, reg c, reg d) {
+    return halves_of_pairs(pairs_of_halves(a, b), pairs_of_halves(c, d));
+  }
+  // Four fold4 results -> lane 4u + m is the whole sum of fold4 number m's key u; so block key
+  // 4u + m goes to fold4 number m as its u-th key.
+  static reg fold_block(const reg p[4]) {
+    const reg ab = _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x44), _mm512_shuffle_ps(p[0], p[1], 0xEE));
+    const reg cd = _mm512_add_ps(_mm512_shuffle_ps(p[2], p[3], 0x44), _mm512_shuffle_ps(p[2], p[3], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x88), _mm512_shuffle_ps(ab, cd, 0xDD));
+  }
+  static constexpr int key_in_block(int m, int u) { return 4 * u + m; }
+
+ private:
+  // 128-bit lanes [a0 + a2, a1 + a3, b0 + b2, b1 + b3]
+  static reg pairs_of_halves(reg a, reg b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  // 128-bit lanes [ab0 + ab1, ab2 + ab3, cd0 + cd1, cd2 + cd3]
+  static reg halves_of_pairs(reg ab, reg cd) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+  }
 };
 
 }  // namespace

@@ -55,9 +55,12 @@ bool wide_decode_loops();
 // Attention of `groups` query rows (float32, each `d` long, `q_stride` apart) sharing one key
 // and value head: keys `k + t * k_stride`, values `v + t * v_stride`, t < keys, skipped where
 // allowed[t * mask_stride] is 0. Scores in float32 times `scale`, a float32 softmax, the
-// weighted sum accumulated in float32. Scratch: `scores` holds min(groups, 4) * keys floats,
+// weighted sum accumulated in float32. Up to kAttendGroupBlock rows share each pass over the
+// keys and values (8: the query heads per key/value head of Qwen3-32B and 30B-A3B; more go in
+// further passes). Scratch: `scores` holds min(groups, kAttendGroupBlock) * keys floats,
 // `live` keys ints. Writes acc[g * d + i] already divided by the softmax total (zeros for a
 // row that may see no key).
+constexpr int64_t kAttendGroupBlock = 8;
 void attend_bf16(const float* q, int64_t q_stride, int64_t groups, const uint16_t* k,
                  int64_t k_stride, const uint16_t* v, int64_t v_stride, const uint8_t* allowed,
                  int64_t mask_stride, int64_t keys, int64_t d, float scale, float* scores,
