@@ -124,12 +124,13 @@ void pairs_of_rows(const float* q, int64_t q_stride, const T* k, int64_t k_strid
 // lane i is key i's score). One key/value head, 1024 keys in cache, one core: 6.1 -> 3.3 ns a
 // key for 2 query rows, 10.8 -> 6.3 for 4. Needs d to be a multiple of the lanes; the keys
 // after the last whole block go one at a time. Flattened: left to itself the compiler kept
-// rows_of_block a call for some G, and 4 rows then ran no faster than before (2 threads, 1024
-// keys cold: 147-157 us a call either way, against 122-133 inlined).
+// rows_of_block a separate call for some G, and in that build 4 rows ran level with the loop
+// before (2 threads, 1024 keys from memory: 147-157 us a call either way; flattened 139-151).
 template <typename V, int G, bool Bf16, typename T>
-[[gnu::flatten]] void scores_block(const float* q, int64_t q_stride, const T* k, int64_t k_stride,
-                  const int32_t* live, int64_t n, int64_t d, float scale, float* scores,
-                  int64_t score_stride, float* top) {
+[[gnu::flatten]] void scores_block(const float* q, int64_t q_stride, const T* k,
+                                   int64_t k_stride, const int32_t* live, int64_t n, int64_t d,
+                                   float scale, float* scores, int64_t score_stride,
+                                   float* top) {
   constexpr int L = V::lanes;
   for (int g = 0; g < G; ++g) top[g] = -__builtin_inff();
   int64_t j = 0;

@@ -48,8 +48,10 @@ struct Avx512V {
   // Four fold4 results -> lane 4u + m is the whole sum of fold4 number m's key u; so block key
   // 4u + m goes to fold4 number m as its u-th key.
   static reg fold_block(const reg p[4]) {
-    const reg ab = _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x44), _mm512_shuffle_ps(p[0], p[1], 0xEE));
-    const reg cd = _mm512_add_ps(_mm512_shuffle_ps(p[2], p[3], 0x44), _mm512_shuffle_ps(p[2], p[3], 0xEE));
+    const reg ab = _mm512_add_ps(_mm512_shuffle_ps(p[0], p[1], 0x44),
+                                 _mm512_shuffle_ps(p[0], p[1], 0xEE));
+    const reg cd = _mm512_add_ps(_mm512_shuffle_ps(p[2], p[3], 0x44),
+                                 _mm512_shuffle_ps(p[2], p[3], 0xEE));
     return _mm512_add_ps(_mm512_shuffle_ps(ab, cd, 0x88), _mm512_shuffle_ps(ab, cd, 0xDD));
   }
   static constexpr int key_in_block(int m, int u) { return 4 * u + m; }
