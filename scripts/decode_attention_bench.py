@@ -61,6 +61,12 @@ def main() -> None:
     parser.add_argument("--hot", action="store_true",
                         help="one layer's caches, in cache, instead of many from memory")
     args = parser.parse_args()
+    try:
+        group_counts = [int(g) for g in args.groups.split(",")]
+    except ValueError:
+        parser.error(f"--groups takes whole numbers separated by commas, got {args.groups!r}")
+    if min(group_counts) < 1 or args.keys < 1 or args.batch < 1:
+        parser.error("--groups, --keys and --batch must be at least 1")
     torch.set_num_threads(args.threads)
     load_kernels()
     dtype = getattr(torch, args.dtype)
@@ -69,7 +75,7 @@ def main() -> None:
           f"{KV_HEADS} key/value heads of {HEAD_DIM}, {args.threads} threads, "
           f"{'caches hot' if args.hot else 'caches cold'}; stream_read "
           f"{rate.bytes_per_s / 1e9:.1f} GB/s")
-    for groups in (int(g) for g in args.groups.split(",")):
+    for groups in group_counts:
         seconds = time_calls(args.batch, groups, args.keys, dtype, args.rounds, args.hot)
         nbytes = 2 * args.batch * KV_HEADS * args.keys * HEAD_DIM * dtype.itemsize
         print(f"  {groups} query heads per key/value head: {seconds * 1e6:7.1f} us a call, "
